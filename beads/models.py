@@ -1,0 +1,300 @@
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+
+from beads import ids
+from workspace.models import Repository, Workspace
+from workspace.states import Transitions
+
+MAX_ID_TRIES = 20
+
+
+class Bead(Transitions, models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open"
+        IN_PROGRESS = "in_progress", "in progress"
+        REVIEW = "review"
+        BLOCKED = "blocked"
+        DEFERRED = "deferred"
+        CLOSED = "closed"
+
+    class Type(models.TextChoices):
+        TASK = "task"
+        BUG = "bug"
+        FEATURE = "feature"
+        EPIC = "epic"
+        CHORE = "chore"
+
+    # People may close, reopen, defer and block only beads no session holds.
+    IDLE = [Status.OPEN, Status.BLOCKED, Status.DEFERRED]
+    HELD = [Status.IN_PROGRESS, Status.REVIEW]
+
+    id = models.CharField(primary_key=True, max_length=64, editable=False)
+    repository = models.ForeignKey(Repository, models.CASCADE, related_name="beads")
+    title = models.CharField(max_length=500)
+    description = models.TextField(blank=True)
+    design = models.TextField(blank=True)
+    acceptance_criteria = models.TextField(blank=True)
+    notes = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    priority = models.PositiveSmallIntegerField(
+        default=2, validators=[MaxValueValidator(4)], help_text="0 is the highest"
+    )
+    issue_type = models.CharField(max_length=20, choices=Type.choices, default=Type.TASK)
+    labels = models.JSONField(default=list, blank=True)
+    scope = models.JSONField(
+        default=list, blank=True, help_text="gitignore-style patterns of the paths it may change"
+    )
+    assignee = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_failure = models.TextField(blank=True, help_text="why the last attempt came back")
+    commit_sha = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["priority", "created_at"]
+        indexes = [
+            models.Index(fields=["repository", "status", "priority", "created_at"]),
+            models.Index(fields=["status", "priority", "created_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(priority__lte=4), name="priority_0_to_4"),
+        ]
+
+    def __str__(self):
+        return f"{self.id}: {self.title}"
+
+    def save(self, *args, **kwargs):
+        if self.id:
+            return super().save(*args, **kwargs)
+        self._save_with_new_id(*args, **kwargs)
+
+    def get_absolute_url(self):
+        return reverse("repository", args=[self.repository.slug]) + f"#{self.id}"
+
+    def _save_with_new_id(self, *args, **kwargs):
+        kwargs["force_insert"] = True
+        prefix = self.repository.bead_prefix
+        existing = Bead.objects.filter(repository__bead_prefix=prefix).count()
+        tries = ids.candidates(prefix, self.title, existing)
+        for _ in range(MAX_ID_TRIES):
+            self.id = next(tries)
+            try:
+                with transaction.atomic():
+                    return super().save(*args, **kwargs)
+            except IntegrityError:
+                if not Bead.objects.filter(pk=self.id).exists():
+                    raise  # not an ID clash: let the caller see the real error
+        self.id = ""
+        raise IntegrityError(f"no free bead ID for prefix {prefix!r} after {MAX_ID_TRIES} tries")
+
+    def clean(self):
+        if not isinstance(self.labels, list) or not all(isinstance(x, str) for x in self.labels):
+            raise ValidationError({"labels": "Give a list of strings."})
+        if not isinstance(self.scope, list) or not all(isinstance(x, str) for x in self.scope):
+            raise ValidationError({"scope": "Give a list of path patterns."})
+
+    # Transitions. Each returns True when this call made the move.
+
+    def start(self, assignee):
+        return self.transition(self.Status.IN_PROGRESS, self.Status.OPEN, assignee=assignee)
+
+    def submit(self):
+        return self.transition(self.Status.REVIEW, self.Status.IN_PROGRESS)
+
+    def land(self, commit_sha):
+        return self.transition(
+            self.Status.CLOSED,
+            self.Status.REVIEW,
+            commit_sha=commit_sha,
+            closed_at=timezone.now(),
+            close_reason="committed",
+        )
+
+    def send_back(self, reason):
+        """A held bead returns to the hook (released, lost, timed out, rejected)."""
+        return self.transition(
+            self.Status.OPEN,
+            self.HELD,
+            assignee="",
+            attempts=F("attempts") + 1,
+            last_failure=reason,
+        )
+
+    def close(self, reason="closed by hand"):
+        return self.transition(
+            self.Status.CLOSED, self.IDLE, closed_at=timezone.now(), close_reason=reason
+        )
+
+    def reopen(self):
+        return self.transition(
+            self.Status.OPEN,
+            [self.Status.CLOSED, self.Status.BLOCKED, self.Status.DEFERRED],
+            closed_at=None,
+            close_reason="",
+        )
+
+    def defer(self):
+        return self.transition(self.Status.DEFERRED, [self.Status.OPEN, self.Status.BLOCKED])
+
+    def block(self, reason=""):
+        return self.transition(
+            self.Status.BLOCKED, [self.Status.OPEN, self.Status.DEFERRED], last_failure=reason
+        )
+
+    def set_priority(self, priority):
+        return bool(Bead.objects.filter(pk=self.pk).update(priority=priority))
+
+    def blockers(self):
+        """Beads this one waits for through `blocks` dependencies."""
+        return Bead.objects.filter(dependents__issue=self, dependents__type=Dependency.Type.BLOCKS)
+
+
+class DependencyCycle(ValidationError):
+    pass
+
+
+class Dependency(models.Model):
+    class Type(models.TextChoices):
+        BLOCKS = "blocks"
+        PARENT_CHILD = "parent-child"
+        RELATED = "related"
+        DISCOVERED_FROM = "discovered-from"
+
+    issue = models.ForeignKey(Bead, models.CASCADE, related_name="dependencies")
+    depends_on = models.ForeignKey(Bead, models.CASCADE, related_name="dependents")
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.BLOCKS)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "dependencies"
+        constraints = [
+            models.UniqueConstraint(fields=["issue", "depends_on"], name="one_dependency_per_pair"),
+            models.CheckConstraint(
+                condition=~models.Q(issue=models.F("depends_on")), name="no_self_dependency"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.issue_id} {self.type} on {self.depends_on_id}"
+
+    def save(self, *args, **kwargs):
+        # The check and the insert happen under one lock, so two people adding
+        # the two halves of a cycle at once cannot both succeed.
+        with transaction.atomic():
+            if self.type == self.Type.BLOCKS:
+                lock_dependency_graph()
+                self.clean()
+            super().save(*args, **kwargs)
+
+    def clean(self):
+        if self.issue_id and self.issue_id == self.depends_on_id:
+            raise ValidationError("A bead cannot depend on itself.")
+        if self.type == self.Type.BLOCKS and self.issue_id and self.depends_on_id:
+            self.refuse_cycle()
+
+    def refuse_cycle(self):
+        """Raise DependencyCycle if `depends_on` already waits, through blocks, on `issue`."""
+        path = blocks_path(self.depends_on_id, self.issue_id)
+        if path:
+            chain = " → ".join([self.issue_id, *path])
+            raise DependencyCycle(f"This would make a cycle of blocking dependencies: {chain}.")
+
+
+def lock_dependency_graph():
+    # SQLite's IMMEDIATE transactions already serialize writers.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [0xBEAD])
+
+
+def blocks_path(start, goal):
+    """The chain of bead IDs from `start` to `goal` along blocks edges, or None."""
+    previous = {start: None}
+    frontier = [start]
+    while frontier:
+        edges = Dependency.objects.filter(
+            issue_id__in=frontier, type=Dependency.Type.BLOCKS
+        ).values_list("issue_id", "depends_on_id")
+        frontier = []
+        for issue_id, depends_on_id in edges:
+            if depends_on_id in previous:
+                continue
+            previous[depends_on_id] = issue_id
+            if depends_on_id == goal:
+                chain = [goal]
+                while previous[chain[-1]] is not None:
+                    chain.append(previous[chain[-1]])
+                return list(reversed(chain))
+            frontier.append(depends_on_id)
+    return None
+
+
+class Plan(Transitions, models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        ACTIVE = "active"
+        DONE = "done"
+
+    workspace = models.ForeignKey(Workspace, models.CASCADE, related_name="plans")
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    max_agents_per_wave = models.PositiveIntegerField(default=4)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+    def activate(self):
+        """Draft → active, refused if one of its beads is already in another active plan."""
+        taken = WaveBead.objects.filter(
+            bead__in=WaveBead.objects.filter(plan=self).values("bead"),
+            plan__status=self.Status.ACTIVE,
+        ).exclude(plan=self)
+        if taken.exists():
+            names = ", ".join(sorted(taken.values_list("bead_id", flat=True)))
+            raise ValidationError(f"Already in another active plan: {names}.")
+        return self.transition(self.Status.ACTIVE, self.Status.DRAFT)
+
+    def finish(self):
+        return self.transition(self.Status.DONE, self.Status.ACTIVE)
+
+
+class Wave(models.Model):
+    plan = models.ForeignKey(Plan, models.CASCADE, related_name="waves")
+    number = models.PositiveIntegerField()
+    beads = models.ManyToManyField(Bead, through="WaveBead", related_name="waves", blank=True)
+
+    class Meta:
+        ordering = ["plan", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "number"], name="one_wave_number_per_plan")
+        ]
+
+    def __str__(self):
+        return f"{self.plan} · wave {self.number}"
+
+
+class WaveBead(models.Model):
+    """A bead in a wave. The plan is repeated here so the database keeps a
+    bead to one wave per plan."""
+
+    wave = models.ForeignKey(Wave, models.CASCADE)
+    bead = models.ForeignKey(Bead, models.CASCADE)
+    plan = models.ForeignKey(Plan, models.CASCADE, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["plan", "bead"], name="one_wave_per_plan")]
+
+    def __str__(self):
+        return f"{self.bead_id} in {self.wave}"
+
+    def save(self, *args, **kwargs):
+        self.plan_id = self.wave.plan_id
+        super().save(*args, **kwargs)

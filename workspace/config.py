@@ -1,0 +1,124 @@
+"""Read Corral's configuration from the environment.
+
+Every reader raises ImproperlyConfigured with the variable's name in the
+message, so a bad value stops start-up with a line an operator can act on.
+"""
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+def bad(name, value, why):
+    return ImproperlyConfigured(f"{name}={value!r} is not valid: {why}")
+
+
+def env_bool(name, default=False):
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise bad(name, raw, "use 1/0, true/false, yes/no or on/off")
+
+
+def corral_home(default):
+    raw = os.environ.get("CORRAL_HOME") or str(default)
+    home = Path(raw).expanduser().resolve()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise bad("CORRAL_HOME", raw, f"cannot create the folder ({e.strerror})") from None
+    if not os.access(home, os.W_OK):
+        raise bad("CORRAL_HOME", raw, "the folder is not writable")
+    return home
+
+
+def database(home):
+    raw = os.environ.get("DATABASE_URL", "").strip()
+    if not raw:
+        return sqlite(home / "corral.sqlite3", test_name=home / "test.sqlite3")
+    try:
+        config = dj_database_url.parse(raw, conn_max_age=0)
+    except (ValueError, KeyError) as e:
+        raise bad("DATABASE_URL", raw, str(e) or "unknown scheme") from None
+    engine = config.get("ENGINE", "")
+    if engine.endswith("sqlite3"):
+        name = Path(config["NAME"])
+        return sqlite(name, test_name=name.with_name("test-" + name.name))
+    if not engine.endswith("postgresql"):
+        raise bad("DATABASE_URL", raw, "Corral supports postgres:// and sqlite:// URLs")
+    if not config.get("NAME"):
+        raise bad("DATABASE_URL", raw, "the URL names no database")
+    return config
+
+
+def sqlite(path, test_name):
+    # IMMEDIATE transactions take the write lock up front, so two writers
+    # queue on the busy timeout instead of failing on a lock upgrade; WAL lets
+    # readers go on while one writes. The test database is a file so that
+    # worker processes and the live server see the same data as the tests.
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        "TEST": {"NAME": str(test_name)},
+    }
+
+
+def redis_url(home):
+    """The Redis URL; unset means the embedded Redis that `manage.py up` starts."""
+    raw = os.environ.get("REDIS_URL", "").strip()
+    if not raw:
+        return f"unix://{home / 'redis.sock'}"
+    parsed = urlparse(raw)
+    if parsed.scheme not in REDIS_SCHEMES:
+        raise bad("REDIS_URL", raw, "use redis://host:port/db, rediss:// or unix:///path")
+    if parsed.scheme == "unix" and not parsed.path:
+        raise bad("REDIS_URL", raw, "a unix:// URL needs a socket path")
+    if parsed.scheme != "unix" and not parsed.hostname:
+        raise bad("REDIS_URL", raw, "the URL names no host")
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise bad("REDIS_URL", raw, "the port is not a number") from None
+    return raw
+
+
+def secret_key(home):
+    """SECRET_KEY from the environment, else one generated once and kept in CORRAL_HOME."""
+    raw = os.environ.get("SECRET_KEY")
+    if raw is not None:
+        if len(raw) < 32:
+            raise bad("SECRET_KEY", "…", "use at least 32 characters")
+        return raw
+    path = home / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def allowed_hosts():
+    raw = os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+    hosts = [h.strip() for h in raw.split(",") if h.strip()]
+    if not hosts:
+        raise bad("ALLOWED_HOSTS", raw, "name at least one host, or * for any")
+    if any(" " in h or "/" in h for h in hosts):
+        raise bad("ALLOWED_HOSTS", raw, "give host names separated by commas")
+    return hosts

@@ -1,0 +1,43 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from workspace.gitops import GitError
+from workspace.models import Repository, Workspace
+
+
+class Command(BaseCommand):
+    help = "Register a repository: clone it into Corral's canonical bare copy."
+
+    def add_arguments(self, parser):
+        parser.add_argument("source", help="a local path or a git URL")
+        parser.add_argument("--name", help="display name (default: the folder's name)")
+        parser.add_argument("--branch", help="branch to land on (default: the source's HEAD)")
+        parser.add_argument("--check-command", default="", help='e.g. "pytest -q"')
+        parser.add_argument("--review", choices=["auto", "human"], default="auto")
+        parser.add_argument("--prefix", default="", help="bead ID prefix (default: from the name)")
+        parser.add_argument("--max-agents", type=int, default=3)
+        parser.add_argument("--workspace", default="default", help="workspace slug")
+
+    def handle(self, *args, **opts):
+        workspace = Workspace.objects.filter(slug=opts["workspace"]).first()
+        if workspace is None and opts["workspace"] != "default":
+            raise CommandError(f"no workspace {opts['workspace']!r}")
+        try:
+            repo = Repository.register(
+                opts["source"],
+                workspace or Workspace.default(),
+                name=opts["name"],
+                branch=opts["branch"],
+                check_command=opts["check_command"],
+                review_mode=opts["review"],
+                bead_prefix=opts["prefix"],
+                max_agents=opts["max_agents"],
+            )
+        except GitError as e:
+            raise CommandError(str(e)) from None
+        except ValidationError as e:
+            raise CommandError("; ".join(e.messages)) from None
+        self.stdout.write(
+            f"Registered {repo.name} ({repo.slug}) on {repo.branch}, "
+            f"beads {repo.bead_prefix}-…, canonical copy {repo.canonical_path}"
+        )

@@ -1,0 +1,132 @@
+import shlex
+import shutil
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.text import slugify
+
+from workspace import gitops
+
+
+class Workspace(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+    @classmethod
+    def default(cls):
+        workspace, _ = cls.objects.get_or_create(slug="default", defaults={"name": "Default"})
+        return workspace
+
+
+def validate_check_command(value):
+    try:
+        shlex.split(value)
+    except ValueError as e:
+        raise ValidationError(f"Cannot parse the command: {e}.") from None
+
+
+class RepositoryQuerySet(models.QuerySet):
+    def with_bead_counts(self):
+        """Annotate `count_<status>` and `count_total` in the same single query."""
+        from beads.models import Bead
+
+        counts = {
+            f"count_{status}": Count("beads", filter=Q(beads__status=status))
+            for status in Bead.Status.values
+        }
+        return self.annotate(count_total=Count("beads"), **counts)
+
+
+class Repository(models.Model):
+    class Review(models.TextChoices):
+        AUTO = "auto", "automatic"
+        HUMAN = "human", "human review"
+
+    workspace = models.ForeignKey(Workspace, models.CASCADE, related_name="repositories")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    upstream = models.CharField(max_length=500, blank=True, help_text="URL or path it came from")
+    branch = models.CharField(max_length=200, default="main")
+    bead_prefix = models.SlugField(max_length=20, unique=True)
+    check_command = models.CharField(
+        max_length=1000,
+        blank=True,
+        validators=[validate_check_command],
+        help_text="Run as an argv (split like a shell would, never run by one).",
+    )
+    check_timeout_s = models.PositiveIntegerField(default=600)
+    review_mode = models.CharField(max_length=10, choices=Review.choices, default=Review.AUTO)
+    allow_unscoped = models.BooleanField(
+        default=False, help_text="Let beads with an empty scope change any path."
+    )
+    max_agents = models.PositiveIntegerField(default=3)
+    session_minutes = models.PositiveIntegerField(default=30)
+    push = models.BooleanField(default=False, help_text="Fast-forward the upstream after commits.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RepositoryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "repositories"
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("repository", args=[self.slug])
+
+    @property
+    def canonical_path(self):
+        return settings.REPOS_DIR / f"{self.slug}.git"
+
+    def check_argv(self):
+        return shlex.split(self.check_command)
+
+    @classmethod
+    def register(cls, source, workspace, name=None, branch=None, **fields):
+        """Clone `source` (a path or URL) into a canonical bare repository and record it."""
+        name = name or gitops.source_name(source)
+        slug = slugify(name)
+        if not slug:
+            raise gitops.GitError(f"cannot make a slug from the name {name!r}; give --name")
+        if cls.objects.filter(slug=slug).exists():
+            raise gitops.GitError(f"a repository named {slug!r} is already registered")
+        path = gitops.clone_bare(source, slug)
+        try:
+            branch = branch or gitops.default_branch(path) or "main"
+            if not gitops.has_branch(path, branch):
+                raise gitops.GitError(f"{source} has no branch {branch!r}")
+            with transaction.atomic():
+                repo = cls(workspace=workspace, name=name, slug=slug, branch=branch, **fields)
+                repo.upstream = repo.upstream or source
+                repo.bead_prefix = repo.bead_prefix or cls.free_prefix(name)
+                repo.full_clean()
+                repo.save()
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return repo
+
+    @classmethod
+    def free_prefix(cls, name):
+        base = cls.prefix_for(name)
+        prefix, n = base, 1
+        while cls.objects.filter(bead_prefix=prefix).exists():
+            n += 1
+            prefix = f"{base}{n}"
+        return prefix
+
+    @staticmethod
+    def prefix_for(name):
+        """A bead prefix from a name: lowercase letters and digits, like `bd`'s."""
+        prefix = "".join(ch for ch in slugify(name) if ch.isalnum())[:8]
+        return prefix or "bead"

@@ -18,6 +18,8 @@ def corral_dirs(settings, tmp_path):
     """Each test gets its own canonical-repository and session folders."""
     settings.REPOS_DIR = tmp_path / "repos"
     settings.SESSIONS_DIR = tmp_path / "sessions"
+    # PBKDF2's many rounds cost ~0.3 s per user or login; hashing is not under test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -149,7 +149,11 @@ class Bead(Transitions, models.Model):
         )
 
     def set_priority(self, priority):
-        return bool(Bead.objects.filter(pk=self.pk).update(priority=priority))
+        now = timezone.now()
+        won = bool(Bead.objects.filter(pk=self.pk).update(priority=priority, updated_at=now))
+        if won:
+            self.priority, self.updated_at = priority, now
+        return won
 
     def blockers(self):
         """Beads this one waits for through `blocks` dependencies."""
@@ -207,11 +211,22 @@ class Dependency(models.Model):
             raise DependencyCycle(f"This would make a cycle of blocking dependencies: {chain}.")
 
 
-def lock_dependency_graph():
-    # SQLite's IMMEDIATE transactions already serialize writers.
+def advisory_lock(key):
+    """Serialize a check-then-write with others of its kind, until the transaction ends.
+
+    SQLite's IMMEDIATE transactions already serialize all writers.
+    """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [0xBEAD])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def lock_dependency_graph():
+    advisory_lock(0xBEAD)
+
+
+def lock_plans():
+    advisory_lock(0x91A5)
 
 
 def blocks_path(start, goal):
@@ -253,14 +268,16 @@ class Plan(Transitions, models.Model):
 
     def activate(self):
         """Draft → active, refused if one of its beads is already in another active plan."""
-        taken = WaveBead.objects.filter(
-            bead__in=WaveBead.objects.filter(plan=self).values("bead"),
-            plan__status=self.Status.ACTIVE,
-        ).exclude(plan=self)
-        if taken.exists():
-            names = ", ".join(sorted(taken.values_list("bead_id", flat=True)))
-            raise ValidationError(f"Already in another active plan: {names}.")
-        return self.transition(self.Status.ACTIVE, self.Status.DRAFT)
+        with transaction.atomic():
+            lock_plans()  # two plans sharing a bead, activated at once: one is refused
+            taken = WaveBead.objects.filter(
+                bead__in=WaveBead.objects.filter(plan=self).values("bead"),
+                plan__status=self.Status.ACTIVE,
+            ).exclude(plan=self)
+            if taken.exists():
+                names = ", ".join(sorted(taken.values_list("bead_id", flat=True)))
+                raise ValidationError(f"Already in another active plan: {names}.")
+            return self.transition(self.Status.ACTIVE, self.Status.DRAFT)
 
     def finish(self):
         return self.transition(self.Status.DONE, self.Status.ACTIVE)
@@ -298,3 +315,12 @@ class WaveBead(models.Model):
     def save(self, *args, **kwargs):
         self.plan_id = self.wave.plan_id
         super().save(*args, **kwargs)
+
+    def clean(self):
+        self.plan_id = self.wave.plan_id
+        others = WaveBead.objects.filter(bead_id=self.bead_id).exclude(pk=self.pk)
+        if others.filter(plan_id=self.plan_id).exists():
+            raise ValidationError({"bead": "This bead is already in another wave of this plan."})
+        active = Plan.Status.ACTIVE
+        if self.wave.plan.status == active and others.filter(plan__status=active).exists():
+            raise ValidationError({"bead": "This bead is already in another active plan."})

@@ -1,0 +1,38 @@
+from django.contrib import admin
+
+from knowledge.models import Injection, Learning
+from workspace.admin import ReadOnlyAdmin, apply_moves
+
+
+@admin.register(Learning)
+class LearningAdmin(admin.ModelAdmin):
+    list_display = ["title", "workspace", "repository", "status", "uses", "helpful", "harmful"]
+    list_filter = ["status", "repository", "workspace"]
+    list_select_related = ["workspace", "repository"]
+    search_fields = ["title", "body"]
+    # Status moves only through the actions; the counters and sources are the workers'.
+    readonly_fields = [
+        "status",
+        "source_session",
+        "source_bead",
+        "uses",
+        "helpful",
+        "harmful",
+        "created_at",
+    ]
+    actions = ["approve", "retire"]
+
+    @admin.action(description="Approve")
+    def approve(self, request, queryset):
+        apply_moves(self, request, queryset, Learning.approve, "Approved")
+
+    @admin.action(description="Retire")
+    def retire(self, request, queryset):
+        apply_moves(self, request, queryset, Learning.retire, "Retired")
+
+
+@admin.register(Injection)
+class InjectionAdmin(ReadOnlyAdmin):
+    list_display = ["learning", "session", "rank", "chars"]
+    list_select_related = ["learning", "session__agent"]
+    search_fields = ["learning__title", "session__id"]

@@ -1,0 +1,78 @@
+from django.contrib import admin, messages
+from django.contrib.admin.utils import model_ngettext
+
+from workspace.models import Repository, Workspace
+
+
+def apply_moves(modeladmin, request, queryset, move, done):
+    """Call `move(obj)` on each selected row and report how many moved and how many were refused.
+
+    `move` is a model transition: a conditional update returning True when it won.
+    """
+    objs = list(queryset)
+    moved = sum(1 for obj in objs if move(obj))
+    skipped = len(objs) - moved
+    if moved:
+        noun = model_ngettext(queryset, moved)
+        modeladmin.message_user(request, f"{done} {moved} {noun}.", messages.SUCCESS)
+    if skipped:
+        noun = model_ngettext(queryset, skipped)
+        modeladmin.message_user(
+            request,
+            f"Skipped {skipped} {noun} whose status does not allow this.",
+            messages.WARNING,
+        )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by Corral's workers: people look, and may delete, but never edit."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Repository)
+class RepositoryAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "branch", "review_mode", "max_agents", "active"]
+    list_filter = ["workspace", "review_mode", "active"]
+    search_fields = ["name", "slug", "upstream"]
+    readonly_fields = ["slug", "bead_prefix", "upstream", "canonical_path", "created_at"]
+    fields = [
+        "workspace",
+        "name",
+        "slug",
+        "bead_prefix",
+        "upstream",
+        "canonical_path",
+        "branch",
+        "check_command",
+        "check_timeout_s",
+        "review_mode",
+        "allow_unscoped",
+        "max_agents",
+        "session_minutes",
+        "push",
+        "active",
+        "created_at",
+    ]
+
+    # Registering clones the repository into its canonical bare copy, which a
+    # form cannot do: `manage.py addrepo` does it.
+    def has_add_permission(self, request):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            "subtitle": "Add a repository with: manage.py addrepo <path-or-url> (it clones it).",
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context)

@@ -1,0 +1,221 @@
+"""`manage.py up` with real processes: an embedded Redis, gunicorn and an RQ worker.
+
+Each test runs `up` in its own CORRAL_HOME with SQLite and (except the last)
+no REDIS_URL, so the embedded Redis is what gets tested. No test database is
+used: `up` migrates its own.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.cookiejar import CookieJar
+from pathlib import Path
+from urllib.parse import urlencode, urljoin
+from urllib.request import HTTPCookieProcessor, Request, build_opener
+
+import pytest
+import redis
+from rq import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = ("corral-admin", "a long test password 42")
+START_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 40  # up's own grace is 10 s per stage
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def group_members(pgid):
+    """Live (non-zombie) processes in a process group, read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        state, _ppid, pgrp = text.rpartition(")")[2].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+class Up:
+    """A running `manage.py up`, its output (stdout and stderr) collected line by line."""
+
+    UNSET = ("REDIS_URL", "DATABASE_URL", "CORRAL_ADMIN_USER", "CORRAL_ADMIN_PASSWORD")
+
+    def __init__(self, home, *args, env=None, admin=ADMIN):
+        full_env = {k: v for k, v in os.environ.items() if k not in self.UNSET}
+        full_env.update(CORRAL_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
+        if admin:
+            full_env.update(CORRAL_ADMIN_USER=admin[0], CORRAL_ADMIN_PASSWORD=admin[1])
+        self.home = home
+        self.lines = []
+        self.changed = threading.Condition()
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "up", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.changed:
+                self.lines.append(line.rstrip("\n"))
+                self.changed.notify_all()
+
+    @property
+    def output(self):
+        with self.changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern, timeout=START_TIMEOUT_S):
+        """The first match of pattern in a line of output; fails on timeout or exit."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            seen = 0
+            while True:
+                for line in self.lines[seen:]:
+                    if m := regex.search(line):
+                        return m
+                seen = len(self.lines)
+                if self.proc.poll() is not None and not self.changed.wait(0.5):
+                    pytest.fail(
+                        f"up exited ({self.proc.returncode}) before {pattern!r}:\n{self.output}"
+                    )
+                if time.monotonic() > deadline:
+                    pytest.fail(f"no {pattern!r} within {timeout} s:\n{self.output}")
+                self.changed.wait(0.2)
+
+    def children(self):
+        """{name: pid} from the `started <name> (pid N)` lines."""
+        return {
+            m[1]: int(m[2])
+            for m in re.finditer(r"^started (\S+) \(pid (\d+)\)$", self.output, re.M)
+        }
+
+    def wait(self, timeout=STOP_TIMEOUT_S):
+        """up's exit code, once it has exited and all its output is read."""
+        code = self.proc.wait(timeout)
+        self.reader.join(timeout)
+        return code
+
+    def assert_no_children_left(self):
+        left = {name: group_members(pid) for name, pid in self.children().items()}
+        assert not any(left.values()), f"processes left: {left}\n{self.output}"
+
+    def cleanup(self):
+        """Stop up and everything it started, even after a failed test."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        for pid in self.children().values():
+            if group_members(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def start_up(tmp_path):
+    started = []
+
+    def start(*args, env=None, admin=ADMIN):
+        up = Up(tmp_path / "home", *args, env=env, admin=admin)
+        started.append(up)
+        return up
+
+    yield start
+    for up in started:
+        up.cleanup()
+
+
+def open_url(opener, url, data=None):
+    body = urlencode(data).encode() if data is not None else None
+    with opener.open(Request(url, data=body), timeout=30) as response:
+        return response.status, response.url, response.read().decode()
+
+
+def test_up_runs_web_and_worker_and_stops_cleanly_on_ctrl_c(start_up):
+    up = start_up("--port", str(free_port()), "--no-demo")
+    url = up.wait_for(r"Corral is running at (http://\S+)")[1]
+    assert f"created superuser {ADMIN[0]}" in up.output.splitlines()
+    opener = build_opener(HTTPCookieProcessor(CookieJar()))
+
+    status, _, page = open_url(opener, urljoin(url, "login/"))
+    assert status == 200
+    htmx = re.search(r'<script[^>]+src="([^"]*htmx[^"]*\.js)"', page)
+    assert htmx, page
+    status, _, script = open_url(opener, urljoin(url, htmx[1]))
+    assert status == 200 and "htmx" in script
+
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    login = {"csrfmiddlewaretoken": token, "username": ADMIN[0], "password": ADMIN[1]}
+    status, landed, page = open_url(opener, urljoin(url, "login/"), login)
+    assert (status, landed) == (200, url)
+    assert "<h1>Default</h1>" in page and f"Log out {ADMIN[0]}" in page
+
+    connection = redis.Redis(unix_socket_path=str(up.home / "redis.sock"))
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (workers := Worker.all(connection=connection)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [w.pid for w in workers] == [up.children()["worker"]]
+    assert set(workers[0].queue_names()) == {"sessions", "default"}
+    connection.close()
+
+    assert set(up.children()) == {"redis", "web", "worker"}
+    os.kill(up.proc.pid, signal.SIGINT)
+    assert up.wait() == 0, up.output
+    up.assert_no_children_left()
+    assert not (up.home / "redis.sock").exists()  # Redis shut down, not killed
+
+
+def test_up_stops_everything_when_a_child_dies(start_up):
+    up = start_up("--port", str(free_port()), "--no-demo")
+    up.wait_for(r"Corral is running at ")
+    os.kill(up.children()["worker"], signal.SIGKILL)
+    up.wait_for(r"^worker exited with code -9\b")
+    assert up.wait() != 0
+    up.assert_no_children_left()
+
+
+def test_up_names_redis_url_when_it_is_unreachable(start_up):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    up = start_up("--port", str(free_port()), "--no-demo", env={"REDIS_URL": url})
+    assert up.wait(START_TIMEOUT_S) != 0
+    lines = up.output.splitlines()
+    assert "REDIS_URL" in lines[-1] and url in lines[-1], up.output
+    assert sum("REDIS_URL" in line for line in lines) == 1, up.output
+    assert "Traceback" not in up.output and not up.children()
+
+
+def test_up_generates_an_admin_password_once(start_up):
+    # An unreachable REDIS_URL stops `up` right after it has prepared the database.
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    first = start_up("--no-demo", env=env, admin=None)
+    assert first.wait(START_TIMEOUT_S) != 0
+    created = re.findall(r"created superuser admin with password (\S+)", first.output)
+    assert len(created) == 1 and len(created[0]) >= 12, first.output
+
+    again = start_up("--no-demo", env=env, admin=None)
+    assert again.wait(START_TIMEOUT_S) != 0
+    assert "superuser" not in again.output and created[0] not in again.output

@@ -11,6 +11,10 @@ from django.db import connections
 
 
 def _child(barrier, queue, index, func, args):
+    # A connection inherited from the parent shares its socket: drop it
+    # unclosed (closing would end the parent's session) and open a new one.
+    for conn in connections.all():
+        conn.connection = None
     try:
         barrier.wait(timeout=60)
         result = func(*args)

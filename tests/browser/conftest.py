@@ -28,7 +28,10 @@ USERNAME = "browser-user"
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(scope="session")
+# Module scope: while Playwright's sync API is open, an event loop counts as
+# running in the main thread, which changes how Django keeps connections.
+# Closing it after each module keeps that out of the tests that follow.
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(

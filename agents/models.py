@@ -4,7 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -83,6 +83,10 @@ class Agent(models.Model):
         return token
 
 
+class StateError(Exception):
+    """A move its row's current status does not allow."""
+
+
 class Session(Transitions, models.Model):
     class Status(models.TextChoices):
         CLAIMED = "claimed"
@@ -159,6 +163,27 @@ class Session(Transitions, models.Model):
             raise ValueError(f"{status} is not an ending")
         return self.transition(status, self.LIVE, error=error, ended_at=timezone.now())
 
+    def fail_submission(self, reason):
+        """Its submission was refused: the session failed after all."""
+        return self.transition(self.Status.FAILED, self.Status.SUBMITTED, error=reason)
+
+    def hand_in(self, patch, summary=""):
+        """Submit the session's patch: the session, its bead and a new Submission
+        move together, and the lead gets the submission once this commits."""
+        from agents import patches, queues
+
+        files = sorted({p for change in patches.parse(patch) for p in change.paths})
+        with transaction.atomic():
+            if not self.submit(patch, files, summary):
+                raise StateError(f"session {self.pk} is {self.status}, not live")
+            if not self.bead.submit():
+                raise StateError(f"bead {self.bead_id} is {self.bead.status}, not in progress")
+            submission = Submission.objects.create(
+                session=self, repository=self.bead.repository, bead=self.bead
+            )
+            queues.enqueue_submission(submission)
+        return submission
+
     def extend_lease(self, until):
         return bool(
             Session.objects.filter(pk=self.pk, status__in=self.LIVE).update(lease_expires_at=until)
@@ -203,7 +228,10 @@ class Submission(Transitions, models.Model):
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    push_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["queued_at"]
@@ -213,7 +241,11 @@ class Submission(Transitions, models.Model):
         return f"submission for {self.bead_id} ({self.get_status_display()})"
 
     def start_checking(self):
-        return self.transition(self.Status.CHECKING, [self.Status.QUEUED, self.Status.APPROVED])
+        return self.transition(
+            self.Status.CHECKING,
+            [self.Status.QUEUED, self.Status.APPROVED],
+            started_at=timezone.now(),
+        )
 
     def await_review(self):
         return self.transition(self.Status.AWAITING_REVIEW, self.Status.CHECKING)
@@ -268,7 +300,7 @@ class GateResult(models.Model):
 
     submission = models.ForeignKey(Submission, models.CASCADE, related_name="gate_results")
     gate = models.CharField(max_length=10, choices=Gate.choices)
-    passed = models.BooleanField()
+    passed = models.BooleanField(null=True, help_text="empty: still waiting (a review)")
     detail = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -277,4 +309,8 @@ class GateResult(models.Model):
         ordering = ["submission", "created_at", "id"]
 
     def __str__(self):
-        return f"{self.gate}: {'pass' if self.passed else 'fail'}"
+        return f"{self.gate}: {self.outcome}"
+
+    @property
+    def outcome(self):
+        return {True: "pass", False: "fail", None: "waiting"}[self.passed]

@@ -1,3 +1,4 @@
+import pathspec
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import IntegrityError, connection, models, transaction
@@ -10,6 +11,7 @@ from workspace.models import Repository, Workspace
 from workspace.states import Transitions
 
 MAX_ID_TRIES = 20
+MAX_ATTEMPTS = 3  # failed attempts before a bead is blocked for a person to look at
 
 
 class Bead(Transitions, models.Model):
@@ -127,6 +129,25 @@ class Bead(Transitions, models.Model):
             last_failure=reason,
         )
 
+    def fail_attempt(self, reason):
+        """Back to the hook after a failed attempt; blocked once attempts run out."""
+        if not self.send_back(reason):
+            return False
+        if self.attempts >= MAX_ATTEMPTS:
+            self.block(f"Blocked after {self.attempts} failed attempts. Last: {reason}")
+        return True
+
+    def revert_landed(self, revert_sha):
+        """Its commit was reverted: the bead is open again."""
+        return self.transition(
+            self.Status.OPEN,
+            self.Status.CLOSED,
+            commit_sha="",
+            closed_at=None,
+            close_reason="",
+            last_failure=f"Its commit was reverted by {revert_sha[:12]}.",
+        )
+
     def close(self, reason="closed by hand"):
         return self.transition(
             self.Status.CLOSED, self.IDLE, closed_at=timezone.now(), close_reason=reason
@@ -154,6 +175,11 @@ class Bead(Transitions, models.Model):
         if won:
             self.priority, self.updated_at = priority, now
         return won
+
+    def paths_outside_scope(self, paths):
+        """The paths its scope does not allow (gitignore-style patterns)."""
+        spec = pathspec.GitIgnoreSpec.from_lines(self.scope)
+        return [p for p in paths if not spec.match_file(p)]
 
     def blockers(self):
         """Beads this one waits for through `blocks` dependencies."""

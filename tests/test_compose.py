@@ -56,7 +56,7 @@ def check_command(argv):
 
 
 def test_every_service_has_an_image_or_a_build(services):
-    assert {"postgres", "redis", "web", "worker"} <= set(services)
+    assert {"postgres", "redis", "web", "worker", "lead"} <= set(services)
     for name, service in services.items():
         assert "image" in service or "build" in service, name
     assert services["postgres"]["image"].startswith("postgres:16")

@@ -1,4 +1,4 @@
-"""`manage.py up` with real processes: an embedded Redis, gunicorn and an RQ worker.
+"""`manage.py up` with real processes: an embedded Redis, gunicorn, an RQ worker, the leads.
 
 Each test runs `up` in its own CORRAL_HOME with SQLite and (except the last)
 no REDIS_URL, so the embedded Redis is what gets tested. No test database is
@@ -10,11 +10,8 @@ import re
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from http.cookiejar import CookieJar
-from pathlib import Path
 from urllib.parse import urlencode, urljoin
 from urllib.request import HTTPCookieProcessor, Request, build_opener
 
@@ -22,7 +19,8 @@ import pytest
 import redis
 from rq import Worker
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.procs import Running, group_members
+
 ADMIN = ("corral-admin", "a long test password 42")
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 40  # up's own grace is 10 s per stage
@@ -34,75 +32,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def group_members(pgid):
-    """Live (non-zombie) processes in a process group, read from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        state, _ppid, pgrp = text.rpartition(")")[2].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
-class Up:
+class Up(Running):
     """A running `manage.py up`, its output (stdout and stderr) collected line by line."""
 
     UNSET = ("REDIS_URL", "DATABASE_URL", "CORRAL_ADMIN_USER", "CORRAL_ADMIN_PASSWORD")
 
     def __init__(self, home, *args, env=None, admin=ADMIN):
         full_env = {k: v for k, v in os.environ.items() if k not in self.UNSET}
-        full_env.update(CORRAL_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
+        full_env.update(CORRAL_HOME=str(home), **(env or {}))
         if admin:
             full_env.update(CORRAL_ADMIN_USER=admin[0], CORRAL_ADMIN_PASSWORD=admin[1])
         self.home = home
-        self.lines = []
-        self.changed = threading.Condition()
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "up", *args],
-            cwd=ROOT,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self.changed:
-                self.lines.append(line.rstrip("\n"))
-                self.changed.notify_all()
-
-    @property
-    def output(self):
-        with self.changed:
-            return "\n".join(self.lines)
-
-    def wait_for(self, pattern, timeout=START_TIMEOUT_S):
-        """The first match of pattern in a line of output; fails on timeout or exit."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            seen = 0
-            while True:
-                for line in self.lines[seen:]:
-                    if m := regex.search(line):
-                        return m
-                seen = len(self.lines)
-                if self.proc.poll() is not None and not self.changed.wait(0.5):
-                    pytest.fail(
-                        f"up exited ({self.proc.returncode}) before {pattern!r}:\n{self.output}"
-                    )
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no {pattern!r} within {timeout} s:\n{self.output}")
-                self.changed.wait(0.2)
+        super().__init__(["manage.py", "up", *args], full_env, start_timeout=START_TIMEOUT_S)
 
     def children(self):
         """{name: pid} from the `started <name> (pid N)` lines."""
@@ -112,10 +53,7 @@ class Up:
         }
 
     def wait(self, timeout=STOP_TIMEOUT_S):
-        """up's exit code, once it has exited and all its output is read."""
-        code = self.proc.wait(timeout)
-        self.reader.join(timeout)
-        return code
+        return super().wait(timeout)
 
     def assert_no_children_left(self):
         left = {name: group_members(pid) for name, pid in self.children().items()}
@@ -182,7 +120,7 @@ def test_up_runs_web_and_worker_and_stops_cleanly_on_ctrl_c(start_up):
     assert set(workers[0].queue_names()) == {"sessions", "default"}
     connection.close()
 
-    assert set(up.children()) == {"redis", "web", "worker"}
+    assert set(up.children()) == {"redis", "web", "worker", "lead"}
     os.kill(up.proc.pid, signal.SIGINT)
     assert up.wait() == 0, up.output
     up.assert_no_children_left()

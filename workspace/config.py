@@ -33,6 +33,19 @@ def env_bool(name, default=False):
     raise bad(name, raw, "use 1/0, true/false, yes/no or on/off")
 
 
+def env_int(name, default, minimum=1):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad(name, raw, "use a whole number") from None
+    if value < minimum:
+        raise bad(name, raw, f"use a number of at least {minimum}")
+    return value
+
+
 def corral_home(default):
     raw = os.environ.get("CORRAL_HOME") or str(default)
     home = Path(raw).expanduser().resolve()

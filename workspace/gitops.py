@@ -1,8 +1,15 @@
 """Every git operation Corral performs. Commands are argv lists, never shell strings."""
 
+import os
+import subprocess
+import tempfile
 from pathlib import Path
 
-import git
+# Without git on PATH, GitPython would fail at import with a long traceback;
+# quiet lets the first git call fail with a message we can show.
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+import git  # noqa: E402
 from django.conf import settings
 
 
@@ -82,3 +89,156 @@ def recent_commits(path, branch, limit=20):
 def last_line(text):
     lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1].removeprefix("stderr: ").strip("'") if lines else "git failed"
+
+
+# The lead's plumbing. Nothing here touches a working tree or a shared index:
+# each call that needs an index gets a private one (GIT_INDEX_FILE).
+
+LEAD_IDENTITY = ("Corral lead", "lead@corral.invalid")
+
+
+class PatchDoesNotApply(GitError):
+    pass
+
+
+class MergeConflict(GitError):
+    def __init__(self, paths):
+        self.paths = paths
+        super().__init__("conflict in " + ", ".join(paths) if paths else "conflict")
+
+
+def git_call(path, *args, stdin=None, env=None, timeout=120):
+    """Run git on the repository at `path`; return the CompletedProcess (text)."""
+    full_env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_DIR=str(path), **(env or {}))
+    done = subprocess.run(
+        ["git", *args],
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
+        env=full_env,
+        capture_output=True,
+        timeout=timeout,
+    )
+    done.stdout = done.stdout.decode(errors="replace").strip()
+    done.stderr = done.stderr.decode(errors="replace")
+    return done
+
+
+def git_run(path, *args, **kwargs):
+    """Run git on the repository at `path`; return stdout, or raise GitError."""
+    done = git_call(path, *args, **kwargs)
+    if done.returncode != 0:
+        raise GitError(f"git {args[0]}: {last_line(done.stderr)}")
+    return done.stdout
+
+
+class PrivateIndex:
+    """A throwaway index file: `with PrivateIndex(path) as idx: idx.git(...)`."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="corral-index-")
+        self.env = {"GIT_INDEX_FILE": os.path.join(self.tmp.name, "index")}
+        return self
+
+    def __exit__(self, *exc):
+        self.tmp.cleanup()
+
+    def git(self, *args, **kwargs):
+        return git_run(self.path, *args, env=self.env, **kwargs)
+
+    def tree_with_patch(self, tree, patch):
+        """The tree `tree` with `patch` applied, or PatchDoesNotApply."""
+        self.git("read-tree", tree)
+        try:
+            self.git("apply", "--cached", "--binary", "-", stdin=patch)
+        except GitError as e:
+            raise PatchDoesNotApply(str(e).removeprefix("git apply: ")) from None
+        return self.git("write-tree")
+
+
+def apply_patch(path, base_sha, head_sha, patch):
+    """The tree of `head_sha` plus the patch made against `base_sha`.
+
+    Straight onto head when it applies there (head is base, or the patch's
+    context is untouched); otherwise a three-way merge with base as the
+    merge base. Raises PatchDoesNotApply or MergeConflict.
+    """
+    with PrivateIndex(path) as idx:
+        try:
+            return idx.tree_with_patch(head_sha, patch)
+        except PatchDoesNotApply:
+            if head_sha == base_sha:
+                raise
+        patched = commit_tree(path, idx.tree_with_patch(base_sha, patch), base_sha, "patch")
+    return merge_trees(path, head_sha, patched)
+
+
+def merge_trees(path, ours, theirs):
+    """Three-way merge of two commits (merge base found by git); the tree, or MergeConflict."""
+    done = git_call(path, "merge-tree", "--write-tree", "--name-only", ours, theirs)
+    if done.returncode == 1:  # the tree line, the conflicted paths, a blank line, messages
+        paths = done.stdout.split("\n\n")[0].splitlines()[1:]
+        raise MergeConflict(sorted(set(paths)))
+    if done.returncode != 0:
+        raise GitError(f"git merge-tree: {last_line(done.stderr)}")
+    return done.stdout.splitlines()[0]
+
+
+def commit_tree(path, tree, parent, message, author=LEAD_IDENTITY, committer=LEAD_IDENTITY):
+    env = {
+        "GIT_AUTHOR_NAME": author[0],
+        "GIT_AUTHOR_EMAIL": author[1],
+        "GIT_COMMITTER_NAME": committer[0],
+        "GIT_COMMITTER_EMAIL": committer[1],
+    }
+    return git_run(path, "commit-tree", tree, "-p", parent, "-F", "-", stdin=message, env=env)
+
+
+def update_branch(path, branch, new, old):
+    """Compare-and-swap the branch from `old` to `new`; False if it had moved."""
+    return git_call(path, "update-ref", f"refs/heads/{branch}", new, old).returncode == 0
+
+
+def commit_with_trailer(path, branch, since, trailer):
+    """The newest commit in since..branch whose message carries `trailer`, or None."""
+    out = git_run(
+        path, "log", "--format=%H", "-F", f"--grep={trailer}", f"{since}..refs/heads/{branch}"
+    )
+    return out.splitlines()[0] if out else None
+
+
+def checkout(path, tree, dest):
+    """Write the files of `tree` into the folder `dest` (a scratch checkout)."""
+    with PrivateIndex(path) as idx:
+        idx.git("read-tree", tree)
+        git_run(path, "--work-tree", str(dest), "checkout-index", "-a", env=idx.env)
+
+
+def parent_of(path, sha):
+    return git_run(path, "rev-parse", f"{sha}^")
+
+
+def tree_of(path, sha):
+    return git_run(path, "rev-parse", f"{sha}^{{tree}}")
+
+
+def push(path, upstream, branch):
+    """Fast-forward `branch` on the upstream; never forced. Raises GitError."""
+    ref = f"refs/heads/{branch}"
+    git_run(path, "push", "--porcelain", upstream, f"{ref}:{ref}", timeout=300)
+
+
+def log_with_trailers(path, branch, limit=20):
+    """Newest commits on `branch`: dicts of sha, subject, author, date and their Bead trailer."""
+    fmt = "%H%x1f%s%x1f%an%x1f%cI%x1f%(trailers:key=Bead,valueonly,separator=%x2c)%x1e"
+    try:
+        out = git_run(path, "log", f"-n{limit}", f"--format={fmt}", f"refs/heads/{branch}")
+    except GitError:
+        return []
+    keys = ("sha", "subject", "author", "date", "bead")
+    return [
+        dict(zip(keys, rec.strip().split("\x1f"), strict=False))
+        for rec in out.split("\x1e")
+        if rec.strip()
+    ]

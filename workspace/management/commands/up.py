@@ -257,7 +257,7 @@ def embedded_redis(home):
 
 def app_children(host, port, env):
     """The children that need Redis and the database; a new one joins this list."""
-    return [web(host, port, env), worker(env)]
+    return [web(host, port, env), worker(env), lead_supervisor(env)]
 
 
 def web(host, port, env):
@@ -274,6 +274,11 @@ def worker(env):
     return Child("worker", argv, cwd=settings.BASE_DIR, env=env)
 
 
+def lead_supervisor(env):
+    argv = [sys.executable, "manage.py", "lead"]
+    return Child("lead", argv, cwd=settings.BASE_DIR, env=env)
+
+
 def child_env(redis_url):
     env = dict(os.environ)
     env.update(
@@ -286,7 +291,7 @@ def child_env(redis_url):
 
 
 class Command(BaseCommand):
-    help = "Run everything Corral needs on one machine: Redis, the web server and a worker."
+    help = "Run everything Corral needs on one machine: Redis, the web server, a worker, the leads."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000, help="web port (default 8000)")

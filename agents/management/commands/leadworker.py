@@ -1,0 +1,34 @@
+import os
+import socket
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+from rq import SimpleWorker
+
+from agents import queues
+from workspace.models import Repository
+
+
+class Command(BaseCommand):
+    help = "Run the lead worker of one repository (`manage.py lead` starts these)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug", help="the repository's slug")
+        parser.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+
+    def handle(self, *args, slug, burst, **opts):
+        repo = Repository.objects.filter(slug=slug).first()
+        if repo is None:
+            raise CommandError(f"no repository {slug!r}")
+        requeued = queues.requeue_in_flight(repo)
+        if requeued:
+            self.stdout.write(f"{requeued} submission(s) in flight for {repo.slug}: queued again")
+        connections.close_all()
+        # Jobs run in this process, not a forked one: a lead's jobs are short
+        # git plumbing, and the fork would cost more than the work.
+        worker = SimpleWorker(
+            [queues.lead_queue(repo)],
+            connection=queues.connection(),
+            name=f"lead-{repo.slug}-{socket.gethostname()}-{os.getpid()}",
+        )
+        worker.work(burst=burst, logging_level="WARNING")

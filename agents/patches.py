@@ -1,0 +1,132 @@
+"""Read a git diff (`git diff --binary`) without applying it.
+
+The gates judge a patch by what it names: which paths, which modes, how many
+lines. Git's own `apply` decides whether it applies; this only reads.
+"""
+
+import re
+from dataclasses import dataclass
+
+SYMLINK_MODE = "120000"
+QUOTED_ESCAPES = {"a": "\a", "b": "\b", "t": "\t", "n": "\n", "v": "\v", "f": "\f", "r": "\r"}
+
+
+class PatchError(ValueError):
+    """The text is not a git diff."""
+
+
+@dataclass
+class FileChange:
+    old_path: str | None = None
+    new_path: str | None = None
+    new_mode: str = ""
+    added: int = 0
+    removed: int = 0
+    binary: bool = False
+    symlink_target: str | None = None
+
+    @property
+    def paths(self):
+        return [p for p in {self.old_path, self.new_path} if p is not None]
+
+    @property
+    def path(self):
+        return self.new_path if self.new_path is not None else self.old_path
+
+
+def unquote(raw):
+    """Undo git's C-style quoting of a path ("a/\\303\\251.txt")."""
+    if not raw.startswith('"'):
+        return raw
+    body, out, i = raw[1:-1], bytearray(), 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out += ch.encode()
+            i += 1
+        elif body[i + 1] in "01234567":
+            out.append(int(body[i + 1 : i + 4], 8))
+            i += 4
+        else:
+            out += QUOTED_ESCAPES.get(body[i + 1], body[i + 1]).encode()
+            i += 2
+    return out.decode("utf-8", "surrogateescape")
+
+
+def strip_prefix(path, prefix):
+    path = unquote(path.split("\t")[0] if not path.startswith('"') else path)
+    if path == "/dev/null":
+        return None
+    return path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def paths_from_header(line):
+    """Both paths of `diff --git a/X b/Y`; only exact when X == Y or quoted."""
+    rest = line[len("diff --git ") :]
+    quoted = re.findall(r'"(?:[^"\\]|\\.)*"', rest)
+    if len(quoted) == 2:
+        return strip_prefix(quoted[0], "a/"), strip_prefix(quoted[1], "b/")
+    half = (len(rest) - 1) // 2
+    return strip_prefix(rest[:half], "a/"), strip_prefix(rest[half + 1 :], "b/")
+
+
+HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
+
+
+def parse(text):
+    """The list of FileChanges in a git diff; PatchError if it is not one."""
+    changes, current = [], None
+    old_left = new_left = 0  # lines still to come in the current hunk
+    for line in text.splitlines():
+        if old_left or new_left:
+            old_left, new_left = count_line(current, line, old_left, new_left)
+        elif line.startswith("diff --git "):
+            current = FileChange(*paths_from_header(line))
+            changes.append(current)
+        elif current is None:
+            continue  # a preamble (mail headers, a summary) before the first diff
+        elif hunk := HUNK.match(line):
+            old_left, new_left = (int(n) if n is not None else 1 for n in hunk.groups())
+        else:
+            read_header(current, line)
+    if not changes:
+        raise PatchError("not a git diff: no `diff --git` header")
+    if old_left or new_left:
+        raise PatchError(f"truncated diff: a hunk of {current.path} ends early")
+    return changes
+
+
+def count_line(change, line, old_left, new_left):
+    kind = line[:1]
+    if kind == "+":
+        change.added += 1
+        if change.new_mode == SYMLINK_MODE:
+            change.symlink_target = line[1:]
+        return old_left, new_left - 1
+    if kind == "-":
+        change.removed += 1
+        return old_left - 1, new_left
+    if kind == "\\":
+        return old_left, new_left  # "\ No newline at end of file"
+    if kind in (" ", ""):
+        return old_left - 1, new_left - 1
+    raise PatchError(f"malformed hunk in {change.path}: {line[:60]!r}")
+
+
+def read_header(change, line):
+    if line.startswith("--- "):
+        change.old_path = strip_prefix(line[4:], "a/")
+    elif line.startswith("+++ "):
+        change.new_path = strip_prefix(line[4:], "b/")
+    elif line.startswith(("rename from ", "copy from ")):
+        change.old_path = unquote(line.split(" from ", 1)[1])
+    elif line.startswith(("rename to ", "copy to ")):
+        change.new_path = unquote(line.split(" to ", 1)[1])
+    elif line.startswith(("new file mode ", "new mode ")):
+        change.new_mode = line.rsplit(" ", 1)[1]
+        if line.startswith("new file mode "):
+            change.old_path = None
+    elif line.startswith("deleted file mode "):
+        change.new_path = None
+    elif line.startswith(("GIT binary patch", "Binary files ")):
+        change.binary = True

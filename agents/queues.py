@@ -1,0 +1,174 @@
+"""Queue names, enqueue helpers and the per-repository lead lock.
+
+RQ jobs are transport, not state: every job re-reads its row and is
+idempotent, so enqueueing twice is harmless and losing a job loses no work.
+Jobs are enqueued only after the transaction that made their row commits.
+"""
+
+import threading
+from contextlib import contextmanager
+from functools import cache
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from rq import Queue
+from rq.exceptions import DuplicateJobError
+from rq.job import Job, JobStatus
+
+PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+LOCK_PREFIX = "corral:lead-lock:"
+
+
+@cache
+def connection():
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def lead_queue_name(repository):
+    return f"lead:{repository.slug}"
+
+
+def lead_queue(repository):
+    return Queue(lead_queue_name(repository), connection=connection())
+
+
+def enqueue_once(queue, func, *args, job_id, timeout):
+    """Enqueue unless a job with this id is still pending; return the job."""
+    for _ in range(3):
+        try:
+            return queue.enqueue_call(
+                func,
+                args=args,
+                job_id=job_id,
+                timeout=timeout,
+                result_ttl=0,
+                unique=True,
+            )
+        except DuplicateJobError:
+            job = Job.fetch(job_id, connection=queue.connection)
+            if job.get_status(refresh=True) in PENDING:
+                return job
+            job.delete()  # finished or failed long ago: make room for a fresh run
+    raise RuntimeError(f"could not enqueue {job_id}")
+
+
+def lead_timeout(repository):
+    # Gates, the check command and the commit, with room to spare.
+    return repository.check_timeout_s + 300
+
+
+def enqueue_submission(submission):
+    """Put a submission on its repository's lead queue once the transaction commits."""
+    repo = submission.repository
+    transaction.on_commit(
+        lambda: enqueue_once(
+            lead_queue(repo),
+            "agents.lead.process_submission",
+            submission.pk,
+            job_id=f"submission-{submission.pk}",
+            timeout=lead_timeout(repo),
+        )
+    )
+
+
+def enqueue_revert(bead):
+    repo = bead.repository
+    transaction.on_commit(
+        lambda: enqueue_once(
+            lead_queue(repo),
+            "agents.lead.revert",
+            bead.pk,
+            job_id=f"revert-{bead.pk}",
+            timeout=lead_timeout(repo),
+        )
+    )
+
+
+def enqueue_push(repository):
+    """One pending push per repository: later commits ride along with it."""
+    return enqueue_once(
+        lead_queue(repository),
+        "agents.lead.push_branch",
+        repository.pk,
+        job_id=f"push-{repository.slug}",
+        timeout=600,
+    )
+
+
+def retry_pushes():
+    """Enqueue a push for every repository with commits a failed push left behind."""
+    from agents.models import Submission
+    from workspace.models import Repository
+
+    behind = Submission.objects.filter(status="committed", pushed_at=None).exclude(push_error="")
+    repos = Repository.objects.filter(push=True, active=True, submissions__in=behind).distinct()
+    for repo in repos:
+        enqueue_push(repo)
+    return len(repos)
+
+
+def requeue_in_flight(repository):
+    """Give the lead queue every submission still in flight, for a lead starting up.
+
+    A job left `started` by a lead that died will never finish: it is
+    replaced. Two runs of one submission are harmless (the lock, the
+    idempotent job), a lost one is not.
+    """
+    from agents.models import Submission
+
+    in_flight = Submission.objects.filter(
+        repository=repository,
+        status__in=[
+            Submission.Status.QUEUED,
+            Submission.Status.CHECKING,
+            Submission.Status.APPROVED,
+        ],
+    )
+    queue = lead_queue(repository)
+    for pk in in_flight.values_list("pk", flat=True):
+        job_id = f"submission-{pk}"
+        job = (
+            Job.fetch(job_id, connection=queue.connection)
+            if Job.exists(job_id, queue.connection)
+            else None
+        )
+        if job is not None and job.get_status(refresh=True) == JobStatus.QUEUED:
+            continue
+        if job is not None:
+            job.delete()
+        enqueue_once(
+            queue,
+            "agents.lead.process_submission",
+            pk,
+            job_id=job_id,
+            timeout=lead_timeout(repository),
+        )
+    return in_flight.count()
+
+
+@contextmanager
+def repo_lock(repository):
+    """Hold the repository's lead lock: at most one commit step at a time, anywhere.
+
+    The lock lives a few seconds and a thread renews it while the holder
+    works, so a lead killed mid-job frees it quickly instead of after the
+    longest check command.
+    """
+    ttl = settings.LEAD_LOCK_SECONDS
+    lock = connection().lock(LOCK_PREFIX + repository.slug, timeout=ttl, thread_local=False)
+    lock.acquire(blocking=True)
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(ttl / 3):
+            lock.reacquire()
+
+    renewer = threading.Thread(target=renew, daemon=True, name="lead-lock-renewer")
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        lock.release()

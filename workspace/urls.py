@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from workspace import views
 
@@ -9,5 +9,7 @@ urlpatterns = [
     path("repos/<slug:slug>/", views.repository, name="repository"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("agents.urls")),
+    path("", include("beads.urls")),
     path("admin/", admin.site.urls),
 ]

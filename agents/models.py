@@ -1,10 +1,11 @@
 import hashlib
 import secrets
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -188,6 +189,46 @@ class Session(Transitions, models.Model):
         return bool(
             Session.objects.filter(pk=self.pk, status__in=self.LIVE).update(lease_expires_at=until)
         )
+
+    def heartbeat(self):
+        """Extend the lease; an external agent's first sign of life starts its session."""
+        until = timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
+        if not self.extend_lease(until):
+            self.refresh_from_db(fields=["status"])
+            return False
+        self.lease_expires_at = until
+        if self.status == self.Status.CLAIMED and not self.agent.internal:
+            self.start(worker="external")
+        return True
+
+    def release(self, reason):
+        """The agent gives the bead back: the session ends, the bead returns to the hook."""
+        with transaction.atomic():
+            if not self.end(self.Status.CANCELLED, f"Released: {reason}"):
+                return False
+            self.bead.fail_attempt(f"Released by {self.agent}: {reason}")
+        return True
+
+    def lose(self):
+        """Nobody heard from it within its lease: the bead returns to the hook."""
+        with transaction.atomic():
+            if not self.end(self.Status.LOST, "The lease expired."):
+                return False
+            self.bead.fail_attempt("The session was lost: its lease expired.")
+        return True
+
+    def append_log(self, text):
+        """Add a chunk to the live log; returns its sequence number."""
+        for _ in range(5):
+            last = self.log_chunks.aggregate(n=models.Max("seq"))["n"]
+            seq = 0 if last is None else last + 1
+            try:
+                with transaction.atomic():
+                    LogChunk.objects.create(session=self, seq=seq, text=text)
+                return seq
+            except IntegrityError:
+                continue  # another writer took this seq: take the next
+        raise IntegrityError("could not append to the log")
 
 
 class LogChunk(models.Model):

@@ -172,3 +172,17 @@ def repo_lock(repository):
         stop.set()
         renewer.join()
         lock.release()
+
+
+def reconcile():
+    """Repair what crashed processes and a lost Redis leave behind.
+
+    Sessions whose lease expired are lost and their beads go back to the hook.
+    """
+    from django.utils import timezone
+
+    from agents.models import Session
+
+    expired = Session.objects.filter(status__in=Session.LIVE, lease_expires_at__lt=timezone.now())
+    lost = [session for session in expired.select_related("bead", "agent") if session.lose()]
+    return {"lost": len(lost)}

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_rq",
+    "ninja",  # its API docs page then uses its own static files, not a CDN
     "workspace",
     "beads",
     "agents",
@@ -87,6 +88,14 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# A claim's lease: a session not heard from for this long is lost.
+LEASE_SECONDS = config.env_int("CORRAL_LEASE_SECONDS", default=300)
+# The largest patch the API takes.
+MAX_PATCH_BYTES = config.env_int("CORRAL_MAX_PATCH_BYTES", default=5_000_000)
+
+# Room for the largest patch plus its JSON envelope; past it, a clear 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_PATCH_BYTES + 1_000_000
 
 # How long a lead's per-repository lock outlives a lead that died holding it.
 LEAD_LOCK_SECONDS = config.env_int("CORRAL_LEAD_LOCK_SECONDS", default=15)

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from workspace import views
+from workspace.api import api
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -11,5 +12,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("agents.urls")),
     path("", include("beads.urls")),
+    path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,179 @@
+from datetime import datetime
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from ninja import Field, Router, Schema, Status
+from ninja.errors import HttpError
+from pydantic import ConfigDict
+
+from agents import patches
+from agents.models import Session, StateError
+from beads import hook
+from beads.api import BeadDetail, repository_or_404
+from beads.models import Bead
+from knowledge import inject
+from knowledge.models import Learning
+from workspace.api import the_agent
+
+router = Router(tags=["sessions"])
+MAX_LOG_CHARS = 64_000
+
+
+class Strict(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClaimIn(Strict):
+    repo: str | None = Field(None, description="claim only from this repository (slug)")
+    bead: str | None = Field(None, description="claim this bead, if it is ready")
+
+
+class ClaimOut(Schema):
+    session: UUID
+    bead: BeadDetail
+    context: str
+    clone_url: str
+    branch: str
+    base_sha: str
+    lease_expires_at: datetime
+
+
+class LeaseOut(Schema):
+    session: UUID
+    status: str
+    lease_expires_at: datetime | None
+
+
+class LogIn(Strict):
+    text: str = Field(..., max_length=MAX_LOG_CHARS)
+
+
+class LearningIn(Strict):
+    title: str = Field(..., min_length=1, max_length=200)
+    body: str = Field(..., min_length=1)
+    tags: list[str] = []
+
+
+class SubmitIn(Strict):
+    patch: str = Field(..., description="`git diff --binary` against the base SHA")
+    summary: str = Field("", description="the handoff: what was done, what is left")
+    learnings: list[LearningIn] = []
+
+
+class SubmitOut(Schema):
+    submission: int
+    status: str
+    changed_files: list[str]
+
+
+class ReleaseIn(Strict):
+    reason: str = Field(..., min_length=1, max_length=2000)
+
+
+def own_session(request, session_id):
+    """The caller's session: 404 if none, 403 if it is another agent's."""
+    agent = the_agent(request)
+    session = get_object_or_404(Session.objects.select_related("bead", "agent"), pk=session_id)
+    if session.agent_id != agent.pk:
+        raise HttpError(403, "This session belongs to another agent.")
+    return session
+
+
+def lease_of(session):
+    return {
+        "session": session.pk,
+        "status": session.status,
+        "lease_expires_at": session.lease_expires_at,
+    }
+
+
+@router.post("claim", response=ClaimOut, summary="Claim one ready bead")
+def claim(request, data: ClaimIn):
+    agent = the_agent(request)
+    repo = repository_or_404(data.repo)
+    bead = get_object_or_404(Bead, pk=data.bead) if data.bead else None
+    try:
+        session = hook.claim(agent, repository=repo, bead=bead)
+    except (hook.NothingReady, hook.NotClaimable) as e:
+        raise HttpError(409, str(e)) from None
+    bead = session.bead
+    bead.dependency_list = list(bead.dependencies.select_related("depends_on"))
+    return {
+        "session": session.pk,
+        "bead": bead,
+        "context": inject.render_context(session, agent.context_budget_chars),
+        "clone_url": str(bead.repository.canonical_path),
+        "branch": bead.repository.branch,
+        "base_sha": session.base_sha,
+        "lease_expires_at": session.lease_expires_at,
+    }
+
+
+@router.post("sessions/{session_id}/heartbeat", response=LeaseOut, summary="Extend the lease")
+def heartbeat(request, session_id: UUID):
+    session = own_session(request, session_id)
+    if not session.heartbeat():
+        raise HttpError(409, f"The session is {session.status}: its lease cannot be extended.")
+    return lease_of(session)
+
+
+@router.post("sessions/{session_id}/log", summary="Append to the live log")
+def log(request, session_id: UUID, data: LogIn):
+    session = own_session(request, session_id)
+    if session.status not in Session.LIVE:
+        raise HttpError(409, f"The session is {session.status}.")
+    session.heartbeat()  # output is a sign of life
+    return {"seq": session.append_log(data.text)}
+
+
+@router.post(
+    "sessions/{session_id}/submit",
+    response={201: SubmitOut},
+    summary="Queue the patch for the lead",
+)
+def submit(request, session_id: UUID, data: SubmitIn):
+    session = own_session(request, session_id)
+    if len(data.patch.encode()) > settings.MAX_PATCH_BYTES:
+        raise HttpError(413, f"The patch is over {settings.MAX_PATCH_BYTES} bytes.")
+    try:
+        patches.parse(data.patch)
+    except patches.PatchError as e:
+        raise HttpError(400, str(e)) from None
+    with transaction.atomic():
+        try:
+            submission = session.hand_in(data.patch, data.summary)
+        except StateError as e:
+            raise HttpError(409, str(e)) from None
+        for item in data.learnings:
+            propose(session, item)
+    return Status(
+        201,
+        {
+            "submission": submission.pk,
+            "status": submission.status,
+            "changed_files": session.changed_files,
+        },
+    )
+
+
+def propose(session, item):
+    repo = session.bead.repository
+    return Learning.objects.create(
+        workspace=repo.workspace,
+        repository=repo,
+        title=item.title,
+        body=item.body,
+        tags=item.tags,
+        source_session=session,
+        source_bead=session.bead,
+    )
+
+
+@router.post("sessions/{session_id}/release", response=LeaseOut, summary="Give the bead back")
+def release(request, session_id: UUID, data: ReleaseIn):
+    session = own_session(request, session_id)
+    if not session.release(data.reason):
+        raise HttpError(409, f"The session is {session.status}: there is nothing to release.")
+    return lease_of(session)

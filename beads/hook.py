@@ -1,0 +1,169 @@
+"""The hook: the only place readiness is decided, and the only way work is claimed.
+
+A bead is ready when it is open, not an epic (its children carry the work),
+nothing it `blocks`-depends on is still open (in any repository), every bead
+of the earlier waves of its active plan has closed, its wave is under the
+plan's agents per wave, and its repository is active and under `max_agents`.
+Order: wave number (unplanned beads after planned ones), priority, age.
+"""
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Value, When
+from django.utils import timezone
+
+from beads.models import Bead, Dependency, Plan, WaveBead
+from workspace import gitops
+from workspace.models import Repository
+
+CLAIM_TRIES = 5
+
+
+class NothingReady(Exception):
+    """No bead can be claimed now (409)."""
+
+
+class NotClaimable(Exception):
+    """The bead asked for exists but cannot be claimed now (409)."""
+
+
+def repositories_with_room(workspace=None):
+    """Ids of the active repositories with fewer beads in progress than max_agents."""
+    repos = Repository.objects.filter(active=True)
+    if workspace is not None:
+        repos = repos.filter(workspace=workspace)
+    # Two small reads: the in-progress counts come off the status index.
+    busy = dict(
+        Bead.objects.filter(status=Bead.Status.IN_PROGRESS)
+        .values_list("repository")
+        .annotate(n=Count("pk"))
+        .values_list("repository", "n")
+    )
+    return [pk for pk, cap in repos.values_list("pk", "max_agents") if busy.get(pk, 0) < cap]
+
+
+def open_waves():
+    """{wave number: [bead ids]} of the beads that active plans let start now.
+
+    A plan's current wave is its lowest wave with a bead not yet closed; its
+    open beads may start while fewer than the plan's max_agents_per_wave of
+    them are in progress. Active plans are few and small: this is read in
+    Python so that the hook's main query stays a plain index scan.
+    """
+    rows = WaveBead.objects.filter(plan__status=Plan.Status.ACTIVE).values_list(
+        "plan_id", "plan__max_agents_per_wave", "wave__number", "bead_id", "bead__status"
+    )
+    plans = defaultdict(list)
+    for plan_id, cap, number, bead_id, status in rows:
+        plans[plan_id, cap].append((number, bead_id, status))
+    allowed = defaultdict(list)
+    for (_, cap), members in plans.items():
+        pending = [m for m in members if m[2] != Bead.Status.CLOSED]
+        if not pending:
+            continue
+        current = min(number for number, _, _ in pending)
+        wave = [m for m in pending if m[0] == current]
+        if sum(status == Bead.Status.IN_PROGRESS for _, _, status in wave) < cap:
+            allowed[current] += [bead_id for _, bead_id, status in wave if status == "open"]
+    return allowed
+
+
+def ready(repository=None, workspace=None):
+    """The ready beads, in hook order (a queryset: slice it)."""
+    open_blocker = Dependency.objects.filter(
+        issue=OuterRef("pk"), type=Dependency.Type.BLOCKS
+    ).exclude(depends_on__status=Bead.Status.CLOSED)
+    planned = WaveBead.objects.filter(bead=OuterRef("pk"), plan__status=Plan.Status.ACTIVE)
+    beads = Bead.objects.filter(
+        status=Bead.Status.OPEN, repository__in=repositories_with_room(workspace)
+    ).exclude(issue_type=Bead.Type.EPIC)
+    if repository is not None:
+        beads = beads.filter(repository=repository)
+    waves = open_waves()
+    wave_ids = [bead_id for ids in waves.values() for bead_id in ids]
+    beads = beads.exclude(Exists(open_blocker)).filter(Q(pk__in=wave_ids) | ~Exists(planned))
+    if not wave_ids:
+        return beads.order_by("priority", "created_at", "id")
+    wave_number = Case(
+        *(When(pk__in=ids, then=Value(n)) for n, ids in sorted(waves.items())),
+        default=Value(None),
+        output_field=IntegerField(),
+    )
+    return beads.annotate(wave_number=wave_number).order_by(
+        F("wave_number").asc(nulls_last=True), "priority", "created_at", "id"
+    )
+
+
+def is_ready(bead):
+    return ready(bead.repository).filter(pk=bead.pk).exists()
+
+
+def claim(agent, repository=None, bead=None):
+    """Atomically turn one ready bead into in_progress and return its new Session.
+
+    On PostgreSQL the candidate row is taken with FOR UPDATE SKIP LOCKED, so
+    concurrent claimers pass over each other's beads; on SQLite the whole
+    claim runs in one IMMEDIATE transaction, which serializes writers. Either
+    way the status change is a conditional UPDATE, retried on a lost race.
+    """
+    passed_over = set()
+    for _ in range(CLAIM_TRIES):
+        with transaction.atomic():
+            candidate = pick(repository, bead, passed_over)
+            if candidate is None:
+                break
+            if not room_left(candidate.repository_id):
+                passed_over.add(candidate.pk)
+                continue
+            if candidate.start(agent.name):
+                return open_session(agent, candidate)
+            passed_over.add(candidate.pk)
+    if bead is not None:
+        raise NotClaimable(why_not_ready(bead))
+    raise NothingReady("nothing is ready" + (f" in {repository.slug}" if repository else ""))
+
+
+def pick(repository, bead, passed_over):
+    candidates = ready(repository).exclude(pk__in=passed_over)
+    if bead is not None:
+        candidates = candidates.filter(pk=bead.pk)
+    if connection.features.has_select_for_update_skip_locked:
+        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+    return candidates.select_related("repository").first()
+
+
+def room_left(repository_id):
+    """Re-check max_agents with the repository row locked: two claimers picking
+    two beads of one full repository must not both get in."""
+    repo = Repository.objects.select_for_update().get(pk=repository_id)
+    busy = repo.beads.filter(status=Bead.Status.IN_PROGRESS).count()
+    return busy < repo.max_agents
+
+
+def open_session(agent, bead):
+    from agents.models import Session
+
+    repo = bead.repository
+    return Session.objects.create(
+        agent=agent,
+        bead=bead,
+        base_sha=gitops.head_sha(repo.canonical_path, repo.branch),
+        lease_expires_at=timezone.now() + timedelta(seconds=settings.LEASE_SECONDS),
+    )
+
+
+def why_not_ready(bead):
+    bead.refresh_from_db()
+    if bead.status != Bead.Status.OPEN:
+        return f"bead {bead.id} is {bead.get_status_display()}"
+    blockers = [b.id for b in bead.blockers().exclude(status=Bead.Status.CLOSED)]
+    if blockers:
+        return f"bead {bead.id} waits for {', '.join(blockers)}"
+    if bead.issue_type == Bead.Type.EPIC:
+        return f"bead {bead.id} is an epic: claim its children"
+    if not bead.repository.active:
+        return f"repository {bead.repository.slug} is not active"
+    return f"bead {bead.id} is not ready (an earlier wave, or no free agent slot)"

@@ -15,7 +15,7 @@ from beads.api import BeadDetail, repository_or_404
 from beads.models import Bead
 from knowledge import inject
 from knowledge.models import Learning
-from workspace.api import the_agent
+from workspace.api import may_act_on, the_agent
 
 router = Router(tags=["sessions"])
 MAX_LOG_CHARS = 64_000
@@ -76,7 +76,7 @@ def own_session(request, session_id):
     """The caller's session: 404 if none, 403 if it is another agent's."""
     agent = the_agent(request)
     session = get_object_or_404(Session.objects.select_related("bead", "agent"), pk=session_id)
-    if session.agent_id != agent.pk:
+    if not may_act_on(agent, session):
         raise HttpError(403, "This session belongs to another agent.")
     return session
 
@@ -92,6 +92,8 @@ def lease_of(session):
 @router.post("claim", response=ClaimOut, summary="Claim one ready bead")
 def claim(request, data: ClaimIn):
     agent = the_agent(request)
+    if getattr(agent, "only_session", None):
+        raise HttpError(403, "A session token cannot claim more work.")
     repo = repository_or_404(data.repo)
     bead = get_object_or_404(Bead, pk=data.bead) if data.bead else None
     try:

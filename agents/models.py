@@ -15,6 +15,7 @@ from workspace.models import Repository
 from workspace.states import Transitions
 
 TOKEN_PREFIX = "crl_"
+SESSION_TOKEN_PREFIX = "crs_"
 
 
 def hash_token(token):
@@ -24,7 +25,21 @@ def hash_token(token):
 
 class AgentQuerySet(models.QuerySet):
     def authenticate(self, token):
-        """The active agent this bearer token belongs to, or None."""
+        """The active agent this bearer token belongs to, or None.
+
+        A session token (SESSION_TOKEN_PREFIX) stands for its agent while the
+        session is live; `agent.only_session` then names the one session it may act on.
+        """
+        if token and token.startswith(SESSION_TOKEN_PREFIX):
+            session = (
+                Session.objects.filter(token_hash=hash_token(token), status__in=Session.LIVE)
+                .select_related("agent")
+                .first()
+            )
+            if session is None or not session.agent.active:
+                return None
+            session.agent.only_session = session.pk
+            return session.agent
         if not token or not token.startswith(TOKEN_PREFIX):
             return None
         return self.filter(token_hash=hash_token(token), active=True).first()
@@ -122,6 +137,9 @@ class Session(Transitions, models.Model):
     summary = models.TextField(blank=True)
     context_chars = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # A token that acts as the agent for this session only, while it is live:
+    # what an internal agent's process gets as CORRAL_TOKEN.
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -131,7 +149,7 @@ class Session(Transitions, models.Model):
         return f"{self.agent} on {self.bead_id} ({self.get_status_display()})"
 
     def get_absolute_url(self):
-        return reverse("admin:agents_session_change", args=[self.pk])
+        return reverse("session", args=[self.pk])
 
     def queue(self):
         return self.transition(self.Status.QUEUED, self.Status.CLAIMED)
@@ -190,6 +208,12 @@ class Session(Transitions, models.Model):
             Session.objects.filter(pk=self.pk, status__in=self.LIVE).update(lease_expires_at=until)
         )
 
+    def issue_token(self):
+        """A fresh session token (its plain text exists only in the returned value)."""
+        token = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        Session.objects.filter(pk=self.pk).update(token_hash=hash_token(token))
+        return token
+
     def heartbeat(self):
         """Extend the lease; an external agent's first sign of life starts its session."""
         until = timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
@@ -207,6 +231,14 @@ class Session(Transitions, models.Model):
             if not self.end(self.Status.CANCELLED, f"Released: {reason}"):
                 return False
             self.bead.fail_attempt(f"Released by {self.agent}: {reason}")
+        return True
+
+    def cancel(self, by):
+        """A person stops the session; its runner kills the agent, the bead goes back."""
+        with transaction.atomic():
+            if not self.end(self.Status.CANCELLED, f"Cancelled by {by}."):
+                return False
+            self.bead.fail_attempt(f"The session was cancelled by {by}.")
         return True
 
     def lose(self):
@@ -280,6 +312,9 @@ class Submission(Transitions, models.Model):
 
     def __str__(self):
         return f"submission for {self.bead_id} ({self.get_status_display()})"
+
+    def get_absolute_url(self):
+        return reverse("submission", args=[self.pk])
 
     def start_checking(self):
         return self.transition(

@@ -1,7 +1,10 @@
 """Argv templates for the agent CLIs Corral can run headless.
 
-`{prompt}` is replaced by the session's instruction and `{context}` by the
-path of the context pack; each item stays one argv element, never a shell.
+In each argv item `{prompt}` becomes the session's instruction, `{context}`
+the path of its context.md, `{workdir}` its clone, `{bead}` the bead's id and
+`{python}` Corral's own Python; each item stays one argv element, never a
+shell. Each CLI runs headless on the prompt, may edit files, and does not
+commit (Corral's lead makes the one commit per bead).
 """
 
 PROMPT = "{prompt}"
@@ -9,7 +12,7 @@ PROMPT = "{prompt}"
 PRESETS = {
     "claude-code": {
         "label": "Claude Code",
-        "command": ["claude", "-p", PROMPT, "--permission-mode", "acceptEdits"],
+        "command": ["claude", "-p", PROMPT, "--permission-mode", "acceptEdits", "--verbose"],
     },
     "codex": {
         "label": "Codex CLI",
@@ -17,7 +20,15 @@ PRESETS = {
     },
     "aider": {
         "label": "Aider",
-        "command": ["aider", "--yes-always", "--no-auto-commits", "--message", PROMPT],
+        "command": [
+            "aider",
+            "--yes-always",
+            "--no-auto-commits",
+            "--no-stream",
+            "--no-pretty",
+            "--message",
+            PROMPT,
+        ],
     },
     "gemini": {
         "label": "Gemini CLI",
@@ -33,7 +44,7 @@ PRESETS = {
     },
     "demo": {
         "label": "Demo agent (deterministic, no AI service)",
-        "command": ["python", "-m", "agents.demo_agent", "{context}"],
+        "command": ["{python}", "-m", "agents.demo_agent"],
     },
 }
 

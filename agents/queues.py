@@ -5,6 +5,8 @@ idempotent, so enqueueing twice is harmless and losing a job loses no work.
 Jobs are enqueued only after the transaction that made their row commits.
 """
 
+import logging
+import os
 import threading
 from contextlib import contextmanager
 from functools import cache
@@ -16,6 +18,7 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
 
+log = logging.getLogger(__name__)
 PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 LOCK_PREFIX = "corral:lead-lock:"
 
@@ -23,6 +26,27 @@ LOCK_PREFIX = "corral:lead-lock:"
 @cache
 def connection():
     return redis.Redis.from_url(settings.REDIS_URL)
+
+
+SESSIONS = "sessions"
+DEFAULT = "default"
+
+
+def queue(name):
+    return Queue(name, connection=connection())
+
+
+def after_commit(enqueue):
+    """Run an enqueue once the transaction commits. Redis being down loses no
+    work: the row stays, and reconcile() enqueues it again later."""
+
+    def guarded():
+        try:
+            enqueue()
+        except redis.RedisError as e:
+            log.warning("could not enqueue (reconcile will): %s", e)
+
+    transaction.on_commit(guarded)
 
 
 def lead_queue_name(repository):
@@ -61,7 +85,7 @@ def lead_timeout(repository):
 def enqueue_submission(submission):
     """Put a submission on its repository's lead queue once the transaction commits."""
     repo = submission.repository
-    transaction.on_commit(
+    after_commit(
         lambda: enqueue_once(
             lead_queue(repo),
             "agents.lead.process_submission",
@@ -74,7 +98,7 @@ def enqueue_submission(submission):
 
 def enqueue_revert(bead):
     repo = bead.repository
-    transaction.on_commit(
+    after_commit(
         lambda: enqueue_once(
             lead_queue(repo),
             "agents.lead.revert",
@@ -174,15 +198,89 @@ def repo_lock(repository):
         lock.release()
 
 
+def session_timeout(session):
+    from agents.runner import time_limit_s
+
+    # The agent's limit, the grace before SIGKILL, and the clone and collection.
+    return time_limit_s(session) + settings.KILL_GRACE_SECONDS + 300
+
+
+def enqueue_session(session):
+    after_commit(
+        lambda: enqueue_once(
+            queue(SESSIONS),
+            "agents.runner.run_session",
+            session.pk,
+            job_id=f"session-{session.pk}",
+            timeout=session_timeout(session),
+        )
+    )
+
+
+def enqueue_dispatch():
+    """Ask for a dispatch soon; many asks while one waits make one run."""
+    after_commit(
+        lambda: enqueue_once(
+            queue(DEFAULT), "agents.dispatch.dispatch", job_id="dispatch", timeout=300
+        )
+    )
+
+
+def job_missing(job_id):
+    return not Job.exists(job_id, connection=connection())
+
+
 def reconcile():
     """Repair what crashed processes and a lost Redis leave behind.
 
-    Sessions whose lease expired are lost and their beads go back to the hook.
+    Sessions whose lease expired are lost: their agent's process group is
+    killed if it runs on this machine, their bead goes back to the hook.
+    Queued sessions and in-flight submissions whose job vanished are queued
+    again.
     """
     from django.utils import timezone
 
-    from agents.models import Session
+    from agents.models import Session, Submission
 
     expired = Session.objects.filter(status__in=Session.LIVE, lease_expires_at__lt=timezone.now())
-    lost = [session for session in expired.select_related("bead", "agent") if session.lose()]
-    return {"lost": len(lost)}
+    lost = [s for s in expired.select_related("bead", "agent") if s.lose()]
+    for session in lost:
+        kill_local_agent(session)
+    queued = Session.objects.filter(status=Session.Status.QUEUED).select_related(
+        "agent", "bead__repository"
+    )
+    requeued = [s for s in queued if job_missing(f"session-{s.pk}")]
+    for session in requeued:
+        enqueue_session(session)
+    in_flight = Submission.objects.filter(
+        status__in=[
+            Submission.Status.QUEUED,
+            Submission.Status.CHECKING,
+            Submission.Status.APPROVED,
+        ]
+    ).select_related("repository")
+    resubmitted = [s for s in in_flight if job_missing(f"submission-{s.pk}")]
+    for submission in resubmitted:
+        enqueue_submission(submission)
+    return {"lost": len(lost), "sessions": len(requeued), "submissions": len(resubmitted)}
+
+
+def kill_local_agent(session):
+    """Kill a lost session's agent if it still runs here (checked by its folder)."""
+    import signal
+    import socket
+
+    host, _, _ = session.worker.partition(":")
+    if not session.pid or host != socket.gethostname() or not session.workdir:
+        return False
+    try:
+        cwd = os.readlink(f"/proc/{session.pid}/cwd")
+    except OSError:
+        return False
+    if os.path.realpath(cwd) != os.path.realpath(session.workdir):
+        return False  # the pid was reused by another process
+    try:
+        os.killpg(session.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True

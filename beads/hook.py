@@ -71,8 +71,11 @@ def open_waves():
     return allowed
 
 
-def ready(repository=None, workspace=None):
-    """The ready beads, in hook order (a queryset: slice it)."""
+def ready(repository=None, workspace=None, repositories=None):
+    """The ready beads, in hook order (a queryset: slice it).
+
+    `repositories` (ids) narrows it further: dispatch leaves paused ones out.
+    """
     open_blocker = Dependency.objects.filter(
         issue=OuterRef("pk"), type=Dependency.Type.BLOCKS
     ).exclude(depends_on__status=Bead.Status.CLOSED)
@@ -82,6 +85,8 @@ def ready(repository=None, workspace=None):
     ).exclude(issue_type=Bead.Type.EPIC)
     if repository is not None:
         beads = beads.filter(repository=repository)
+    if repositories is not None:
+        beads = beads.filter(repository__in=repositories)
     waves = open_waves()
     wave_ids = [bead_id for ids in waves.values() for bead_id in ids]
     beads = beads.exclude(Exists(open_blocker)).filter(Q(pk__in=wave_ids) | ~Exists(planned))
@@ -101,7 +106,7 @@ def is_ready(bead):
     return ready(bead.repository).filter(pk=bead.pk).exists()
 
 
-def claim(agent, repository=None, bead=None):
+def claim(agent, repository=None, bead=None, repositories=None):
     """Atomically turn one ready bead into in_progress and return its new Session.
 
     On PostgreSQL the candidate row is taken with FOR UPDATE SKIP LOCKED, so
@@ -112,7 +117,7 @@ def claim(agent, repository=None, bead=None):
     passed_over = set()
     for _ in range(CLAIM_TRIES):
         with transaction.atomic():
-            candidate = pick(repository, bead, passed_over)
+            candidate = pick(repository, bead, passed_over, repositories)
             if candidate is None:
                 break
             if not room_left(candidate.repository_id):
@@ -126,8 +131,8 @@ def claim(agent, repository=None, bead=None):
     raise NothingReady("nothing is ready" + (f" in {repository.slug}" if repository else ""))
 
 
-def pick(repository, bead, passed_over):
-    candidates = ready(repository).exclude(pk__in=passed_over)
+def pick(repository, bead, passed_over, repositories=None):
+    candidates = ready(repository, repositories=repositories).exclude(pk__in=passed_over)
     if bead is not None:
         candidates = candidates.filter(pk=bead.pk)
     if connection.features.has_select_for_update_skip_locked:

@@ -51,6 +51,9 @@ class Bead(Transitions, models.Model):
         default=list, blank=True, help_text="gitignore-style patterns of the paths it may change"
     )
     assignee = models.CharField(max_length=100, blank=True)
+    time_limit_s = models.PositiveIntegerField(
+        null=True, blank=True, help_text="a session time limit in seconds, tighter than the others"
+    )
     attempts = models.PositiveIntegerField(default=0)
     last_failure = models.TextField(blank=True, help_text="why the last attempt came back")
     commit_sha = models.CharField(max_length=40, blank=True)

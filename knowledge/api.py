@@ -10,7 +10,7 @@ from beads.api import repository_or_404
 from beads.models import Bead
 from knowledge import inject
 from knowledge.models import Learning
-from workspace.api import the_agent
+from workspace.api import may_act_on, the_agent
 from workspace.models import Workspace
 
 router = Router(tags=["knowledge"])
@@ -89,7 +89,7 @@ def propose(request, data: LearningIn):
     session = None
     if data.session:
         session = get_object_or_404(Session, pk=data.session)
-        if session.agent_id != agent.pk:
+        if not may_act_on(agent, session):
             raise HttpError(403, "This session belongs to another agent.")
     repository = repository_or_404(data.repo) or (session.bead.repository if session else None)
     workspace = repository.workspace if repository else Workspace.default()

@@ -240,3 +240,89 @@ def log_with_trailers(path, branch, limit=20):
         for rec in out.split("\x1e")
         if rec.strip()
     ]
+
+
+# Session clones. The agent owns its clone and may do anything in it; Corral
+# reads it with an index of its own so the agent's index is never touched.
+
+
+def worktree_git(workdir, *args, env=None, timeout=120):
+    """Run git inside a session's clone; return stdout, or raise GitError."""
+    full_env = dict(os.environ, GIT_TERMINAL_PROMPT="0", **(env or {}))
+    full_env.pop("GIT_DIR", None)
+    done = subprocess.run(
+        ["git", *args], cwd=workdir, env=full_env, capture_output=True, timeout=timeout
+    )
+    if done.returncode != 0:
+        raise GitError(f"git {args[0]}: {last_line(done.stderr.decode(errors='replace'))}")
+    return done.stdout.decode(errors="replace")
+
+
+def clone_for_session(path, workdir, base_sha):
+    """A private clone of the canonical repository at `workdir`, detached at base_sha."""
+    git_call(path, "clone", "--quiet", "--shared", "--no-checkout", str(path), str(workdir))
+    if not Path(workdir, ".git").is_dir():
+        raise GitError(f"cannot clone {path} into {workdir}")
+    worktree_git(workdir, "checkout", "--quiet", "--detach", base_sha)
+    with open(Path(workdir, ".git", "info", "exclude"), "a") as exclude:
+        exclude.write("\n.agents/\n")
+
+
+class SessionIndex:
+    """What a session's clone has changed against base_sha, read through a
+    private index: `refresh()`, then `numstat()` or `patch()`."""
+
+    def __init__(self, workdir, base_sha):
+        self.workdir, self.base_sha = workdir, base_sha
+        self.tmp = tempfile.TemporaryDirectory(prefix="corral-session-index-")
+        self.env = {"GIT_INDEX_FILE": os.path.join(self.tmp.name, "index")}
+        worktree_git(workdir, "read-tree", base_sha, env=self.env)
+
+    def close(self):
+        self.tmp.cleanup()
+
+    def refresh(self):
+        # .agents/ is in the clone's info/exclude; should the agent undo that,
+        # it is still taken out of what Corral reads.
+        worktree_git(self.workdir, "add", "-A", "--", ".", env=self.env)
+        worktree_git(
+            self.workdir,
+            "rm",
+            "-r",
+            "-q",
+            "--cached",
+            "--ignore-unmatch",
+            "--",
+            ".agents",
+            env=self.env,
+        )
+
+    def numstat(self):
+        """{path: lines added + removed} of every changed path (binary files count 0)."""
+        out = worktree_git(
+            self.workdir,
+            "diff",
+            "--cached",
+            "--numstat",
+            "--no-renames",
+            "-z",
+            self.base_sha,
+            env=self.env,
+        )
+        changes = {}
+        for record in out.split("\0"):
+            if record:
+                added, removed, path = record.split("\t", 2)
+                changes[path] = sum(int(n) for n in (added, removed) if n != "-")
+        return changes
+
+    def patch(self):
+        return worktree_git(
+            self.workdir,
+            "diff",
+            "--cached",
+            "--binary",
+            "--no-renames",
+            self.base_sha,
+            env=self.env,
+        )

@@ -69,6 +69,9 @@ class Repository(models.Model):
     max_agents = models.PositiveIntegerField(default=3)
     session_minutes = models.PositiveIntegerField(default=30)
     push = models.BooleanField(default=False, help_text="Fast-forward the upstream after commits.")
+    dispatch_paused = models.BooleanField(
+        default=False, help_text="Corral's own agents take no new work here while paused."
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

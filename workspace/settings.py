@@ -1,5 +1,6 @@
 """Django settings for Corral. Everything an operator sets comes from the environment."""
 
+import os
 from pathlib import Path
 
 from workspace import config
@@ -88,6 +89,14 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Where agents that Corral runs reach its API.
+CORRAL_URL = os.environ.get("CORRAL_URL", "http://127.0.0.1:8000").rstrip("/")
+# Sessions: a log past this many characters is cut; a stopped agent gets this
+# long between SIGTERM and SIGKILL; the scope watchdog looks this often.
+SESSION_LOG_CAP_CHARS = config.env_int("CORRAL_SESSION_LOG_CAP_CHARS", default=2_000_000)
+KILL_GRACE_SECONDS = config.env_int("CORRAL_KILL_GRACE_SECONDS", default=10)
+WATCH_INTERVAL_SECONDS = float(config.env_int("CORRAL_WATCH_INTERVAL_MS", default=1000)) / 1000
 
 # A claim's lease: a session not heard from for this long is lost.
 LEASE_SECONDS = config.env_int("CORRAL_LEASE_SECONDS", default=300)

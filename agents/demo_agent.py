@@ -1,0 +1,98 @@
+"""The demo agent: a real, deterministic stand-in for an AI CLI.
+
+It carries out the edits written in its bead's description, so the demo
+workspace runs end to end with no AI service. Each edit is a fenced block:
+
+    ```corral write path/to/file
+    the whole new content
+    ```
+    ```corral append path/to/file
+    lines to add at the end
+    ```
+    ```corral replace path/to/file
+    the old text
+    =====
+    the new text
+    ```
+    ```corral delete path/to/file
+    ```
+    ```corral sleep 2
+    ```
+    ```corral fail the reason to give
+    ```
+
+Run in a session's clone: `python -m agents.demo_agent` reads .agents/bead.json.
+"""
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+BLOCK = re.compile(r"^```corral[ \t]+(\w+)[ \t]*(.*?)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
+
+
+class EditError(Exception):
+    pass
+
+
+def edits(description):
+    """(operation, argument, body) for each block, in order."""
+    return [(m[1], m[2], m[3]) for m in BLOCK.finditer(description)]
+
+
+def safe_path(root, rel):
+    path = (root / rel).resolve()
+    if root.resolve() not in path.parents:
+        raise EditError(f"{rel}: outside the working folder")
+    return path
+
+
+def apply(root, op, arg, body):
+    if op == "sleep":
+        time.sleep(float(arg))
+        return f"slept {arg}s"
+    if op == "fail":
+        raise EditError(arg or "told to fail")
+    path = safe_path(root, arg)
+    if op == "write":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+    elif op == "append":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(body)
+    elif op == "replace":
+        old, sep, new = body.partition("=====\n")
+        text = path.read_text() if path.exists() else ""
+        if not sep or old not in text:
+            raise EditError(f"{arg}: the text to replace is not there")
+        path.write_text(text.replace(old, new, 1))
+    elif op == "delete":
+        path.unlink()
+    else:
+        raise EditError(f"unknown edit {op!r}")
+    return f"{op} {arg}"
+
+
+def main(root=None):
+    root = Path(root or ".")
+    bead = json.loads((root / ".agents" / "bead.json").read_text())
+    print(f"demo agent on {bead['id']}: {bead['title']}", flush=True)
+    done = []
+    try:
+        for op, arg, body in edits(bead.get("description", "")):
+            done.append(apply(root, op, arg, body))
+            print(f"  {done[-1]}", flush=True)
+    except (EditError, OSError, ValueError) as e:
+        print(f"demo agent failed: {e}", file=sys.stderr, flush=True)
+        return 1
+    handoff = "\n".join(f"- {step}" for step in done) or "- nothing to do"
+    (root / ".agents" / "handoff.md").write_text(f"Applied {len(done)} edit(s):\n{handoff}\n")
+    print(f"done: {len(done)} edit(s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Dispatch: fill free session slots from the hook with Corral's own agents.
+
+Never beyond a repository's max_agents (the hook sees to that) nor the
+number of session workers listening. Runs when a session ends, a commit
+lands or a bead is added, and on the ticker's timer.
+"""
+
+from django.db.models import Count, Q
+from rq import Worker
+
+from agents import queues
+from agents.models import Agent, Session
+from beads import hook
+from workspace.models import Repository
+
+BUSY = [Session.Status.QUEUED, Session.Status.RUNNING]
+
+
+def free_slots():
+    workers = Worker.all(queue=queues.queue(queues.SESSIONS))
+    busy = Session.objects.filter(status__in=BUSY, agent__internal=True).count()
+    return len(workers) - busy
+
+
+def dispatch():
+    """Claim ready beads for internal agents and queue their sessions; returns how many."""
+    with queues.connection().lock("corral:dispatch", timeout=120, blocking_timeout=60):
+        repositories = list(
+            Repository.objects.filter(active=True, dispatch_paused=False).values_list(
+                "pk", flat=True
+            )
+        )
+        started = 0
+        for _ in range(max(0, free_slots())):
+            agent = least_busy_agent()
+            if agent is None:
+                break
+            try:
+                session = hook.claim(agent, repositories=repositories)
+            except hook.NothingReady:
+                break
+            session.queue()
+            queues.enqueue_session(session)
+            started += 1
+        return started
+
+
+def least_busy_agent():
+    """The active internal agent with the fewest live sessions (then by name)."""
+    live = Count("sessions", filter=Q(sessions__status__in=Session.LIVE))
+    return (
+        Agent.objects.filter(active=True, internal=True)
+        .annotate(live=live)
+        .order_by("live", "name")
+        .first()
+    )

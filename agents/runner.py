@@ -1,0 +1,394 @@
+"""The session job: clone, context pack, run, watch, collect.
+
+One run of one agent on one bead, in a private clone, with a hard time
+limit, a scope watchdog, change caps and a live log. The agent runs in its
+own process group so that stopping it stops everything it started.
+"""
+
+import codecs
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from agents import queues
+from agents.models import Session, StateError
+from knowledge import inject
+from knowledge.models import Learning
+from workspace import gitops
+
+log = logging.getLogger(__name__)
+
+INSTRUCTION = (
+    "Read .agents/context.md and do the work it describes. Change only paths within its "
+    "scope. Before you finish, write a short handoff to .agents/handoff.md: what you did "
+    "and what is left."
+)
+# What an agent's process inherits from ours; the rest (API keys…) comes from
+# the agent's own env. Corral's secrets (database, Redis, SECRET_KEY) never do.
+INHERITED_ENV = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "TERM"]
+FLUSH_SECONDS = 0.3
+FLUSH_CHARS = 16_000
+
+
+def worker_name():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_session(session_id):
+    """Run one claimed session to its end. Safe to run twice: the second does nothing."""
+    session = (
+        Session.objects.select_related("agent", "bead__repository").filter(pk=session_id).first()
+    )
+    if session is None or session.status not in (Session.Status.CLAIMED, Session.Status.QUEUED):
+        return
+    if not session.start(worker=worker_name()):
+        return
+    try:
+        Run(session).execute()
+    finally:
+        queues.enqueue_dispatch()  # a slot is free again
+
+
+def time_limit_s(session):
+    """The smallest of the agent's, the bead's and the repository's limits."""
+    limits = [session.bead.repository.session_minutes * 60]
+    if session.agent.session_minutes:
+        limits.append(session.agent.session_minutes * 60)
+    if session.bead.time_limit_s:
+        limits.append(session.bead.time_limit_s)
+    return min(limits)
+
+
+def render_argv(template, context_path, workdir, bead_id):
+    values = {
+        "{prompt}": INSTRUCTION,
+        "{context}": str(context_path),
+        "{workdir}": str(workdir),
+        "{bead}": bead_id,
+        "{python}": sys.executable,
+    }
+    argv = []
+    for arg in template:
+        for key, value in values.items():
+            arg = arg.replace(key, value)
+        argv.append(arg)
+    return argv
+
+
+class Stop(Exception):
+    """The watch ends the agent early: status and reason."""
+
+    def __init__(self, status, reason):
+        self.status, self.reason = status, reason
+        super().__init__(reason)
+
+
+class Run:
+    def __init__(self, session):
+        self.session = session
+        self.agent = session.agent
+        self.bead = session.bead
+        self.repository = session.bead.repository
+        self.workdir = settings.SESSIONS_DIR / str(session.pk)
+        self.limit_s = time_limit_s(session)
+        self.proc = None
+        self.index = None
+
+    # The steps, in order.
+
+    def execute(self):
+        try:
+            self.prepare()
+            self.launch()
+        except (gitops.GitError, OSError) as e:
+            if self.index is not None:
+                self.index.close()
+            return self.end(Session.Status.FAILED, f"Could not start the session: {e}")
+        self.log = LogWriter(self.session, self.proc.stdout)
+        try:
+            stop = self.watch()
+        finally:
+            self.log.close()
+            kill_group(self.proc.pid)  # whatever the agent left running
+            self.index.close()
+        self.session.exit_code = self.proc.returncode
+        Session.objects.filter(pk=self.session.pk).update(exit_code=self.proc.returncode)
+        if stop is not None:
+            return self.end(stop.status, stop.reason)
+        if self.proc.returncode != 0:
+            return self.end(
+                Session.Status.FAILED, f"The agent exited with code {self.proc.returncode}."
+            )
+        self.collect()
+
+    def prepare(self):
+        self.workdir.parent.mkdir(parents=True, exist_ok=True)
+        gitops.clone_for_session(
+            self.repository.canonical_path, self.workdir, self.session.base_sha
+        )
+        self.index = gitops.SessionIndex(self.workdir, self.session.base_sha)
+        context = inject.render_context(self.session, self.agent.context_budget_chars)
+        pack = self.workdir / ".agents"
+        (pack / "learnings").mkdir(parents=True)
+        (pack / "context.md").write_text(context)
+        (pack / "bead.json").write_text(json.dumps(self.bead_json(), indent=2))
+        Session.objects.filter(pk=self.session.pk).update(
+            workdir=str(self.workdir), context_chars=len(context)
+        )
+
+    def bead_json(self):
+        bead = self.bead
+        return {
+            "id": bead.id,
+            "repo": self.repository.slug,
+            "title": bead.title,
+            "description": bead.description,
+            "acceptance_criteria": bead.acceptance_criteria,
+            "scope": bead.scope,
+            "labels": bead.labels,
+            "priority": bead.priority,
+            "session": str(self.session.pk),
+            "base_sha": self.session.base_sha,
+            "time_limit_s": self.limit_s,
+        }
+
+    def launch(self):
+        if not self.agent.command:
+            raise OSError(f"the agent {self.agent} has no command")
+        context_path = self.workdir / ".agents" / "context.md"
+        argv = render_argv(self.agent.command, context_path, self.workdir, self.bead.id)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=self.workdir,
+            env=self.environment(context_path),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: one signal stops it all
+        )
+        self.started = time.monotonic()
+        Session.objects.filter(pk=self.session.pk).update(pid=self.proc.pid)
+
+    def environment(self, context_path):
+        env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+        env.update({str(k): str(v) for k, v in self.agent.env.items()})
+        env.update(
+            CORRAL_URL=settings.CORRAL_URL,
+            CORRAL_TOKEN=self.session.issue_token(),
+            CORRAL_SESSION=str(self.session.pk),
+            CORRAL_BEAD=self.bead.id,
+            CORRAL_CONTEXT=str(context_path),
+        )
+        return env
+
+    def watch(self):
+        """Pump the log until the agent exits; return a Stop if it had to be stopped."""
+        next_look = next_beat = time.monotonic()
+        beat_every = settings.LEASE_SECONDS / 3
+        while self.proc.poll() is None:
+            self.log.pump(0.1)
+            now = time.monotonic()
+            try:
+                if now - self.started >= self.limit_s:
+                    raise Stop(
+                        Session.Status.TIMED_OUT, f"Stopped at the time limit of {self.limit_s}s."
+                    )
+                if now >= next_look:
+                    self.look()
+                    next_look = now + settings.WATCH_INTERVAL_SECONDS
+                if now >= next_beat:
+                    self.beat()
+                    next_beat = now + beat_every
+            except Stop as stop:
+                self.terminate()
+                return stop
+        kill_group(self.proc.pid)  # children it left behind would hold the log pipe open
+        self.log.drain()
+        return None
+
+    def look(self):
+        """The watchdog: still wanted? What has the agent changed, against its scope and caps?"""
+        if not Session.objects.filter(pk=self.session.pk, status__in=Session.LIVE).exists():
+            self.session.refresh_from_db(fields=["status", "error"])
+            raise Stop(self.session.status, self.session.error or "The session ended elsewhere.")
+        self.index.refresh()
+        changes = self.index.numstat()
+        files = sorted(changes)
+        if files != self.session.changed_files:
+            self.session.changed_files = files
+            Session.objects.filter(pk=self.session.pk).update(changed_files=files)
+        self.check_limits(changes)
+
+    def check_limits(self, changes):
+        if not self.bead.scope and self.repository.allow_unscoped:
+            outside = []
+        else:
+            outside = self.bead.paths_outside_scope(sorted(changes))
+        if outside:
+            listed = ", ".join(outside[:10])
+            raise Stop(
+                Session.Status.OUT_OF_SCOPE, f"Wrote outside its scope {self.bead.scope}: {listed}"
+            )
+        files, lines = len(changes), sum(changes.values())
+        if files > self.agent.max_changed_files:
+            raise Stop(
+                Session.Status.FAILED,
+                f"Changed {files} files, over the cap of {self.agent.max_changed_files}.",
+            )
+        if lines > self.agent.max_changed_lines:
+            raise Stop(
+                Session.Status.FAILED,
+                f"Changed {lines} lines, over the cap of {self.agent.max_changed_lines}.",
+            )
+
+    def beat(self):
+        until = timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
+        if not self.session.extend_lease(until):
+            self.session.refresh_from_db(fields=["status", "error"])
+            raise Stop(self.session.status, self.session.error or "The session ended elsewhere.")
+
+    def terminate(self):
+        """SIGTERM to the whole group, SIGKILL after the grace period."""
+        signal_group(self.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + settings.KILL_GRACE_SECONDS
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.log.pump(0.1)
+        kill_group(self.proc.pid)
+        self.proc.wait()
+        self.log.drain()
+
+    def collect(self):
+        """A clean exit: the final look, then the patch goes to the lead."""
+        try:
+            self.index = gitops.SessionIndex(self.workdir, self.session.base_sha)
+            self.look()
+            patch = self.index.patch()
+        except Stop as stop:
+            return self.end(stop.status, stop.reason)
+        except gitops.GitError as e:
+            return self.end(Session.Status.FAILED, f"Could not read the agent's changes: {e}")
+        finally:
+            self.index.close()
+        if not patch.strip():
+            return self.end(Session.Status.FAILED, "The agent changed nothing.")
+        pack = self.workdir / ".agents"
+        summary = read_text(pack / "handoff.md")
+        with transaction.atomic():
+            try:
+                self.session.hand_in(patch, summary)
+            except StateError as e:
+                log.warning("session %s could not hand in: %s", self.session.pk, e)
+                return
+            self.propose_learnings(pack / "learnings")
+        shutil.rmtree(
+            self.workdir, ignore_errors=True
+        )  # the patch is kept; the clone is not needed
+
+    def propose_learnings(self, folder):
+        for path in sorted(folder.glob("*.md")):
+            text = read_text(path).strip()
+            if not text:
+                continue
+            first, _, rest = text.partition("\n")
+            Learning.objects.create(
+                workspace=self.repository.workspace,
+                repository=self.repository,
+                title=first.lstrip("# ").strip()[:200] or path.stem,
+                body=rest.strip() or first,
+                source_session=self.session,
+                source_bead=self.bead,
+            )
+
+    def end(self, status, reason):
+        """End badly; the clone stays for a person to look at, the bead goes back."""
+        with transaction.atomic():
+            if status in Session.ENDINGS and self.session.end(status, reason):
+                self.bead.fail_attempt(reason)
+        if self.proc is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)  # nothing ran: nothing to keep
+
+
+def read_text(path, limit=100_000):
+    try:
+        return path.read_text(errors="replace")[:limit]
+    except OSError:
+        return ""
+
+
+def signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_group(pgid):
+    signal_group(pgid, signal.SIGKILL)
+
+
+class LogWriter:
+    """Reads the agent's output in a thread; writes it as LogChunks in small
+    batches, up to the session's cap, saying where it was cut."""
+
+    def __init__(self, session, stream):
+        self.session = session
+        self.chunks = queue.Queue()
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.buffer, self.written, self.cut = [], 0, False
+        self.last_flush = time.monotonic()
+        self.reader = threading.Thread(target=self.read, args=(stream,), daemon=True)
+        self.reader.start()
+
+    def read(self, stream):
+        for data in iter(lambda: os.read(stream.fileno(), 65536), b""):
+            self.chunks.put(data)
+        self.chunks.put(None)
+
+    def pump(self, timeout):
+        try:
+            data = self.chunks.get(timeout=timeout)
+            while data is not None:
+                self.buffer.append(self.decoder.decode(data))
+                data = self.chunks.get_nowait()
+        except queue.Empty:
+            pass
+        pending = sum(map(len, self.buffer))
+        if pending >= FLUSH_CHARS or (
+            pending and time.monotonic() - self.last_flush >= FLUSH_SECONDS
+        ):
+            self.flush()
+
+    def drain(self):
+        self.reader.join(timeout=5)
+        self.pump(0)
+        self.buffer.append(self.decoder.decode(b"", final=True))
+        self.flush()
+
+    def flush(self):
+        text = "".join(self.buffer)
+        self.buffer, self.last_flush = [], time.monotonic()
+        if not text or self.cut:
+            return
+        room = settings.SESSION_LOG_CAP_CHARS - self.written
+        if len(text) > room:
+            text = text[:room] + f"\n[log cut: over {settings.SESSION_LOG_CAP_CHARS} characters]\n"
+            self.cut = True
+        self.session.append_log(text)
+        self.written += len(text)
+
+    def close(self):
+        if self.reader.is_alive():
+            self.reader.join(timeout=5)

@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401 - the hook pages add their routes here
+from django.urls import path
 
-urlpatterns = []
+from beads import views
+
+urlpatterns = [
+    path("hook/", views.hook_page, name="hook"),
+]

@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class AgentsConfig(AppConfig):
     name = "agents"
+
+    def ready(self):
+        from django.db.models.signals import post_save
+
+        from agents.dispatch import bead_added
+        from beads.models import Bead
+
+        post_save.connect(bead_added, sender=Bead, dispatch_uid="dispatch-on-new-bead")

@@ -54,3 +54,9 @@ def least_busy_agent():
         .order_by("live", "name")
         .first()
     )
+
+
+def bead_added(sender, instance, created, **kwargs):
+    """A new bead may be ready: ask for a dispatch once it is committed."""
+    if created:
+        queues.enqueue_dispatch()

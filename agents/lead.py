@@ -121,6 +121,7 @@ class Landing:
             )
         if self.repository.push and self.repository.upstream:
             queues.enqueue_push(self.repository)
+        queues.enqueue_dispatch()  # its dependents may be ready now
 
     def refuse(self, status, reason):
         with transaction.atomic():

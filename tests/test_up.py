@@ -114,13 +114,26 @@ def test_up_runs_web_and_worker_and_stops_cleanly_on_ctrl_c(start_up):
 
     connection = redis.Redis(unix_socket_path=str(up.home / "redis.sock"))
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not (workers := Worker.all(connection=connection)) and time.monotonic() < deadline:
+    while len(workers := Worker.all(connection=connection)) < 3 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert [w.pid for w in workers] == [up.children()["worker"]]
-    assert set(workers[0].queue_names()) == {"sessions", "default"}
+    pids = up.children()
+    queues_by_pid = {w.pid: set(w.queue_names()) for w in workers}
+    assert queues_by_pid == {
+        pids["worker"]: {"default"},
+        pids["session-worker-1"]: {"sessions"},
+        pids["session-worker-2"]: {"sessions"},
+    }
     connection.close()
 
-    assert set(up.children()) == {"redis", "web", "worker", "lead"}
+    assert set(up.children()) == {
+        "redis",
+        "web",
+        "worker",
+        "session-worker-1",
+        "session-worker-2",
+        "lead",
+        "ticker",
+    }
     os.kill(up.proc.pid, signal.SIGINT)
     assert up.wait() == 0, up.output
     up.assert_no_children_left()

@@ -257,7 +257,13 @@ def embedded_redis(home):
 
 def app_children(host, port, env):
     """The children that need Redis and the database; a new one joins this list."""
-    return [web(host, port, env), worker(env), lead_supervisor(env)]
+    return [
+        web(host, port, env),
+        worker("worker", ["default"], env),
+        *(worker(f"session-worker-{n}", ["sessions"], env) for n in (1, 2)),
+        lead_supervisor(env),
+        ticker(env),
+    ]
 
 
 def web(host, port, env):
@@ -269,9 +275,14 @@ def web(host, port, env):
     return Child("web", argv, cwd=settings.BASE_DIR, env=env)
 
 
-def worker(env):
-    argv = [sys.executable, "manage.py", "rqworker", "sessions", "default"]
-    return Child("worker", argv, cwd=settings.BASE_DIR, env=env)
+def worker(name, queues, env):
+    argv = [sys.executable, "manage.py", "rqworker", *queues]
+    return Child(name, argv, cwd=settings.BASE_DIR, env=env)
+
+
+def ticker(env):
+    argv = [sys.executable, "manage.py", "tick"]
+    return Child("ticker", argv, cwd=settings.BASE_DIR, env=env)
 
 
 def lead_supervisor(env):
@@ -352,6 +363,7 @@ class Command(BaseCommand):
         try:
             redis_url = self.start_redis(infra, stopping)
             env = child_env(redis_url)
+            env.setdefault("CORRAL_URL", f"http://{connect_host(host)}:{port}")  # for agents
             apps += app_children(host, port, env)
             for child in apps:
                 self.start(child)

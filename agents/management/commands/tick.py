@@ -1,0 +1,40 @@
+import signal
+import threading
+
+from django.core.management.base import BaseCommand
+from django.db import connections
+
+from agents import queues
+from agents.dispatch import dispatch
+
+
+class Command(BaseCommand):
+    help = "Every few seconds: reconcile() what crashes left behind, then dispatch()."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--interval", type=float, default=5.0, help="seconds between ticks")
+        parser.add_argument("--once", action="store_true", help="tick once and exit")
+
+    def handle(self, *args, interval, once, **opts):
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        while True:
+            self.tick()
+            if once or stop.wait(interval):
+                return
+
+    def tick(self):
+        try:
+            repaired = queues.reconcile()
+            started = dispatch()
+        except Exception as e:  # a database or Redis hiccup: say so, try next tick
+            self.stderr.write(f"tick failed: {e}")
+            return
+        finally:
+            connections.close_all()
+        if any(repaired.values()) or started:
+            parts = [f"{n} {what}" for what, n in repaired.items() if n]
+            self.stdout.write(
+                f"tick: repaired {', '.join(parts) or 'nothing'}; dispatched {started}"
+            )

@@ -25,7 +25,8 @@ CAS_TRIES = 3  # the branch moved under us (someone wrote to it outside the lead
 
 def process_submission(submission_id):
     """Gate and land one submission. Safe to run twice, or after a crash."""
-    sub = Submission.objects.select_related("repository").filter(pk=submission_id).first()
+    related = ("repository", "session__agent", "bead")
+    sub = Submission.objects.select_related(*related).filter(pk=submission_id).first()
     if sub is None or sub.status not in (
         sub.Status.QUEUED,
         sub.Status.CHECKING,
@@ -33,9 +34,10 @@ def process_submission(submission_id):
     ):
         return
     with queues.repo_lock(sub.repository):
-        sub.refresh_from_db()
-        resumed = sub.status == sub.Status.CHECKING  # a lead died mid-job
-        if not resumed and not sub.start_checking():
+        # One conditional UPDATE decides: ours to check, or resumed after a
+        # lead died mid-job (still `checking`), or done with meanwhile.
+        resumed = not sub.start_checking()
+        if resumed and sub.status != sub.Status.CHECKING:
             return  # finished, or waiting for a person, meanwhile
         landing = Landing(sub)
         try:
@@ -65,9 +67,12 @@ class Landing:
         except patches.PatchError as e:
             return self.refuse(Submission.Status.REJECTED, f"paths gate: {e}")
         self.files = sorted({p for change in self.changes for p in change.paths})
+        stale_results = resumed or self.submission.reviewed_at is not None
         for _ in range(CAS_TRIES):
             self.head = gitops.head_sha(self.path, self.repository.branch)
-            GateResult.objects.filter(submission=self.submission).delete()
+            if stale_results:  # an earlier run's gates: this run records its own
+                GateResult.objects.filter(submission=self.submission).delete()
+            stale_results = True
             if not self.pass_gates():
                 return
             sha = gitops.commit_tree(
@@ -78,24 +83,34 @@ class Landing:
         self.refuse(Submission.Status.FAILED, "The branch kept moving during the commit.")
 
     def pass_gates(self):
-        """Run every gate, recording each; True when all passed."""
-        for name, gate in gates.GATES:
-            started = time.monotonic()
-            verdict = gate(self)
-            GateResult.objects.create(
-                submission=self.submission,
-                gate=name,
-                passed=verdict.passed,
-                detail=verdict.detail,
-                duration_ms=round((time.monotonic() - started) * 1000),
-            )
-            if verdict.passed is None:
-                self.submission.await_review()
-                return False
-            if not verdict.passed:
-                self.refuse(verdict.refusal, f"{name} gate: {verdict.detail}")
-                return False
-        return True
+        """Run every gate; True when all passed. Results are written in one go,
+        and before a check command runs, so the page shows progress."""
+        results = []
+        try:
+            for name, gate in gates.GATES:
+                if name == "check" and self.repository.check_command:
+                    GateResult.objects.bulk_create(results)
+                    results = []
+                started = time.monotonic()
+                verdict = gate(self)
+                results.append(
+                    GateResult(
+                        submission=self.submission,
+                        gate=name,
+                        passed=verdict.passed,
+                        detail=verdict.detail,
+                        duration_ms=round((time.monotonic() - started) * 1000),
+                    )
+                )
+                if verdict.passed is None:
+                    self.submission.await_review()
+                    return False
+                if not verdict.passed:
+                    self.refuse(verdict.refusal, f"{name} gate: {verdict.detail}")
+                    return False
+            return True
+        finally:
+            GateResult.objects.bulk_create(results)
 
     def already_committed(self):
         return gitops.commit_with_trailer(

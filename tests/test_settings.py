@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIABLES = ["CORRAL_HOME", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"]
+VARIABLES = [
+    "CORRAL_HOME",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "CORRAL_URL",
+    "CORRAL_LEASE_SECONDS",
+]
 SHOW = (
     "import json, django; django.setup(); from django.conf import settings as s; "
     "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], "
@@ -69,6 +78,8 @@ def test_values_from_the_environment(tmp_path):
         ("REDIS_URL", "redis://localhost:notaport/0"),
         ("ALLOWED_HOSTS", " , "),
         ("SECRET_KEY", "short"),
+        ("CORRAL_URL", "ftp://example.com"),
+        ("CORRAL_LEASE_SECONDS", "soon"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, name, value):

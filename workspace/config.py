@@ -113,6 +113,14 @@ def redis_url(home):
     return raw
 
 
+def http_url(name, default):
+    raw = os.environ.get(name, "").strip() or default
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise bad(name, raw, "use an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
 def secret_key(home):
     """SECRET_KEY from the environment, else one generated once and kept in CORRAL_HOME."""
     raw = os.environ.get("SECRET_KEY")

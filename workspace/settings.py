@@ -1,6 +1,5 @@
 """Django settings for Corral. Everything an operator sets comes from the environment."""
 
-import os
 from pathlib import Path
 
 from workspace import config
@@ -91,7 +90,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Where agents that Corral runs reach its API.
-CORRAL_URL = os.environ.get("CORRAL_URL", "http://127.0.0.1:8000").rstrip("/")
+CORRAL_URL = config.http_url("CORRAL_URL", "http://127.0.0.1:8000")
 # Sessions: a log past this many characters is cut; a stopped agent gets this
 # long between SIGTERM and SIGKILL; the scope watchdog looks this often.
 SESSION_LOG_CAP_CHARS = config.env_int("CORRAL_SESSION_LOG_CAP_CHARS", default=2_000_000)

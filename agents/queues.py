@@ -82,31 +82,24 @@ def lead_timeout(repository):
     return repository.check_timeout_s + 300
 
 
-def enqueue_submission(submission):
-    """Put a submission on its repository's lead queue once the transaction commits."""
-    repo = submission.repository
+def enqueue_lead_job(repo, func, arg, job_id):
+    """Put a job on the repository's lead queue once the transaction commits."""
     after_commit(
-        lambda: enqueue_once(
-            lead_queue(repo),
-            "agents.lead.process_submission",
-            submission.pk,
-            job_id=f"submission-{submission.pk}",
-            timeout=lead_timeout(repo),
-        )
+        lambda: enqueue_once(lead_queue(repo), func, arg, job_id=job_id, timeout=lead_timeout(repo))
+    )
+
+
+def enqueue_submission(submission):
+    enqueue_lead_job(
+        submission.repository,
+        "agents.lead.process_submission",
+        submission.pk,
+        f"submission-{submission.pk}",
     )
 
 
 def enqueue_revert(bead):
-    repo = bead.repository
-    after_commit(
-        lambda: enqueue_once(
-            lead_queue(repo),
-            "agents.lead.revert",
-            bead.pk,
-            job_id=f"revert-{bead.pk}",
-            timeout=lead_timeout(repo),
-        )
-    )
+    enqueue_lead_job(bead.repository, "agents.lead.revert", bead.pk, f"revert-{bead.pk}")
 
 
 def enqueue_push(repository):

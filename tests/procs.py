@@ -13,6 +13,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait_until(predicate, timeout=90, what="condition"):
+    """Poll until predicate() is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
 def group_members(pgid):
     """Live (non-zombie) processes in a process group, read from /proc."""
     members = []

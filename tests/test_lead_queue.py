@@ -3,14 +3,13 @@
 import os
 import re
 import signal
-import time
 
 import pytest
 
 from agents.models import Agent, Submission
 from beads.models import Bead
 from tests.conftest import git, make_patch, submit
-from tests.procs import Running, group_members
+from tests.procs import Running, group_members, wait_until
 from tests.races import race
 from workspace.models import Repository
 
@@ -19,14 +18,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def lead_worker(env, repo, *args):
     return Running(["manage.py", "leadworker", repo.slug, *args], env)
-
-
-def wait_until(predicate, timeout=120, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def all_finished(repo, n):

@@ -4,7 +4,6 @@ whole loop (dispatch, session workers, leads) landing dependent beads across rep
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from agents.models import Agent, Session
 from beads import hook
 from beads.models import Bead, Dependency
 from tests.conftest import git
-from tests.procs import Running, group_members
+from tests.procs import Running, group_members, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 AGENTS = Path(__file__).parent / "agents"
@@ -35,14 +34,6 @@ def worker_env(subprocess_env, settings):
 
 def session_worker(env, *args):
     return Running(["manage.py", "rqworker", "sessions", *args], env)
-
-
-def wait_until(predicate, timeout=90, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def queue_session(agent, bead):

@@ -23,28 +23,57 @@ log = logging.getLogger(__name__)
 CAS_TRIES = 3  # the branch moved under us (someone wrote to it outside the lead)
 
 
+IN_FLIGHT = [Submission.Status.QUEUED, Submission.Status.CHECKING, Submission.Status.APPROVED]
+RELATED = ("repository", "session__agent", "bead")
+
+
+def drain(repository_id):
+    """Land the repository's waiting submissions, oldest first, until none wait.
+
+    One job per repository rather than one per submission: the lock is taken
+    once and the queue's bookkeeping paid once, however many are waiting.
+    """
+    from workspace.models import Repository
+
+    repo = Repository.objects.filter(pk=repository_id).first()
+    if repo is None:
+        return
+    tried = set()
+    with queues.repo_lock(repo):
+        while sub := next_waiting(repo, exclude=tried):
+            tried.add(sub.pk)
+            land(sub)
+
+
+def next_waiting(repo, exclude=()):
+    waiting = Submission.objects.filter(repository=repo, status__in=IN_FLIGHT).exclude(
+        pk__in=exclude
+    )
+    return waiting.select_related(*RELATED).order_by("queued_at", "pk").first()
+
+
 def process_submission(submission_id):
     """Gate and land one submission. Safe to run twice, or after a crash."""
-    related = ("repository", "session__agent", "bead")
-    sub = Submission.objects.select_related(*related).filter(pk=submission_id).first()
-    if sub is None or sub.status not in (
-        sub.Status.QUEUED,
-        sub.Status.CHECKING,
-        sub.Status.APPROVED,
-    ):
+    sub = Submission.objects.select_related(*RELATED).filter(pk=submission_id).first()
+    if sub is None or sub.status not in IN_FLIGHT:
         return
     with queues.repo_lock(sub.repository):
-        # One conditional UPDATE decides: ours to check, or resumed after a
-        # lead died mid-job (still `checking`), or done with meanwhile.
-        resumed = not sub.start_checking()
-        if resumed and sub.status != sub.Status.CHECKING:
-            return  # finished, or waiting for a person, meanwhile
-        landing = Landing(sub)
-        try:
-            landing.run(resumed)
-        except Exception as e:
-            log.exception("lead failed on submission %s", sub.pk)
-            landing.refuse(Submission.Status.FAILED, f"The lead failed: {e}")
+        land(sub)
+
+
+def land(sub):
+    """With the repository's lock held: gate the submission and commit it."""
+    # One conditional UPDATE decides: ours to check, or resumed after a lead
+    # died mid-job (still `checking`), or done with meanwhile.
+    resumed = not sub.start_checking()
+    if resumed and sub.status != sub.Status.CHECKING:
+        return  # finished, or waiting for a person, meanwhile
+    landing = Landing(sub)
+    try:
+        landing.run(resumed)
+    except Exception as e:
+        log.exception("lead failed on submission %s", sub.pk)
+        landing.refuse(Submission.Status.FAILED, f"The lead failed: {e}")
 
 
 class Landing:

@@ -57,8 +57,8 @@ def lead_queue(repository):
     return Queue(lead_queue_name(repository), connection=connection())
 
 
-def enqueue_once(queue, func, *args, job_id, timeout):
-    """Enqueue unless a job with this id is still pending; return the job."""
+def enqueue_once(queue, func, *args, job_id, timeout, pending=PENDING):
+    """Enqueue unless a job with this id is still `pending`; return the job."""
     for _ in range(3):
         try:
             return queue.enqueue_call(
@@ -71,7 +71,7 @@ def enqueue_once(queue, func, *args, job_id, timeout):
             )
         except DuplicateJobError:
             job = Job.fetch(job_id, connection=queue.connection)
-            if job.get_status(refresh=True) in PENDING:
+            if job.get_status(refresh=True) in pending:
                 return job
             job.delete()  # finished or failed long ago: make room for a fresh run
     raise RuntimeError(f"could not enqueue {job_id}")
@@ -89,13 +89,23 @@ def enqueue_lead_job(repo, func, arg, job_id):
     )
 
 
-def enqueue_submission(submission):
-    enqueue_lead_job(
-        submission.repository,
-        "agents.lead.process_submission",
-        submission.pk,
-        f"submission-{submission.pk}",
+def enqueue_drain(repo):
+    """Ask the repository's lead to land what waits. A drain already queued
+    will see this submission; one already running may have looked before it
+    was there, so only a queued one counts."""
+    return enqueue_once(
+        lead_queue(repo),
+        "agents.lead.drain",
+        repo.pk,
+        job_id=f"drain-{repo.slug}",
+        timeout=-1,  # as long as there is work; each check command has its own timeout
+        pending={JobStatus.QUEUED},
     )
+
+
+def enqueue_submission(submission):
+    repo = submission.repository
+    after_commit(lambda: enqueue_drain(repo))
 
 
 def enqueue_revert(bead):
@@ -126,42 +136,16 @@ def retry_pushes():
 
 
 def requeue_in_flight(repository):
-    """Give the lead queue every submission still in flight, for a lead starting up.
-
-    A job left `started` by a lead that died will never finish: it is
-    replaced. Two runs of one submission are harmless (the lock, the
-    idempotent job), a lost one is not.
-    """
+    """For a lead starting up: if submissions wait, a drain is queued for them
+    (a drain job left `started` by a lead that died never finishes: it is
+    replaced). Returns how many wait."""
+    from agents.lead import IN_FLIGHT
     from agents.models import Submission
 
-    in_flight = Submission.objects.filter(
-        repository=repository,
-        status__in=[
-            Submission.Status.QUEUED,
-            Submission.Status.CHECKING,
-            Submission.Status.APPROVED,
-        ],
-    )
-    queue = lead_queue(repository)
-    for pk in in_flight.values_list("pk", flat=True):
-        job_id = f"submission-{pk}"
-        job = (
-            Job.fetch(job_id, connection=queue.connection)
-            if Job.exists(job_id, queue.connection)
-            else None
-        )
-        if job is not None and job.get_status(refresh=True) == JobStatus.QUEUED:
-            continue
-        if job is not None:
-            job.delete()
-        enqueue_once(
-            queue,
-            "agents.lead.process_submission",
-            pk,
-            job_id=job_id,
-            timeout=lead_timeout(repository),
-        )
-    return in_flight.count()
+    waiting = Submission.objects.filter(repository=repository, status__in=IN_FLIGHT).count()
+    if waiting:
+        enqueue_drain(repository)
+    return waiting
 
 
 @contextmanager
@@ -223,6 +207,14 @@ def job_missing(job_id):
     return not Job.exists(job_id, connection=connection())
 
 
+def drain_pending(repo):
+    """A drain of the repository is queued or running (so its waiting work will land)."""
+    job_id = f"drain-{repo.slug}"
+    if job_missing(job_id):
+        return False
+    return Job.fetch(job_id, connection=connection()).get_status(refresh=True) in PENDING
+
+
 def reconcile():
     """Repair what crashed processes and a lost Redis leave behind.
 
@@ -245,17 +237,13 @@ def reconcile():
     requeued = [s for s in queued if job_missing(f"session-{s.pk}")]
     for session in requeued:
         enqueue_session(session)
-    in_flight = Submission.objects.filter(
-        status__in=[
-            Submission.Status.QUEUED,
-            Submission.Status.CHECKING,
-            Submission.Status.APPROVED,
-        ]
-    ).select_related("repository")
-    resubmitted = [s for s in in_flight if job_missing(f"submission-{s.pk}")]
-    for submission in resubmitted:
-        enqueue_submission(submission)
-    return {"lost": len(lost), "sessions": len(requeued), "submissions": len(resubmitted)}
+    from agents.lead import IN_FLIGHT
+
+    in_flight = Submission.objects.filter(status__in=IN_FLIGHT).select_related("repository")
+    undrained = [s for s in in_flight if not drain_pending(s.repository)]
+    for repo in {s.repository for s in undrained}:
+        enqueue_drain(repo)
+    return {"lost": len(lost), "sessions": len(requeued), "submissions": len(undrained)}
 
 
 def kill_local_agent(session):

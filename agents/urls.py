@@ -8,4 +8,8 @@ urlpatterns = [
     path("submissions/<int:pk>/approve", views.approve, name="submission-approve"),
     path("submissions/<int:pk>/reject", views.reject, name="submission-reject"),
     path("beads/<str:bead_id>/revert", views.revert, name="bead-revert"),
+    path("sessions/<uuid:pk>/", views.session_page, name="session"),
+    path("sessions/<uuid:pk>/log", views.session_log, name="session-log"),
+    path("sessions/<uuid:pk>/cancel", views.cancel_session, name="session-cancel"),
+    path("dispatch", views.run_dispatch, name="dispatch"),
 ]

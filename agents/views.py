@@ -1,31 +1,45 @@
-"""The lead's pages: a repository's queue, one submission with its diff, review and revert.
+"""The lead's pages (a repository's queue, one submission with its diff, review
+and revert) and a session's page (its live log, time bar, changed files,
+context pack and final diff, with a Cancel button).
 
 The queue and a submission's status are partials that poll themselves every
-two seconds while something is in flight, and stop once nothing is.
+two seconds while something is in flight, and stop once nothing is. A
+session's status and its log poll every second while it is live: the log
+poller asks only for the chunks after the last one it has.
 """
 
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
+from rq import Worker
 
 from agents import lead, queues
-from agents.models import Submission
+from agents.models import Session, Submission
+from agents.runner import time_limit_s
 from beads.models import Bead
 from workspace import gitops
+from workspace.htmx import is_partial
 from workspace.models import Repository
 
 FINISHED_SHOWN = 20
 DIFF_LINES_SHOWN = 5000
+CONTEXT_SHOWN_CHARS = 200_000
+# After a session ends, its runner may still be draining the agent's last
+# output (a cancel: SIGTERM, the grace period, SIGKILL): the log stays open.
+LOG_DRAIN_SECONDS = 15
 # A hunk's lines by their first character; any other line ends the hunk (a file header).
 HUNK_BODY = {"+": "add", "-": "del", " ": "ctx", "\\": "meta"}
-
-
-def is_partial(request):
-    """An htmx poll wants the partial; htmx restoring history wants the whole page."""
-    return request.htmx and not request.htmx.history_restore_request
 
 
 def submissions():
@@ -59,6 +73,12 @@ def diff_lines(lines):
     return shown
 
 
+def shown_diff(patch):
+    """The template context for a patch's coloured diff, cut after DIFF_LINES_SHOWN lines."""
+    lines = patch.splitlines()
+    return {"diff": diff_lines(lines[:DIFF_LINES_SHOWN]), "diff_cut": len(lines) > DIFF_LINES_SHOWN}
+
+
 @login_required
 @vary_on_headers("HX-Request")
 def lead_queue(request, slug):
@@ -84,8 +104,7 @@ def submission(request, pk):
     ctx = {"sub": sub, "in_flight": sub.status in Submission.IN_FLIGHT}
     if is_partial(request):
         return render(request, "agents/submission.html#status", ctx)
-    lines = sub.session.patch.splitlines()
-    ctx.update(diff=diff_lines(lines[:DIFF_LINES_SHOWN]), diff_cut=len(lines) > DIFF_LINES_SHOWN)
+    ctx.update(shown_diff(sub.session.patch))
     return render(request, "agents/submission.html", ctx)
 
 
@@ -124,3 +143,144 @@ def revert(request, bead_id):
         status = bead.get_status_display()
         messages.error(request, f"Only a closed bead with a commit can be reverted ({status}).")
     return redirect("lead", slug=bead.repository.slug)
+
+
+# A session's page.
+
+
+def minutes(seconds):
+    """Seconds as m:ss."""
+    seconds = max(int(seconds), 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def session_clock(session, now=None):
+    """The time bar: the limit, the seconds used and left, and what to say about them.
+
+    Reads session.agent, session.bead and session.bead.repository: have them at hand.
+    """
+    limit = time_limit_s(session)
+    if session.started_at is None:
+        label = f"{minutes(limit)} limit, not started"
+        return {"limit": limit, "used": 0, "left": limit, "label": label}
+    end = session.ended_at or now or timezone.now()
+    used = min(max(int((end - session.started_at).total_seconds()), 0), limit)
+    if session.ended_at:
+        label = f"ran {minutes(used)} of {minutes(limit)}"
+    else:
+        label = f"{minutes(limit - used)} left"
+    return {"limit": limit, "used": used, "left": limit - used, "label": label}
+
+
+def context_pack(session):
+    """The text of the session's .agents/context.md while its clone exists, else None."""
+    if not session.workdir:
+        return None
+    try:
+        text = (Path(session.workdir) / ".agents" / "context.md").read_text(errors="replace")
+    except OSError:
+        return None
+    return text[:CONTEXT_SHOWN_CHARS]
+
+
+def log_open(session):
+    """More log may come: the session is live, or it has just ended and its runner
+    is still draining the agent's last output (its exit code is not in yet)."""
+    if session.status in Session.LIVE:
+        return True
+    if not session.pid or session.exit_code is not None or session.ended_at is None:
+        return False
+    drain = timedelta(seconds=settings.KILL_GRACE_SECONDS + LOG_DRAIN_SECONDS)
+    return timezone.now() - session.ended_at < drain
+
+
+@login_required
+@vary_on_headers("HX-Request")
+def session_page(request, pk):
+    related = Session.objects.select_related("agent", "bead__repository", "submission")
+    session = get_object_or_404(related, pk=pk)
+    live = session.status in Session.LIVE
+    budget = f"{session.context_chars:,} of {session.agent.context_budget_chars:,} characters"
+    ctx = {"session": session, "live": live, "clock": session_clock(session), "budget": budget}
+    if not live:
+        ctx.update(shown_diff(session.patch))
+    part = request.GET.get("part", "status")
+    if is_partial(request) and part in ("status", "context"):
+        ctx["context"] = context_pack(session) if part == "context" else None
+        return render(request, f"agents/session.html#{part}", ctx)
+    # The chunks are read after the status: a log that is closed by then is complete.
+    chunks = list(session.log_chunks.order_by("seq"))
+    after = chunks[-1].seq if chunks else -1
+    ctx.update(
+        context=context_pack(session), chunks=chunks, after=after, log_open=log_open(session)
+    )
+    return render(request, "agents/session.html", ctx)
+
+
+@login_required
+def session_log(request, pk):
+    """The log chunks after `after`, and the poller that asks for the next ones."""
+    fields = ["status", "pid", "exit_code", "ended_at"]
+    session = get_object_or_404(Session.objects.only(*fields), pk=pk)
+    try:
+        after = int(request.GET.get("after", -1))
+    except ValueError:
+        return HttpResponseBadRequest("after: give the seq of the last chunk you have")
+    still_open = log_open(session)  # read before the chunks, as on the page
+    chunks = list(session.log_chunks.filter(seq__gt=after).order_by("seq"))
+    after = chunks[-1].seq if chunks else after
+    ctx = {"session": session, "chunks": chunks, "after": after, "log_open": still_open}
+    response = render(request, "agents/session.html#log-update", ctx)
+    if not still_open:
+        response["HX-Trigger"] = "session-ended"  # the status part refreshes once more
+    return response
+
+
+@login_required
+@require_POST
+def cancel_session(request, pk):
+    session = get_object_or_404(Session.objects.select_related("bead"), pk=pk)
+    if session.cancel(request.user):
+        messages.success(
+            request,
+            f"Cancelled: the agent is being stopped and {session.bead_id} is back on the hook.",
+        )
+    else:
+        status = session.get_status_display().lower()
+        messages.error(request, f"This session is no longer live ({status}): nothing to cancel.")
+    return redirect(session)
+
+
+@login_required
+@require_POST
+def run_dispatch(request):
+    """Ask for a dispatch now, and say plainly whether any worker will act on it."""
+    try:
+        sessions = len(Worker.all(queue=queues.queue(queues.SESSIONS)))
+        defaults = len(Worker.all(queue=queues.queue(queues.DEFAULT)))
+    except redis.RedisError as e:
+        messages.error(request, f"Redis cannot be reached, nothing was requested: {e}")
+        return redirect("overview")
+    queues.enqueue_dispatch()
+    if not sessions:
+        messages.error(
+            request,
+            mark_safe(  # constant text
+                "No session worker is running: start <code>manage.py up</code> or "
+                "<code>manage.py rqworker sessions</code>."
+            ),
+        )
+    elif not defaults:
+        messages.warning(
+            request,
+            mark_safe(  # constant text
+                "Dispatch requested, but no worker listens on the default queue to run it: "
+                "start <code>manage.py up</code> or <code>manage.py rqworker default</code>."
+            ),
+        )
+    else:
+        plural = "s" if sessions != 1 else ""
+        messages.success(
+            request, f"Dispatch requested: {sessions} session worker{plural} listening."
+        )
+    return redirect("overview")

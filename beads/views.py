@@ -17,15 +17,11 @@ from django.views.decorators.vary import vary_on_headers
 from agents.models import Session
 from beads import hook
 from beads.models import Bead
+from workspace.htmx import is_partial
 from workspace.models import Workspace
 
 READY_SHOWN = 10
 CLAIM_FIELDS = ["status", "lease_expires_at", "agent__name", "bead__title", "bead__repository"]
-
-
-def is_partial(request):
-    """An htmx poll wants the partial; htmx restoring history wants the whole page."""
-    return request.htmx and not request.htmx.history_restore_request
 
 
 def first_ready(workspace, n=READY_SHOWN):

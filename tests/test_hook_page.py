@@ -118,7 +118,7 @@ def test_a_claim_shows_its_agent_and_lease_countdown(logged_in, agent):
     part = section(hook_page(logged_in), repo)
     assert shown_ids(part) == [waiting.id]
     row = part[part.index(f'data-session="{session.pk}"') :]
-    assert f'<td class="agent">{agent.name}</td>' in row
+    assert f'<td class="agent"><a href="/sessions/{session.pk}/">{agent.name}</a></td>' in row
     assert f"<code>{held.id}</code></a> Held work" in row
     assert f'href="/repos/app/#{held.id}"' in row
     assert re.search(r'data-seconds="8\d"[^>]*>1:2\d</span>', row)

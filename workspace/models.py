@@ -94,6 +94,14 @@ class Repository(models.Model):
     def check_argv(self):
         return shlex.split(self.check_command)
 
+    def set_dispatch_paused(self, paused):
+        """Pause or resume dispatch here (a conditional UPDATE); True if this call changed it."""
+        changed = Repository.objects.filter(pk=self.pk, dispatch_paused=not paused).update(
+            dispatch_paused=paused
+        )
+        self.dispatch_paused = paused  # whoever made the change, this is the value now
+        return bool(changed)
+
     @classmethod
     def register(cls, source, workspace, name=None, branch=None, **fields):
         """Clone `source` (a path or URL) into a canonical bare repository and record it."""

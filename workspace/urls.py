@@ -8,6 +8,8 @@ from workspace.api import api
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("repos/<slug:slug>/", views.repository, name="repository"),
+    path("repos/<slug:slug>/dispatch/pause", views.pause_dispatch, name="dispatch-pause"),
+    path("repos/<slug:slug>/dispatch/resume", views.resume_dispatch, name="dispatch-resume"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("agents.urls")),

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 from rq import Queue
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ def after_commit(enqueue):
     def guarded():
         try:
             enqueue()
-        except redis.RedisError as e:
-            log.warning("could not enqueue (reconcile will): %s", e)
+        except Exception:  # the row is saved either way; never fail the caller for transport
+            log.exception("could not enqueue; reconcile() will")
 
     transaction.on_commit(guarded)
 
@@ -58,19 +58,21 @@ def lead_queue(repository):
 
 
 def enqueue_once(queue, func, *args, job_id, timeout, pending=PENDING):
-    """Enqueue unless a job with this id is still `pending`; return the job."""
-    for _ in range(3):
+    """Enqueue unless a job with this id is still `pending`; return the job.
+
+    Many processes may ask at once: a job that vanishes or finishes between
+    two calls just means another try.
+    """
+    for _ in range(10):
         try:
             return queue.enqueue_call(
-                func,
-                args=args,
-                job_id=job_id,
-                timeout=timeout,
-                result_ttl=0,
-                unique=True,
+                func, args=args, job_id=job_id, timeout=timeout, result_ttl=0, unique=True
             )
         except DuplicateJobError:
-            job = Job.fetch(job_id, connection=queue.connection)
+            try:
+                job = Job.fetch(job_id, connection=queue.connection)
+            except NoSuchJobError:
+                continue
             if job.get_status(refresh=True) in pending:
                 return job
             job.delete()  # finished or failed long ago: make room for a fresh run

@@ -246,3 +246,179 @@ def test_reuses_existing_demo_sources(seeded, settings):
         assert git(repo.canonical_path, "rev-parse", repo.branch) == heads[repo.slug]
     closed = Bead.objects.filter(status=Bead.Status.CLOSED, repository__slug__in=DEMO_SLUGS)
     assert closed.count() == 3 and all(b.commit_sha for b in closed)
+
+
+# --- demo --run ----------------------------------------------------------------
+# The seed's deferred beads (api "Persist items to a JSON file", web "Dark mode")
+# and the one a person blocked (web "Use the new logo in the header") stay as
+# they are; every other demo bead ends closed.
+
+LEFT_AS_SEEDED = {
+    "Persist items to a JSON file": Bead.Status.DEFERRED,
+    "Dark mode": Bead.Status.DEFERRED,
+    "Use the new logo in the header": Bead.Status.BLOCKED,
+}
+
+
+def run_demo_run():
+    out = StringIO()
+    try:
+        call_command("demo", "--run", stdout=out)
+    except CommandError as e:
+        e.output = out.getvalue()
+        raise
+    return out.getvalue()
+
+
+def branch_head(repo):
+    return git(repo.canonical_path, "rev-parse", f"refs/heads/{repo.branch}")
+
+
+def open_demo_beads():
+    return Bead.objects.filter(repository__slug__in=DEMO_SLUGS, status=Bead.Status.OPEN)
+
+
+@pytest.mark.django_db
+def test_every_open_bead_carries_edits_the_demo_agent_can_make_within_its_scope(seeded):
+    from agents.demo_agent import edits
+
+    for bead in open_demo_beads():
+        assert bead.scope, f"{bead.id} has no scope"
+        if bead.issue_type == Bead.Type.EPIC:
+            assert not edits(bead.description)  # never claimed: its children do the work
+            continue
+        steps = edits(bead.description)
+        assert steps, f"{bead.id} has no edits"
+        assert not bead.description.startswith("```"), "the prose for people comes first"
+        paths = [arg for op, arg, _ in steps if op in ("write", "append", "replace", "delete")]
+        assert len(paths) == len(steps), f"{bead.id}: only file edits"
+        assert not bead.paths_outside_scope(paths), f"{bead.id}: {paths} vs {bead.scope}"
+        repo = bead.repository
+        for op, path, body in steps:
+            if op != "replace":
+                continue
+            # A replaced passage is in the seeded file once, and no other bead changes it.
+            old = body.partition("=====\n")[0]
+            text = git(repo.canonical_path, "show", f"{repo.branch}:{path}") + "\n"
+            assert text.count(old) == 1, f"{bead.id}: {old!r} in {path}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_lands_every_open_demo_bead(rq_redis, tmp_path):
+    out = run_demo_run()
+    assert "Seeded the demo" in out
+
+    beads = list(Bead.objects.filter(repository__slug__in=DEMO_SLUGS).select_related("repository"))
+    assert {b.title: b.status for b in beads if b.title in LEFT_AS_SEEDED} == LEFT_AS_SEEDED
+    assert all(b.status == Bead.Status.CLOSED for b in beads if b.title not in LEFT_AS_SEEDED)
+    landed = [b for b in beads if b.submissions.filter(status="committed").exists()]
+    assert len(landed) == 14
+    assert "Landed 14 bead(s) and closed 1 epic(s)" in out
+    assert f"18 of {len(beads)} demo beads are closed" in out
+
+    for bead in landed:
+        repo = bead.repository
+        with_trailer = git(
+            repo.canonical_path,
+            "log",
+            "--format=%H",
+            f"--grep=^Bead: {bead.id}$",
+            f"refs/heads/{repo.branch}",
+        ).split()
+        assert with_trailer == [bead.commit_sha], bead
+        assert f'landed {bead.id} "{bead.title}" as {bead.commit_sha[:10]}' in out
+
+    # A bead was claimed only once all it `blocks`-depends on had closed, and
+    # in one repository its commit comes after theirs.
+    blocks = Dependency.objects.filter(type=Dependency.Type.BLOCKS, issue__in=landed)
+    for dep in blocks.select_related("issue__repository", "depends_on__repository"):
+        issue, blocker = dep.issue, dep.depends_on
+        claimed = issue.submissions.get(status="committed").session.created_at
+        assert blocker.closed_at <= claimed, dep
+        assert blocker.closed_at < issue.closed_at, dep
+        if issue.repository_id == blocker.repository_id:
+            path = issue.repository.canonical_path
+            git(path, "merge-base", "--is-ancestor", blocker.commit_sha, issue.commit_sha)
+
+    epic = next(b for b in beads if b.issue_type == Bead.Type.EPIC)
+    children = Bead.objects.filter(dependencies__depends_on=epic, dependencies__type="parent-child")
+    assert epic.close_reason == "all its children landed" and not epic.commit_sha
+    assert all(epic.closed_at >= child.closed_at for child in children)
+    assert f"closed epic {epic.id}" in out
+
+    # demo-infra stays in human review; the run approves as the demo and says so.
+    infra = Repository.objects.get(slug="demo-infra")
+    assert infra.review_mode == Repository.Review.HUMAN
+    for sub in infra.submissions.all():
+        assert sub.reviewed_by.get_username() == "corral-demo"
+        assert f"approving demo-infra submission {sub.pk} for {sub.bead_id}" in out
+
+    for repo in Repository.objects.filter(slug__in=DEMO_SLUGS):
+        checkout = tmp_path / "final" / repo.slug
+        git(tmp_path, "clone", "-q", str(repo.canonical_path), str(checkout))
+        done = subprocess.run(
+            repo.check_argv(), cwd=checkout, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, f"{repo.slug}: {done.stdout}{done.stderr}"
+
+    # A second run lands nothing and says everything is done.
+    heads = {repo.slug: branch_head(repo) for repo in Repository.objects.all()}
+    again = run_demo_run()
+    assert "already there" in again and "Everything is done" in again
+    assert "landed" not in again and "round" not in again
+    assert {repo.slug: branch_head(repo) for repo in Repository.objects.all()} == heads
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_reports_what_is_stuck_and_why(rq_redis):
+    run_demo()
+    stubborn = Bead.objects.get(title="Rotate nginx logs daily")
+    stubborn.description = "Cannot be done.\n\n```corral fail no such file in the design\n```\n"
+    stubborn.save()
+    epic = open_demo_beads().get(issue_type=Bead.Type.EPIC)
+    for bead in open_demo_beads().exclude(pk__in=[stubborn.pk, epic.pk]):
+        assert bead.defer()
+    heads = {repo.slug: branch_head(repo) for repo in Repository.objects.all()}
+
+    with pytest.raises(CommandError) as caught:
+        run_demo_run()
+    out = caught.value.output
+    assert "2 demo bead(s) did not land" in str(caught.value)
+    assert stubborn.id in str(caught.value) and epic.id in str(caught.value)
+    assert out.count(f"{stubborn.id} came back from") == 3
+    assert "demo agent failed: no such file in the design" in out
+    stubborn.refresh_from_db()
+    assert stubborn.status == Bead.Status.BLOCKED and stubborn.attempts == 3
+    assert (
+        f'Stuck: {stubborn.id} "Rotate nginx logs daily" in demo-infra: {stubborn.last_failure}'
+        in out
+    )
+    assert f"Stuck: {epic.id}" in out and "an epic waiting for its children" in out
+    assert {repo.slug: branch_head(repo) for repo in Repository.objects.all()} == heads
+
+
+@pytest.mark.django_db
+def test_run_without_redis_is_one_line_and_seeds_nothing(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with pytest.raises(CommandError) as caught:
+        run_demo_run()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "needs Redis" in message and "manage.py up" in message
+    assert counts() == (0, 0, 0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_refuses_while_corrals_workers_listen(rq_redis):
+    from rq import Worker
+
+    from agents import queues
+
+    worker = Worker([queues.queue(queues.SESSIONS)], connection=rq_redis)
+    worker.register_birth()
+    try:
+        with pytest.raises(CommandError, match="workers are running"):
+            run_demo_run()
+    finally:
+        worker.register_death()
+    assert not Bead.objects.exclude(status__in=["open", "closed", "deferred", "blocked"]).exists()

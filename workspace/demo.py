@@ -864,6 +864,634 @@ REPOS = [
     ),
 ]
 
+# --- The beads' work ---------------------------------------------------------
+# Each open bead's description ends with the edits the demo agent
+# (agents/demo_agent.py) carries out, so that `manage.py demo --run`, or
+# Corral's own workers, land the demo for real. The edits stay inside the
+# bead's scope, keep the repository's check passing, and land in whatever
+# order the hook and the lead take them, two at once from one base included:
+# a new file is written whole; an existing one is changed only by inserting
+# after, or replacing, a passage that no other bead of the demo changes, at
+# least one untouched line away from any other bead's change, so the lead's
+# three-way merge never meets a conflict. Tests come in new files or at the
+# end of a test file that no other open bead touches.
+
+
+def block(op, path, body=""):
+    return f"```corral {op} {path}\n{body}```\n"
+
+
+def write(path, text):
+    return block("write", path, text)
+
+
+def append(path, text):
+    return block("append", path, text)
+
+
+def replace(path, old, new):
+    return block("replace", path, f"{old}=====\n{new}")
+
+
+def insert_after(path, anchor, text):
+    """Add `text` right after `anchor`, which stays as it is."""
+    return replace(path, anchor, anchor + text)
+
+
+def with_edits(prose, *blocks):
+    """The description: the prose for people first, then the demo agent's edits."""
+    return prose + "\n\nThe demo agent's edits:\n\n" + "\n".join(blocks)
+
+
+# demo-api
+
+API_RESPOND = 'def respond(start_response, status, body, content_type="application/json"):\n'
+API_RESPOND_JSON_ERRORS = """\
+    if isinstance(body, bytes) and int(status.split()[0]) >= 400:
+        body, content_type = {"error": body.decode()}, "application/json"  # errors are JSON
+"""
+
+API_TEST_ERRORS = """\
+import json
+import unittest
+
+from service import app as items_app
+from service.store import ItemStore
+from tests.test_app import call
+
+
+class JsonErrorTests(unittest.TestCase):
+    def setUp(self):
+        items_app.store = ItemStore()
+
+    def test_an_unknown_path_is_a_json_404(self):
+        status, headers, body = call("GET", "/nope")
+        self.assertEqual(status, 404)
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertEqual(json.loads(body), {"error": "Not Found"})
+
+    def test_a_post_without_a_title_is_a_json_400(self):
+        status, headers, body = call("POST", "/items", {"title": " "})
+        self.assertEqual(status, 400)
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertEqual(json.loads(body), {"error": "title is required"})
+"""
+
+API_PATH_LINE = '    path = environ.get("PATH_INFO") or "/"\n'
+API_ITEM_ROUTE = """\
+    if path.startswith("/items/") and method == "GET":
+        item_id = path.removeprefix("/items/")
+        item = store.get(int(item_id)) if item_id.isascii() and item_id.isdigit() else None
+        if item is None:
+            return respond(start_response, "404 Not Found", {"error": f"no item {item_id}"})
+        return respond(start_response, "200 OK", item)
+"""
+
+API_TEST_ITEM = """\
+import json
+import unittest
+
+from service import app as items_app
+from service.store import ItemStore
+from tests.test_app import call
+
+
+class ItemRouteTests(unittest.TestCase):
+    def setUp(self):
+        items_app.store = ItemStore()
+
+    def test_one_item(self):
+        item = items_app.store.add("buy milk")
+        status, headers, body = call("GET", "/items/%d" % item["id"])
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["Content-Type"], "application/json")
+        self.assertEqual(json.loads(body), item)
+
+    def test_an_unknown_or_bad_id_is_a_json_404(self):
+        items_app.store.add("buy milk")
+        for path in ("/items/2", "/items/abc", "/items/", "/items/-1"):
+            status, headers, body = call("GET", path)
+            self.assertEqual(status, 404, path)
+            self.assertEqual(headers["Content-Type"], "application/json", path)
+            self.assertIn("error", json.loads(body), path)
+"""
+
+API_STORE_ADD = """\
+    def add(self, title):
+        with self._lock:
+            item = {"id": next(self._ids), "title": title, "done": False}
+"""
+API_STORE_ADD_TAGS = """\
+    def add(self, title, tags=()):
+        tags = sorted({tag.strip().lower() for tag in tags} - {""})
+        with self._lock:
+            item = {"id": next(self._ids), "title": title, "done": False, "tags": tags}
+"""
+API_STORE_LIST = """\
+    def list(self):
+        return [dict(item) for item in self._items.values()]
+"""
+API_STORE_LIST_TAG = '''\
+    def list(self, tag=None):
+        """Every item, or only those tagged `tag` (in any case)."""
+        tag = tag.strip().lower() if tag else None
+        items = self._items.values()
+        return [dict(item) for item in items if tag is None or tag in item["tags"]]
+'''
+API_TEST_STORE_TAGS = """\
+
+
+class TagTests(unittest.TestCase):
+    def setUp(self):
+        self.store = ItemStore()
+
+    def test_tags_are_lowercase_unique_and_sorted(self):
+        item = self.store.add("plan the trip", tags=["Travel", "home", "travel ", " "])
+        self.assertEqual(item["tags"], ["home", "travel"])
+
+    def test_an_item_added_without_tags_has_none(self):
+        self.assertEqual(self.store.add("buy milk")["tags"], [])
+
+    def test_list_by_tag(self):
+        self.store.add("plan the trip", tags=["travel"])
+        self.store.add("water plants", tags=["home"])
+        self.assertEqual([i["title"] for i in self.store.list(tag="Home")], ["water plants"])
+        self.assertEqual(len(self.store.list()), 2)
+"""
+
+API_IMPORT_JSON = "import json\n"
+API_IMPORT_PARSE_QS = "from urllib.parse import parse_qs\n"
+API_LIST_ITEMS = '        return respond(start_response, "200 OK", {"items": store.list()})\n'
+API_LIST_ITEMS_BY_TAG = """\
+        tag = parse_qs(environ.get("QUERY_STRING", "")).get("tag", [""])[0]
+        return respond(start_response, "200 OK", {"items": store.list(tag=tag or None)})
+"""
+API_READ_TITLE = '        title = read_json(environ).get("title")\n'
+API_READ_BODY = """\
+        body = read_json(environ)
+        title = body.get("title")
+"""
+API_ADD_ITEM = '        return respond(start_response, "201 Created", store.add(title.strip()))\n'
+API_ADD_ITEM_WITH_TAGS = """\
+        tags = body.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            message = b"tags must be a list of text"
+            return respond(start_response, "400 Bad Request", message, "text/plain")
+        return respond(start_response, "201 Created", store.add(title.strip(), tags))
+"""
+
+API_TEST_TAGS_FILTER = """\
+import io
+import json
+import unittest
+from wsgiref.util import setup_testing_defaults
+
+from service import app as items_app
+from service.store import ItemStore
+from tests.test_app import call
+
+
+def list_items(query):
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/items", "QUERY_STRING": query}
+    environ["wsgi.input"] = io.BytesIO(b"")
+    setup_testing_defaults(environ)
+    seen = {}
+    body = b"".join(items_app.app(environ, lambda status, headers: seen.update(status=status)))
+    return seen["status"], [item["title"] for item in json.loads(body)["items"]]
+
+
+class TagFilterTests(unittest.TestCase):
+    def setUp(self):
+        items_app.store = ItemStore()
+        call("POST", "/items", {"title": "plan the trip", "tags": ["travel"]})
+        call("POST", "/items", {"title": "water plants", "tags": ["Home"]})
+
+    def test_tag_filters(self):
+        self.assertEqual(list_items("tag=home"), ("200 OK", ["water plants"]))
+        self.assertEqual(list_items("tag=work"), ("200 OK", []))
+
+    def test_without_a_tag_every_item_is_listed(self):
+        self.assertEqual(list_items(""), ("200 OK", ["plan the trip", "water plants"]))
+
+    def test_post_stores_the_tags(self):
+        status, _, body = call("POST", "/items", {"title": "call mum", "tags": ["Home", "phone"]})
+        self.assertEqual((status, json.loads(body)["tags"]), (201, ["home", "phone"]))
+
+    def test_tags_must_be_a_list_of_text(self):
+        status, _, _ = call("POST", "/items", {"title": "call mum", "tags": "home"})
+        self.assertEqual(status, 400)
+"""
+
+API_README_EXAMPLES = """\
+- `GET /items?tag=home` lists the items tagged `home`
+- `GET /items/<id>` shows one item
+
+## Examples
+
+Every answer is JSON; an error is `{"error": "<message>"}` with a 4xx status.
+
+    $ curl -s localhost:8000/health
+    {"status": "ok"}
+
+    $ curl -s -X POST localhost:8000/items -d '{"title": "water plants", "tags": ["Home"]}'
+    {"id": 1, "title": "water plants", "done": false, "tags": ["home"]}
+
+    $ curl -s 'localhost:8000/items?tag=home'
+    {"items": [{"id": 1, "title": "water plants", "done": false, "tags": ["home"]}]}
+
+    $ curl -s localhost:8000/items/1
+    {"id": 1, "title": "water plants", "done": false, "tags": ["home"]}
+
+    $ curl -s localhost:8000/items/7
+    {"error": "no item 7"}
+
+    $ curl -s -X POST localhost:8000/items -d '{}'
+    {"error": "title is required"}
+"""
+
+# demo-web
+
+WEB_ITEM_PAGE = """\
+<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Item - Items</title>
+  <link rel="stylesheet" href="css/style.css">
+</head>
+<body>
+  <header class="top">
+    <h1 id="title">Item</h1>
+    <nav><a href="index.html">Back to the list</a></nav>
+  </header>
+  <main>
+    <p id="state" class="muted">Loading...</p>
+  </main>
+  <script src="js/api.js"></script>
+  <script src="js/item.js"></script>
+</body>
+</html>
+"""
+
+WEB_ITEM_JS = """\
+// The item page: item.html?id=<id> shows one item from GET /items/<id>.
+const title = document.getElementById("title");
+const state = document.getElementById("state");
+
+async function load() {
+  const id = new URLSearchParams(window.location.search).get("id");
+  try {
+    const item = await api.getItem(id);
+    title.textContent = item.title;
+    document.title = `${item.title} - Items`;
+    state.textContent = item.done ? "Done." : "Not done yet.";
+  } catch (error) {
+    state.textContent = `Could not load item ${id}: ${error.message}`;
+  }
+}
+
+load();
+"""
+
+WEB_GET_ITEM_JS = """
+api.getItem = (id) => request(`/items/${encodeURIComponent(id)}`);
+"""
+
+WEB_ITEM_TITLE = "      li.textContent = item.title;\n"
+WEB_ITEM_LINK = """\
+      const link = document.createElement("a");
+      link.href = `item.html?id=${item.id}`;
+      link.textContent = item.title;
+      li.append(link);
+"""
+
+WEB_THROW = "    throw new Error(`${response.status} ${response.statusText}`);\n"
+WEB_THROW_SERVICE_MESSAGE = """\
+    const body = await response.json().catch(() => ({}));
+    throw new Error(body.error || `${response.status} ${response.statusText}`);
+"""
+WEB_LOAD_FAILED = '    status.textContent = "Could not load items.";\n'
+WEB_LOAD_FAILED_BANNER = """\
+    status.textContent = "";
+    showError(`Could not load the items: ${error.message}`);
+"""
+WEB_ADD_ITEM = "  await api.addItem(title);\n"
+WEB_ADD_ITEM_OR_BANNER = """\
+  try {
+    await api.addItem(title);
+  } catch (error) {
+    showError(`Could not add the item: ${error.message}`);
+    return;
+  }
+"""
+WEB_BANNER_JS = """
+// The error banner shows the service's message until the user closes it.
+function showError(message) {
+  const banner = document.getElementById("banner");
+  banner.querySelector(".banner-text").textContent = message;
+  banner.hidden = false;
+}
+
+document.querySelector("#banner .banner-close").addEventListener("click", () => {
+  document.getElementById("banner").hidden = true;
+});
+"""
+WEB_MAIN_TAG = "  <main>\n"
+WEB_BANNER_HTML = """\
+    <div id="banner" class="banner" role="alert" hidden>
+      <span class="banner-text"></span>
+      <button type="button" class="banner-close" aria-label="Close">&times;</button>
+    </div>
+"""
+WEB_CSS_MAIN = """\
+main {
+  max-width: 40rem;
+  margin: 2rem auto;
+}
+"""
+WEB_BANNER_CSS = """
+.banner {
+  display: flex;
+  justify-content: space-between;
+  align-items: center;
+  margin-bottom: 1rem;
+  padding: 0.5rem 1rem;
+  border: 1px solid #e0a9a9;
+  background: #fbeaea;
+  color: #7a1f1f;
+}
+
+.banner[hidden] {
+  display: none;
+}
+
+.banner-close {
+  border: 0;
+  background: none;
+  font-size: 1.25rem;
+  cursor: pointer;
+}
+"""
+
+WEB_DONE_TOGGLE = '      li.classList.toggle("done", item.done);\n'
+WEB_TAG_CHIPS = """\
+      for (const tag of item.tags || []) {
+        const chip = document.createElement("span");
+        chip.className = "chip";
+        chip.textContent = tag;
+        li.append(" ", chip);
+      }
+"""
+WEB_CSS_ITEM = """\
+.items li {
+  padding: 0.5rem 0;
+  border-bottom: 1px solid #eee;
+}
+"""
+WEB_CHIP_CSS = """
+.chip {
+  display: inline-block;
+  padding: 0 0.5rem;
+  border-radius: 1rem;
+  background: #e8eefc;
+  color: #223;
+  font-size: 0.8rem;
+}
+"""
+
+WEB_MUTED_OLD = ".muted {\n  color: #aaa;\n"
+WEB_MUTED_NEW = ".muted {\n  color: #6b6b6b;\n"
+
+WEB_DARK_CSS = """
+@media (prefers-color-scheme: dark) {
+  body {
+    color: #eee;
+    background: #161616;
+  }
+
+  .top,
+  .items li {
+    border-bottom-color: #333;
+  }
+
+  .muted {
+    color: #a3a3a3;
+  }
+}
+"""
+
+# demo-infra
+
+INFRA_SITE_OPEN = "{\n"
+INFRA_SITE_CERTIFICATE = """\
+  "ssl_certificate": "/etc/letsencrypt/live/items.example.com/fullchain.pem",
+  "ssl_certificate_key": "/etc/letsencrypt/live/items.example.com/privkey.pem",
+"""
+INFRA_LISTEN = "    listen {{ listen }};\n"
+INFRA_LISTEN_TLS = """\
+    listen 443 ssl;
+    ssl_certificate {{ ssl_certificate }};
+    ssl_certificate_key {{ ssl_certificate_key }};
+"""
+INFRA_RENEW_CERT = """\
+#!/bin/sh
+# Renew the certificate for items.example.com when it is due, and reload nginx
+# when it was renewed. Run it daily from cron:
+#   17 3 * * * /srv/items/infra/scripts/renew_cert.sh
+set -eu
+
+exec certbot renew --quiet --cert-name items.example.com \\
+    --deploy-hook "systemctl reload nginx"
+"""
+INFRA_TEST_TLS = """\
+import json
+import unittest
+
+from scripts.render_config import ROOT, render
+
+
+class TlsTests(unittest.TestCase):
+    def test_listens_on_443_with_the_certificate(self):
+        values = json.loads((ROOT / "config" / "site.json").read_text())
+        text = render((ROOT / "config" / "nginx.conf.tmpl").read_text(), values)
+        self.assertIn("listen 443 ssl;", text)
+        self.assertIn("ssl_certificate %s;" % values["ssl_certificate"], text)
+        self.assertIn("ssl_certificate_key %s;" % values["ssl_certificate_key"], text)
+
+    def test_the_renewal_script_reloads_nginx(self):
+        script = (ROOT / "scripts" / "renew_cert.sh").read_text()
+        self.assertIn("certbot renew", script)
+        self.assertIn("systemctl reload nginx", script)
+"""
+
+INFRA_WEB_ROOT = '  "web_root": "/srv/items/web"\n'
+INFRA_WEB_ROOT_AND_UPSTREAM = (
+    '  "web_root": "/srv/items/web",\n  "api_upstream": "127.0.0.1:8000"\n'
+)
+INFRA_TRY_FILES = "        try_files $uri $uri/ /index.html;\n    }\n"
+INFRA_API_LOCATION = """
+    location /api/ {
+        proxy_pass http://{{ api_upstream }}/;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+"""
+INFRA_REQUIRED_WEB_ROOT = '"web_root": (str, "text")}\n'
+INFRA_REQUIRED_UPSTREAM = """\
+"web_root": (str, "text"),
+            "api_upstream": (str, "host:port")}
+"""
+INFRA_TEST_PROXY = """\
+
+
+class ProxyTests(unittest.TestCase):
+    def site(self):
+        return validate(json.loads((ROOT / "config" / "site.json").read_text()))
+
+    def test_proxies_api_to_the_upstream(self):
+        values = self.site()
+        text = render((ROOT / "config" / "nginx.conf.tmpl").read_text(), values)
+        self.assertIn("location /api/ {", text)
+        self.assertIn("proxy_pass http://%s/;" % values["api_upstream"], text)
+
+    def test_api_upstream_is_required(self):
+        values = dict(self.site())
+        del values["api_upstream"]
+        with self.assertRaises(ValueError) as caught:
+            validate(values)
+        self.assertIn("missing api_upstream", str(caught.exception))
+"""
+
+INFRA_HEALTHCHECK = '''\
+#!/usr/bin/env python3
+"""Wait until URL/health answers {"status": "ok"}; exit 1 if it does not in time.
+
+    python3 scripts/healthcheck.py [--timeout SECONDS] URL
+"""
+
+import argparse
+import json
+import sys
+import time
+import urllib.request
+
+
+def healthy(url, timeout):
+    """True when URL/health answers {"status": "ok"} within `timeout` seconds."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as response:
+            return json.load(response) == {"status": "ok"}
+    except (OSError, ValueError):
+        return False
+
+
+def wait(url, timeout, interval):
+    deadline = time.monotonic() + timeout
+    while True:
+        if healthy(url, timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
+            return True
+        if time.monotonic() + interval >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url", help="the service, e.g. http://localhost:8000")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (60)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between tries (1)")
+    args = parser.parse_args(argv)
+    if wait(args.url, args.timeout, args.interval):
+        print("%s is healthy" % args.url)
+        return 0
+    print("%s was not healthy within %gs" % (args.url, args.timeout), file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+INFRA_TEST_HEALTHCHECK = """\
+import contextlib
+import http.server
+import io
+import json
+import socket
+import threading
+import unittest
+
+from scripts import healthcheck
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps(self.server.answer).encode()
+        self.send_response(200 if self.path == "/health" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class HealthcheckTests(unittest.TestCase):
+    def serve(self, answer):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+        server.answer = answer
+        serve = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        serve.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        return "http://127.0.0.1:%d" % server.server_address[1]
+
+    def run_main(self, *argv):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return healthcheck.main(list(argv))
+
+    def test_a_healthy_service_exits_0(self):
+        self.assertEqual(self.run_main(self.serve({"status": "ok"}), "--timeout", "5"), 0)
+
+    def test_an_unhealthy_service_exits_1_after_the_timeout(self):
+        url = self.serve({"status": "starting"})
+        self.assertEqual(self.run_main(url, "--timeout", "0.2", "--interval", "0.05"), 1)
+
+    def test_nothing_listening_exits_1(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = "http://127.0.0.1:%d" % port
+        self.assertEqual(self.run_main(url, "--timeout", "0.1", "--interval", "0.05"), 1)
+"""
+
+INFRA_DEPLOY_WAIT = """
+# The deploy has failed unless the service answers its health check.
+if ! python3 "$HERE/scripts/healthcheck.py" --timeout 60 "http://$HOST/api"; then
+    echo "deploy.sh: the items service on $HOST did not come up" >&2
+    exit 1
+fi
+"""
+
+INFRA_LOGROTATE = """\
+# Install as /etc/logrotate.d/items on the host.
+/var/log/nginx/items.*.log {
+    daily
+    rotate 14
+    missingok
+    notifempty
+    compress
+    delaycompress
+    sharedscripts
+    postrotate
+        [ -s /run/nginx.pid ] && kill -USR1 "$(cat /run/nginx.pid)"
+    endscript
+}
+"""
+
+
 # --- The beads ---------------------------------------------------------------
 # `key` names a bead inside this file; `commit` (closed beads) is the subject of
 # the commit that did the work, whose SHA the bead records.
@@ -890,10 +1518,14 @@ BEADS = [
         issue_type="bug",
         priority=0,
         labels=["api", "bug"],
-        scope=["service/app.py", "tests/test_app.py"],
-        description="Unknown paths and bad requests answer with text/plain bodies such as "
-        "`Not Found`, so the web client cannot show a useful message. Every error "
-        "response should be JSON.",
+        scope=["service/app.py", "tests/test_errors.py"],
+        description=with_edits(
+            "Unknown paths and bad requests answer with text/plain bodies such as "
+            "`Not Found`, so the web client cannot show a useful message. Every error "
+            "response should be JSON.",
+            insert_after("service/app.py", API_RESPOND, API_RESPOND_JSON_ERRORS),
+            write("tests/test_errors.py", API_TEST_ERRORS),
+        ),
         acceptance_criteria="- 404 and 400 responses have Content-Type application/json\n"
         '- the body is {"error": "<message>"}\n'
         "- tests cover an unknown path and a POST without a title",
@@ -905,9 +1537,13 @@ BEADS = [
         issue_type="feature",
         priority=1,
         labels=["api", "endpoint"],
-        scope=["service/app.py", "tests/test_app.py"],
-        description="The web client's item page needs one item at a time. Add a route "
-        "that returns a single item from the store.",
+        scope=["service/app.py", "tests/test_item.py"],
+        description=with_edits(
+            "The web client's item page needs one item at a time. Add a route "
+            "that returns a single item from the store.",
+            insert_after("service/app.py", API_PATH_LINE, API_ITEM_ROUTE),
+            write("tests/test_item.py", API_TEST_ITEM),
+        ),
         acceptance_criteria="- GET /items/1 returns the item as JSON with 200\n"
         "- an unknown or non-numeric id returns 404 with a JSON error\n"
         "- tests cover both",
@@ -919,9 +1555,9 @@ BEADS = [
         issue_type="epic",
         priority=1,
         labels=["tags"],
-        scope=[],
+        scope=["service/**", "tests/**"],
         description="Let people tag items and filter by tag, in the service and in the "
-        "web client. The child beads carry the work.",
+        "web client. The child beads carry the work; the epic closes when they have landed.",
         acceptance_criteria="Items can be created with tags and listed by tag, and the web "
         "client shows them.",
     ),
@@ -933,8 +1569,13 @@ BEADS = [
         priority=2,
         labels=["tags", "store"],
         scope=["service/store.py", "tests/test_store.py"],
-        description="ItemStore.add takes an optional list of tags; every item carries a "
-        "`tags` list.",
+        description=with_edits(
+            "ItemStore.add takes an optional list of tags; every item carries a "
+            "`tags` list, and ItemStore.list can keep to one tag.",
+            replace("service/store.py", API_STORE_ADD, API_STORE_ADD_TAGS),
+            replace("service/store.py", API_STORE_LIST, API_STORE_LIST_TAG),
+            append("tests/test_store.py", API_TEST_STORE_TAGS),
+        ),
         acceptance_criteria="- add(title, tags=[...]) stores lowercase, unique, sorted tags\n"
         "- items added without tags have tags == []\n"
         "- the existing store tests still pass",
@@ -946,9 +1587,16 @@ BEADS = [
         issue_type="feature",
         priority=2,
         labels=["tags", "api"],
-        scope=["service/app.py", "tests/test_app.py"],
-        description="GET /items?tag=home returns only the items tagged `home`; POST /items "
-        "accepts a `tags` list.",
+        scope=["service/app.py", "tests/test_tags_filter.py"],
+        description=with_edits(
+            "GET /items?tag=home returns only the items tagged `home`; POST /items "
+            "accepts a `tags` list.",
+            insert_after("service/app.py", API_IMPORT_JSON, API_IMPORT_PARSE_QS),
+            replace("service/app.py", API_LIST_ITEMS, API_LIST_ITEMS_BY_TAG),
+            replace("service/app.py", API_READ_TITLE, API_READ_BODY),
+            replace("service/app.py", API_ADD_ITEM, API_ADD_ITEM_WITH_TAGS),
+            write("tests/test_tags_filter.py", API_TEST_TAGS_FILTER),
+        ),
         acceptance_criteria="- ?tag= filters; without it every item is listed\n"
         "- POST /items stores the given tags\n"
         "- tests cover both",
@@ -961,8 +1609,11 @@ BEADS = [
         priority=3,
         labels=["store"],
         scope=["service/store.py", "tests/test_store.py"],
-        description="Items vanish when the service restarts. Save them to the JSON file "
-        "named by ITEMS_FILE. Deferred until we decide whether to move to SQLite.",
+        description=with_edits(
+            "Items vanish when the service restarts. Save them to the JSON file "
+            "named by ITEMS_FILE. Deferred until we decide whether to move to SQLite.",
+            block("fail", "decide between a JSON file and SQLite first"),
+        ),
         acceptance_criteria="Items added before a restart are listed after it.",
         status="deferred",
     ),
@@ -974,7 +1625,10 @@ BEADS = [
         priority=4,
         labels=["docs"],
         scope=["README.md"],
-        description="Give each route an example request and response.",
+        description=with_edits(
+            "Give each route an example request and response.",
+            append("README.md", API_README_EXAMPLES),
+        ),
         acceptance_criteria="README.md has a section per route, GET /items/<id> included.",
     ),
     dict(
@@ -999,8 +1653,14 @@ BEADS = [
         priority=1,
         labels=["frontend"],
         scope=["item.html", "js/item.js", "js/api.js", "js/app.js"],
-        description="Clicking an item opens item.html?id=<id>, which loads that item with "
-        "the service's new endpoint.",
+        description=with_edits(
+            "Clicking an item opens item.html?id=<id>, which loads that item with "
+            "the service's new endpoint.",
+            write("item.html", WEB_ITEM_PAGE),
+            write("js/item.js", WEB_ITEM_JS),
+            append("js/api.js", WEB_GET_ITEM_JS),
+            replace("js/app.js", WEB_ITEM_TITLE, WEB_ITEM_LINK),
+        ),
         acceptance_criteria="- api.js has getItem(id)\n"
         "- item.html shows the title and whether the item is done\n"
         "- python3 tools/check_site.py passes",
@@ -1013,9 +1673,17 @@ BEADS = [
         priority=1,
         labels=["frontend", "bug"],
         scope=["js/app.js", "js/api.js", "css/style.css", "index.html"],
-        description="When a request fails the page only says 'Could not load items.' Once "
-        "the service answers with JSON errors, show their message in a banner the "
-        "user can dismiss.",
+        description=with_edits(
+            "When a request fails the page only says 'Could not load items.' Once "
+            "the service answers with JSON errors, show their message in a banner the "
+            "user can dismiss.",
+            replace("js/api.js", WEB_THROW, WEB_THROW_SERVICE_MESSAGE),
+            replace("js/app.js", WEB_LOAD_FAILED, WEB_LOAD_FAILED_BANNER),
+            replace("js/app.js", WEB_ADD_ITEM, WEB_ADD_ITEM_OR_BANNER),
+            append("js/app.js", WEB_BANNER_JS),
+            insert_after("index.html", WEB_MAIN_TAG, WEB_BANNER_HTML),
+            insert_after("css/style.css", WEB_CSS_MAIN, WEB_BANNER_CSS),
+        ),
         acceptance_criteria="- a failed request shows the service's error message\n"
         "- the banner has a close button\n"
         "- python3 tools/check_site.py passes",
@@ -1028,7 +1696,11 @@ BEADS = [
         priority=2,
         labels=["tags", "frontend"],
         scope=["js/app.js", "css/style.css"],
-        description="Render each item's tags as small chips after its title.",
+        description=with_edits(
+            "Render each item's tags as small chips after its title.",
+            insert_after("js/app.js", WEB_DONE_TOGGLE, WEB_TAG_CHIPS),
+            insert_after("css/style.css", WEB_CSS_ITEM, WEB_CHIP_CSS),
+        ),
         acceptance_criteria="Items with tags show one chip per tag; items without show none.",
     ),
     dict(
@@ -1039,8 +1711,11 @@ BEADS = [
         priority=3,
         labels=["a11y"],
         scope=["css/style.css"],
-        description="`.muted` is #aaa on white, a contrast ratio of about 2.3:1. WCAG AA "
-        "asks for 4.5:1 for body text.",
+        description=with_edits(
+            "`.muted` is #aaa on white, a contrast ratio of about 2.3:1. WCAG AA "
+            "asks for 4.5:1 for body text; #6b6b6b gives 5.3:1.",
+            replace("css/style.css", WEB_MUTED_OLD, WEB_MUTED_NEW),
+        ),
         acceptance_criteria=".muted text has a contrast ratio of at least 4.5:1 on the page "
         "background.",
     ),
@@ -1052,7 +1727,10 @@ BEADS = [
         priority=3,
         labels=["design"],
         scope=["index.html", "about.html", "css/style.css", "img/**"],
-        description="Put the new logo at the left of the header on every page.",
+        description=with_edits(
+            "Put the new logo at the left of the header on every page.",
+            block("fail", "the logo files from design have not arrived yet"),
+        ),
         acceptance_criteria="Every page shows the logo; python3 tools/check_site.py passes.",
         status="blocked",
         last_failure="Waiting for the logo files from design.",
@@ -1065,7 +1743,10 @@ BEADS = [
         priority=4,
         labels=["design"],
         scope=["css/**"],
-        description="Follow prefers-color-scheme. Deferred until the contrast fix has landed.",
+        description=with_edits(
+            "Follow prefers-color-scheme. Deferred until the contrast fix has landed.",
+            append("css/style.css", WEB_DARK_CSS),
+        ),
         acceptance_criteria="With a dark system theme the page is dark and stays readable.",
         status="deferred",
     ),
@@ -1090,8 +1771,14 @@ BEADS = [
         priority=1,
         labels=["nginx"],
         scope=["config/**", "scripts/render_config.py", "tests/test_render_config.py"],
-        description="Add api_upstream to config/site.json and a `location /api/` block that "
-        "proxies to it, so the web client can call /api/items.",
+        description=with_edits(
+            "Add api_upstream to config/site.json and a `location /api/` block that "
+            "proxies to it, so the web client can call /api/items.",
+            replace("config/site.json", INFRA_WEB_ROOT, INFRA_WEB_ROOT_AND_UPSTREAM),
+            insert_after("config/nginx.conf.tmpl", INFRA_TRY_FILES, INFRA_API_LOCATION),
+            replace("scripts/render_config.py", INFRA_REQUIRED_WEB_ROOT, INFRA_REQUIRED_UPSTREAM),
+            append("tests/test_render_config.py", INFRA_TEST_PROXY),
+        ),
         acceptance_criteria="- the rendered config proxies /api/ to http://<api_upstream>/\n"
         "- validate() requires api_upstream\n"
         "- python3 -m unittest -q passes",
@@ -1103,9 +1790,15 @@ BEADS = [
         issue_type="task",
         priority=0,
         labels=["ops", "security"],
-        scope=["config/**", "scripts/renew_cert.sh"],
-        description="The certificate for items.example.com expires in nine days and is "
-        "renewed by hand. Add a renewal script and listen on 443.",
+        scope=["config/**", "scripts/renew_cert.sh", "tests/test_tls.py"],
+        description=with_edits(
+            "The certificate for items.example.com expires in nine days and is "
+            "renewed by hand. Add a renewal script and listen on 443.",
+            insert_after("config/site.json", INFRA_SITE_OPEN, INFRA_SITE_CERTIFICATE),
+            insert_after("config/nginx.conf.tmpl", INFRA_LISTEN, INFRA_LISTEN_TLS),
+            write("scripts/renew_cert.sh", INFRA_RENEW_CERT),
+            write("tests/test_tls.py", INFRA_TEST_TLS),
+        ),
         acceptance_criteria="- scripts/renew_cert.sh renews with certbot and reloads nginx\n"
         "- the rendered config listens on 443 with the certificate",
     ),
@@ -1117,8 +1810,12 @@ BEADS = [
         priority=2,
         labels=["deploy"],
         scope=["scripts/healthcheck.py", "tests/test_healthcheck.py"],
-        description="scripts/healthcheck.py URL polls URL/health until it answers "
-        '{"status": "ok"} or a timeout passes.',
+        description=with_edits(
+            "scripts/healthcheck.py URL polls URL/health until it answers "
+            '{"status": "ok"} or a timeout passes.',
+            write("scripts/healthcheck.py", INFRA_HEALTHCHECK),
+            write("tests/test_healthcheck.py", INFRA_TEST_HEALTHCHECK),
+        ),
         acceptance_criteria="- exit 0 when healthy, 1 after the timeout\n"
         "- --timeout sets the limit in seconds\n"
         "- tests run against a local http.server",
@@ -1131,8 +1828,11 @@ BEADS = [
         priority=2,
         labels=["deploy"],
         scope=["scripts/deploy.sh"],
-        description="After reloading nginx, run scripts/healthcheck.py and fail the deploy "
-        "if the service does not come up.",
+        description=with_edits(
+            "After reloading nginx, run scripts/healthcheck.py and fail the deploy "
+            "if the service does not come up.",
+            append("scripts/deploy.sh", INFRA_DEPLOY_WAIT),
+        ),
         acceptance_criteria="deploy.sh exits non-zero when the health check fails.",
     ),
     dict(
@@ -1143,7 +1843,10 @@ BEADS = [
         priority=3,
         labels=["ops"],
         scope=["config/logrotate.conf"],
-        description="items.access.log grows without bound. Rotate daily, keep 14 days.",
+        description=with_edits(
+            "items.access.log grows without bound. Rotate daily, keep 14 days.",
+            write("config/logrotate.conf", INFRA_LOGROTATE),
+        ),
         acceptance_criteria="config/logrotate.conf rotates /var/log/nginx/items.*.log daily.",
     ),
 ]
@@ -1152,6 +1855,7 @@ BEADS = [
 DEPENDENCIES = [
     ("api-item", "api-errors", "blocks"),
     ("api-readme", "api-item", "blocks"),
+    ("api-readme", "api-tags-filter", "blocks"),
     ("api-tags-filter", "api-tags-store", "blocks"),
     ("api-tags-store", "api-tags", "parent-child"),
     ("api-tags-filter", "api-tags", "parent-child"),

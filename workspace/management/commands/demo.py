@@ -2,27 +2,63 @@ from collections import Counter
 
 from django.core.management.base import BaseCommand, CommandError
 
-from workspace import demo
+from workspace import demo, demo_run
 
 
 class Command(BaseCommand):
     help = (
         "Seed a demo workspace: three small repositories with history, about twenty beads "
-        "across them and two demo agents. Does nothing if the demo is already there."
+        "across them and two demo agents. Does nothing if the demo is already there. "
+        "With --run, then drive it to the end here: the demo agents claim and work the "
+        "beads, and each repository's lead lands them."
     )
 
-    def handle(self, *args, **opts):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--run",
+            action="store_true",
+            help="after seeding (if needed), land every open demo bead in this process; "
+            "needs Redis",
+        )
+
+    def handle(self, *args, run=False, **opts):
+        if run:
+            try:
+                demo_run.check_redis()  # before seeding: fail fast, with nothing changed
+            except demo_run.RunError as e:
+                raise CommandError(str(e)) from None
         try:
             seeded = demo.seed()
         except demo.DemoError as e:
             raise CommandError(str(e)) from None
         if seeded.already:
             names = ", ".join(repo.slug for repo in seeded.repositories)
-            self.stdout.write(f"The demo workspace is already there ({names}); nothing changed.")
-            return
-        self.report(seeded)
+            if run:
+                self.stdout.write(f"The demo workspace is already there ({names}).")
+            else:
+                self.stdout.write(
+                    f"The demo workspace is already there ({names}); nothing changed."
+                )
+        else:
+            self.report(seeded, hint=not run)
+        if run:
+            self.run()
 
-    def report(self, seeded):
+    def run(self):
+        runner = demo_run.Run(self.stdout.write)
+        try:
+            outcome = runner.execute()
+        except demo_run.RunError as e:
+            raise CommandError(str(e)) from None
+        except KeyboardInterrupt:
+            raise CommandError("interrupted; run demo --run again to carry on") from None
+        for line in runner.summary(outcome):
+            self.stdout.write(line)
+        if not outcome.ok:
+            ids = ", ".join(bead.id for bead, _ in outcome.stuck)
+            raise CommandError(f"{len(outcome.stuck)} demo bead(s) did not land: {ids} (see above)")
+
+    def report(self, seeded, hint=True):
         out = self.stdout.write
         workspace = seeded.repositories[0].workspace
         out(f"Seeded the demo in the {workspace.name} workspace:")
@@ -50,3 +86,8 @@ class Command(BaseCommand):
         if any(token for _, token in seeded.agents):
             out("Keep the tokens now: they are stored hashed and shown only this once.")
         out(f"Sources (the repositories' upstreams): {seeded.source_dir}")
+        if hint:
+            out(
+                "To land the beads: `manage.py up` runs the demo agents in its workers; "
+                "`manage.py demo --run` runs them here, to the end."
+            )

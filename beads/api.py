@@ -77,8 +77,7 @@ def limit_of(limit):
 
 @router.get("ready", response=list[BeadOut], summary="Ready beads, in hook order")
 def ready(request, repo: str | None = None, limit: int = 50):
-    beads = hook.ready(repository_or_404(repo)).select_related("repository")
-    return list(beads[: limit_of(limit)])
+    return hook.first_ready(limit_of(limit), repository=repository_or_404(repo))
 
 
 @router.get("beads", response=list[BeadOut], summary="List beads")

@@ -20,6 +20,7 @@ from workspace import gitops
 from workspace.models import Repository
 
 CLAIM_TRIES = 5
+BY_PRIORITY = ("priority", "created_at", "id")
 
 
 class NothingReady(Exception):
@@ -71,15 +72,12 @@ def open_waves():
     return allowed
 
 
-def ready(repository=None, workspace=None, repositories=None):
-    """The ready beads, in hook order (a queryset: slice it).
-
-    `repositories` (ids) narrows it further: dispatch leaves paused ones out.
-    """
+def eligible(repository=None, workspace=None, repositories=None):
+    """Open, non-epic beads of repositories with room, nothing open blocking them;
+    and the open waves. `repositories` (ids) narrows it: dispatch leaves paused ones out."""
     open_blocker = Dependency.objects.filter(
         issue=OuterRef("pk"), type=Dependency.Type.BLOCKS
     ).exclude(depends_on__status=Bead.Status.CLOSED)
-    planned = WaveBead.objects.filter(bead=OuterRef("pk"), plan__status=Plan.Status.ACTIVE)
     beads = Bead.objects.filter(
         status=Bead.Status.OPEN, repository__in=repositories_with_room(workspace)
     ).exclude(issue_type=Bead.Type.EPIC)
@@ -87,18 +85,51 @@ def ready(repository=None, workspace=None, repositories=None):
         beads = beads.filter(repository=repository)
     if repositories is not None:
         beads = beads.filter(repository__in=repositories)
-    waves = open_waves()
-    wave_ids = [bead_id for ids in waves.values() for bead_id in ids]
-    beads = beads.exclude(Exists(open_blocker)).filter(Q(pk__in=wave_ids) | ~Exists(planned))
-    if not wave_ids:
-        return beads.order_by("priority", "created_at", "id")
-    wave_number = Case(
+    return beads.exclude(Exists(open_blocker)), open_waves()
+
+
+def wave_number(waves):
+    return Case(
         *(When(pk__in=ids, then=Value(n)) for n, ids in sorted(waves.items())),
         default=Value(None),
         output_field=IntegerField(),
     )
-    return beads.annotate(wave_number=wave_number).order_by(
-        F("wave_number").asc(nulls_last=True), "priority", "created_at", "id"
+
+
+IN_A_PLAN = WaveBead.objects.filter(bead=OuterRef("pk"), plan__status=Plan.Status.ACTIVE)
+
+
+def parts(repository=None, workspace=None, repositories=None):
+    """The ready beads as two ordered querysets: (planned by wave, the rest by priority).
+
+    Kept apart, the large unplanned part is read in index order and stops at
+    a page's end instead of being sorted whole.
+    """
+    beads, waves = eligible(repository, workspace, repositories)
+    wave_ids = [bead_id for ids in waves.values() for bead_id in ids]
+    planned = beads.filter(pk__in=wave_ids).annotate(wave_number=wave_number(waves))
+    return (
+        planned.order_by("wave_number", *BY_PRIORITY),
+        beads.exclude(Exists(IN_A_PLAN)).order_by(*BY_PRIORITY),
+    )
+
+
+def first_ready(limit, **filters):
+    """The first `limit` ready beads in hook order, as a list."""
+    planned, unplanned = parts(**filters)
+    first = list(planned.select_related("repository")[:limit])
+    return first + list(unplanned.select_related("repository")[: limit - len(first)])
+
+
+def ready(repository=None, workspace=None, repositories=None):
+    """All ready beads in hook order, as one queryset (for counts and whole pages)."""
+    beads, waves = eligible(repository, workspace, repositories)
+    if not waves:
+        return beads.exclude(Exists(IN_A_PLAN)).order_by(*BY_PRIORITY)
+    wave_ids = [bead_id for ids in waves.values() for bead_id in ids]
+    beads = beads.filter(Q(pk__in=wave_ids) | ~Exists(IN_A_PLAN))
+    return beads.annotate(wave_number=wave_number(waves)).order_by(
+        F("wave_number").asc(nulls_last=True), *BY_PRIORITY
     )
 
 
@@ -132,12 +163,17 @@ def claim(agent, repository=None, bead=None, repositories=None):
 
 
 def pick(repository, bead, passed_over, repositories=None):
-    candidates = ready(repository, repositories=repositories).exclude(pk__in=passed_over)
-    if bead is not None:
-        candidates = candidates.filter(pk=bead.pk)
-    if connection.features.has_select_for_update_skip_locked:
-        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-    return candidates.select_related("repository").first()
+    """The first ready bead not passed over, planned ones first, row-locked where
+    the database can skip rows other claimers hold."""
+    for candidates in parts(repository, repositories=repositories):
+        candidates = candidates.exclude(pk__in=passed_over)
+        if bead is not None:
+            candidates = candidates.filter(pk=bead.pk)
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        if found := candidates.select_related("repository").first():
+            return found
+    return None
 
 
 def room_left(repository_id):

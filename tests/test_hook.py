@@ -80,6 +80,21 @@ def test_wave_gating_and_wave_order(repo, workspace):
     assert ready_ids() == [w2.id, loose.id]
 
 
+def test_the_first_page_of_the_hook_is_its_head(repo, workspace):
+    plan = Plan.objects.create(workspace=workspace, name="p")
+    first, second = (Wave.objects.create(plan=plan, number=n) for n in (1, 2))
+    planned = [bead(repo, f"planned {n}", priority=4) for n in range(3)]
+    for n, item in enumerate(planned):
+        WaveBead.objects.create(wave=first if n < 2 else second, bead=item)
+    for n in range(6):
+        bead(repo, f"loose {n}", priority=n % 3)
+    plan.activate()
+    whole = ready_ids()
+    assert whole[:2] == [planned[0].id, planned[1].id] and planned[2].id not in whole
+    assert [b.id for b in hook.first_ready(5)] == whole[:5]
+    assert [b.id for b in hook.first_ready(50, repository=repo)] == whole
+
+
 def test_a_wave_holds_no_more_agents_than_its_plan_allows(repo, workspace):
     plan = Plan.objects.create(workspace=workspace, name="p", max_agents_per_wave=1)
     wave = Wave.objects.create(plan=plan, number=1)

@@ -50,7 +50,7 @@ class LogIn(Strict):
     text: str = Field(..., max_length=MAX_LOG_CHARS)
 
 
-class LearningIn(Strict):
+class SubmittedLearning(Strict):
     title: str = Field(..., min_length=1, max_length=200)
     body: str = Field(..., min_length=1)
     tags: list[str] = []
@@ -59,7 +59,7 @@ class LearningIn(Strict):
 class SubmitIn(Strict):
     patch: str = Field(..., description="`git diff --binary` against the base SHA")
     summary: str = Field("", description="the handoff: what was done, what is left")
-    learnings: list[LearningIn] = []
+    learnings: list[SubmittedLearning] = []
 
 
 class SubmitOut(Schema):

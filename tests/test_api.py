@@ -170,6 +170,8 @@ def test_malformed_json_is_a_4xx_with_a_detail(repo, api):
 
 def test_unknown_ids_are_404(api):
     _, client = api
+    unknown = client.get("no/such/endpoint")
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "No such endpoint."}
     assert client.get("beads/nope-1").status_code == 404
     missing = "00000000-0000-0000-0000-000000000000"
     assert client.post(f"sessions/{missing}/heartbeat").status_code == 404

@@ -7,7 +7,7 @@ may read. Every error is JSON `{"detail": …}` with a 4xx status.
 from django.core.exceptions import RequestDataTooBig
 from ninja import NinjaAPI
 from ninja.errors import HttpError
-from ninja.security import HttpBearer, django_auth
+from ninja.security import HttpBearer, SessionAuth
 
 from agents.models import Agent
 
@@ -18,6 +18,16 @@ class AgentToken(HttpBearer):
         if agent is not None:
             request.agent = agent
         return agent
+
+
+class BrowserSession(SessionAuth):
+    """A person's dashboard login. Asked only when someone is logged in, so a
+    request with no or a bad token gets 401, not a CSRF failure's 403."""
+
+    def __call__(self, request):
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
 
 
 def the_agent(request):
@@ -38,8 +48,13 @@ api = NinjaAPI(
     title="Corral agent API",
     version="1",
     urls_namespace="api",
-    auth=[AgentToken(), django_auth],
+    auth=[AgentToken(), BrowserSession()],
 )
+
+
+def not_found(request, exception=None):
+    """Any unknown path under /api/v1/: JSON like every other error."""
+    return api.create_response(request, {"detail": "No such endpoint."}, status=404)
 
 
 @api.exception_handler(RequestDataTooBig)

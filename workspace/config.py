@@ -63,7 +63,8 @@ def database(home):
     if not raw:
         return sqlite(home / "corral.sqlite3", test_name=home / "test.sqlite3")
     try:
-        config = dj_database_url.parse(raw, conn_max_age=0)
+        # Connections are kept a minute: a new one per request costs more than the query.
+        config = dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True)
     except (ValueError, KeyError) as e:
         raise bad("DATABASE_URL", raw, str(e) or "unknown scheme") from None
     engine = config.get("ENGINE", "")

@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from workspace import views
 from workspace.api import api
+from workspace.api import not_found as api_not_found
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -15,5 +16,6 @@ urlpatterns = [
     path("", include("agents.urls")),
     path("", include("beads.urls")),
     path("api/v1/", api.urls),
+    re_path(r"^api/v1/", api_not_found),
     path("admin/", admin.site.urls),
 ]

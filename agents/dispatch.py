@@ -5,6 +5,7 @@ number of session workers listening. Runs when a session ends, a commit
 lands or a bead is added, and on the ticker's timer.
 """
 
+from django.db import close_old_connections
 from django.db.models import Count, Q
 from rq import Worker
 
@@ -24,6 +25,7 @@ def free_slots():
 
 def dispatch():
     """Claim ready beads for internal agents and queue their sessions; returns how many."""
+    close_old_connections()  # a long-lived worker runs this: drop a connection gone bad
     with queues.connection().lock("corral:dispatch", timeout=120, blocking_timeout=60):
         repositories = list(
             Repository.objects.filter(active=True, dispatch_paused=False).values_list(

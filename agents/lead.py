@@ -9,7 +9,7 @@ its commit by the `Session:` trailer instead of committing twice.
 import logging
 import time
 
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -35,6 +35,7 @@ def drain(repository_id):
     """
     from workspace.models import Repository
 
+    close_old_connections()  # the lead worker lives long: drop a connection gone bad
     repo = Repository.objects.filter(pk=repository_id).first()
     if repo is None:
         return

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 from rq import Queue
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,10 @@ def enqueue_once(queue, func, *args, job_id, timeout, pending=PENDING):
         except DuplicateJobError:
             try:
                 job = Job.fetch(job_id, connection=queue.connection)
-            except NoSuchJobError:
-                continue
-            if job.get_status(refresh=True) in pending:
-                return job
+                if job.get_status(refresh=True) in pending:
+                    return job
+            except (NoSuchJobError, InvalidJobOperation):
+                continue  # it vanished between two calls
             job.delete()  # finished or failed long ago: make room for a fresh run
     raise RuntimeError(f"could not enqueue {job_id}")
 
@@ -197,10 +197,16 @@ def enqueue_session(session):
 
 
 def enqueue_dispatch():
-    """Ask for a dispatch soon; many asks while one waits make one run."""
+    """Ask for a dispatch soon; many asks while one waits make one run. A
+    dispatch already running may have read the hook before this ask's bead
+    was there, so only a queued one counts."""
     after_commit(
         lambda: enqueue_once(
-            queue(DEFAULT), "agents.dispatch.dispatch", job_id="dispatch", timeout=300
+            queue(DEFAULT),
+            "agents.dispatch.dispatch",
+            job_id="dispatch",
+            timeout=300,
+            pending={JobStatus.QUEUED},
         )
     )
 

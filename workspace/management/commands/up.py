@@ -259,7 +259,8 @@ def app_children(host, port, env):
     """The children that need Redis and the database; a new one joins this list."""
     return [
         web(host, port, env),
-        worker("worker", ["default"], env),
+        # Dispatch and reconcile jobs are short: run them in the worker, not a fork.
+        worker("worker", ["default", "--worker-class", "rq.SimpleWorker"], env),
         *(worker(f"session-worker-{n}", ["sessions"], env) for n in (1, 2)),
         lead_supervisor(env),
         ticker(env),

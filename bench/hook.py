@@ -1,0 +1,837 @@
+"""How fast the hook answers and claims at workspace scale, and that claims never collide.
+
+Run from the repository root:
+
+    .venv/bin/python bench/hook.py [--beads 10000] [--repos 30] [--runs 200] [--profile]
+
+PostgreSQL when DATABASE_URL is set (the goal is measured there: e.g.
+DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_hook; a database that does
+not exist yet is created and dropped at the end, one that exists must hold no
+beads and gets this run's rows deleted at the end), else SQLite in the temporary
+CORRAL_HOME. The workspace: --repos repositories (one small git repository
+registered under many names), --beads beads with a realistic graph — about 30%
+blocked by 1-3 earlier beads (some in other repositories), about 40% closed,
+older work more often; some in progress up to each repository's max_agents, a
+few in review, blocked, deferred; a few epics; one active plan of three waves —
+then ANALYZE on PostgreSQL.
+
+Figures (p50/p95 over --runs):
+1. hook.first_ready(50) (what the API serves), for one repository and for the
+   whole workspace, in-process;
+2. GET /api/v1/ready?repo=… and /api/v1/ready (limit 50) with an agent's token,
+   through Django's test Client in-process and through a real HTTP server
+   (gunicorn, 2 sync workers, on a free local port);
+3. claims per second, --claimers at once, until nothing is ready in one large
+   repository: hook.claim in forked processes, then POST /api/v1/claim over
+   HTTP from as many client threads; every claimed bead must be distinct and
+   have exactly one session.
+
+Goals: ready p95 under 20 ms through the API (the HTTP figures) at 10,000
+beads; zero double claims. Exits non-zero on a double claim or a mismatch.
+--profile adds the queries of one API request with their times, EXPLAIN
+(ANALYZE on PostgreSQL) of the ready queries and a cProfile of the API view.
+"""
+
+import argparse
+import cProfile
+import http.client
+import io
+import json
+import os
+import pstats
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from statistics import quantiles
+
+ROOT = Path(__file__).resolve().parent.parent
+GIT_IDENTITY = ["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"]
+GOAL_P95_MS = 20.0
+LIMIT = 50
+WARMUP = 10
+SERVER_WORKERS = 2
+NORMAL_MAX_AGENTS = 4
+CLAIM_REPO_SHARE = 0.1  # of all beads, in each of the two repositories claims drain
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--beads", type=int, default=10_000, help="beads in the workspace")
+    parser.add_argument("--repos", type=int, default=30, help="repositories (at least 3)")
+    parser.add_argument("--runs", type=int, default=200, help="timed runs per ready figure")
+    parser.add_argument("--claimers", type=int, default=8, help="concurrent claimers")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated workspace")
+    parser.add_argument("--profile", action="store_true", help="queries, EXPLAIN, cProfile")
+    args = parser.parse_args()
+    if args.repos < 3:
+        parser.error("--repos must be at least 3")
+    return args
+
+
+# Database, Django, git
+
+
+class ScratchDatabase:
+    """The PostgreSQL database DATABASE_URL names: created if missing, then dropped."""
+
+    def __init__(self, url):
+        import dj_database_url
+
+        self.config = dj_database_url.parse(url)
+        self.name = self.config["NAME"]
+        self.created = False
+
+    def admin(self):
+        import psycopg
+
+        c = self.config
+        return psycopg.connect(
+            dbname="postgres",
+            user=c.get("USER") or None,
+            password=c.get("PASSWORD") or None,
+            host=c.get("HOST") or None,
+            port=c.get("PORT") or None,
+            autocommit=True,
+        )
+
+    def ensure(self):
+        from psycopg import sql
+
+        with self.admin() as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.name])
+            if found.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+                self.created = True
+
+    def drop(self):
+        from psycopg import sql
+
+        if self.created:
+            with self.admin() as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(self.name)
+                    )
+                )
+
+
+def setup_django(home):
+    os.environ["CORRAL_HOME"] = str(home)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "workspace.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def database_url():
+    from django.db import connection
+
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{connection.settings_dict['NAME']}"
+
+
+def describe_database():
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            return f"PostgreSQL {cursor.fetchone()[0]} ({connection.settings_dict['NAME']})"
+    import sqlite3
+
+    return f"SQLite {sqlite3.sqlite_version}"
+
+
+def git(cwd, *args):
+    done = subprocess.run(
+        ["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True
+    )
+    return done.stdout
+
+
+def make_source(path):
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("# bench\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "start")
+    return path
+
+
+def load():
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def ms(seconds):
+    return seconds * 1000
+
+
+def p50_p95(samples):
+    cuts = quantiles(samples, n=100, method="inclusive")
+    return ms(cuts[49]), ms(cuts[94])
+
+
+# The workspace
+
+
+class World:
+    """The rows this run made (to delete at the end) and the names the figures use."""
+
+    def __init__(self):
+        self.repos = []
+        self.agents = []
+        self.plans = []
+
+    def forget(self):
+        from agents.models import Agent, Session
+        from beads.models import Plan
+        from workspace.models import Repository
+
+        Session.objects.filter(bead__repository__in=self.repos).delete()
+        Repository.objects.filter(pk__in=[r.pk for r in self.repos]).delete()
+        Plan.objects.filter(pk__in=[p.pk for p in self.plans]).delete()
+        Agent.objects.filter(pk__in=[a.pk for a in self.agents]).delete()
+
+
+def register(world, source, count):
+    from workspace.models import Repository, Workspace
+
+    workspace = Workspace.default()
+    for k in range(count):
+        repo = Repository.register(
+            str(source), workspace, name=f"bench-{k:02d}", max_agents=NORMAL_MAX_AGENTS
+        )
+        world.repos.append(repo)
+    # Repositories 0 and 1 are drained by the claim figures: room for every claimer.
+    for repo in world.repos[:2]:
+        repo.max_agents = 100_000
+        repo.save(update_fields=["max_agents"])
+
+
+def make_agent(world, name):
+    from agents.models import Agent
+
+    agent = Agent(name=name, preset="shell", internal=False)
+    agent.save()
+    world.agents.append(agent)
+    return agent
+
+
+def bead_sizes(total, repos):
+    """Beads per repository: two large ones (for the claim figures), the rest even."""
+    big = int(total * CLAIM_REPO_SHARE)
+    rest = total - 2 * big
+    each, extra = divmod(rest, repos - 2)
+    return [big, big] + [each + (1 if k < extra else 0) for k in range(repos - 2)]
+
+
+def generate(world, total, rng):
+    """Bulk-create the beads, their dependencies, in-progress sessions and one plan."""
+    from django.utils import timezone
+
+    from agents.models import Session
+    from beads.models import Bead, Dependency, Plan, Wave, WaveBead
+
+    repos = world.repos
+    owner = [k for k, size in enumerate(bead_sizes(total, len(repos))) for _ in range(size)]
+    rng.shuffle(owner)  # work arrives in all repositories at once
+    now = timezone.now()
+    start = now - timedelta(days=90)
+    step = (now - start) / total
+    kinds = ["task", "bug", "feature", "chore"]
+    beads, by_repo, rank = [], [[] for _ in repos], []  # rank: index among its repo's beads
+    for i, k in enumerate(owner):
+        age = i / total  # 0: the oldest
+        if rng.random() < 0.8 * (1 - age):
+            status = "closed"
+        else:
+            status = rng.choices(
+                ["open", "review", "blocked", "deferred"], weights=[94, 3, 1.5, 1.5]
+            )[0]
+        created = start + step * i
+        bead = Bead(
+            id=f"{repos[k].bead_prefix}-{i:05d}",
+            repository=repos[k],
+            title=f"Bead {i} of {repos[k].name}",
+            description="Generated for the hook benchmark.",
+            status=status,
+            priority=rng.choices(range(5), weights=[5, 20, 50, 20, 5])[0],
+            issue_type="epic" if rng.random() < 0.02 else rng.choice(kinds),
+            scope=["src/**"],
+            created_at=created,
+            closed_at=created + timedelta(hours=6) if status == "closed" else None,
+        )
+        beads.append(bead)
+        rank.append(len(by_repo[k]))
+        by_repo[k].append(bead)
+
+    # In progress: up to max_agents per repository (a fifth of them full), two in
+    # each claim repository; each with its running session.
+    in_progress = []
+    for k, members in enumerate(by_repo):
+        idle = [b for b in members if b.status == "open" and b.issue_type != "epic"]
+        n = 2 if k < 2 else rng.randint(0, NORMAL_MAX_AGENTS)
+        for bead in rng.sample(idle, min(n, len(idle))):
+            bead.status, bead.assignee = "in_progress", "worker"
+            in_progress.append(bead)
+    Bead.objects.bulk_create(beads, batch_size=2000)
+
+    # Dependencies only point at earlier beads: acyclic, as the cycle check would keep them.
+    deps = []
+    for i, bead in enumerate(beads[1:], 1):
+        same, mine = by_repo[owner[i]], rank[i]
+        if rng.random() < 0.30:
+            chosen = set()
+            for _ in range(rng.choices([1, 2, 3], weights=[60, 30, 10])[0]):
+                if rng.random() < 0.1 or mine == 0:
+                    chosen.add(beads[rng.randrange(i)].id)  # anywhere: often another repo
+                else:
+                    chosen.add(same[rng.randrange(max(0, mine - 40), mine)].id)
+            deps += [Dependency(issue=bead, depends_on_id=d, type="blocks") for d in chosen]
+        elif rng.random() < 0.05 and mine > 0:
+            deps.append(
+                Dependency(issue=bead, depends_on=same[rng.randrange(mine)], type="related")
+            )
+    Dependency.objects.bulk_create(deps, batch_size=2000)
+
+    worker = make_agent(world, "bench-worker")
+    Session.objects.bulk_create(
+        [
+            Session(
+                agent=worker,
+                bead=bead,
+                status="running",
+                base_sha=gitops_head(bead.repository),
+                lease_expires_at=now + timedelta(hours=1),
+                started_at=now,
+            )
+            for bead in in_progress
+        ]
+    )
+
+    # One active plan: three waves of eight open beads in repository 2.
+    plan = Plan.objects.create(
+        workspace=repos[2].workspace, name="bench plan", max_agents_per_wave=4
+    )
+    world.plans.append(plan)
+    idle = [b for b in by_repo[2] if b.status == "open" and b.issue_type != "epic"][:24]
+    for number in range(1, 4):
+        wave = Wave.objects.create(plan=plan, number=number)
+        members = idle[(number - 1) * 8 : number * 8]
+        WaveBead.objects.bulk_create([WaveBead(wave=wave, plan=plan, bead=b) for b in members])
+    plan.activate()
+    return len(deps)
+
+
+def gitops_head(repo):
+    from workspace import gitops
+
+    return gitops.head_sha(repo.canonical_path, repo.branch)
+
+
+def analyze():
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
+
+def pick_sample(world):
+    """The repository the one-repository figures use: an ordinary one with room
+    and at least LIMIT ready beads (not a claim repository, not the plan's)."""
+    from beads import hook
+
+    for repo in world.repos[3:]:
+        if hook.ready(repo).count() >= LIMIT:
+            return repo
+    raise SystemExit(f"no repository has {LIMIT} ready beads: give more --beads")
+
+
+def describe_world(world, sample):
+    from django.db.models import Exists, F, OuterRef
+
+    from beads import hook
+    from beads.models import Bead, Dependency
+
+    statuses = Counter(Bead.objects.values_list("status", flat=True))
+    open_blocker = Dependency.objects.filter(issue=OuterRef("pk"), type="blocks").exclude(
+        depends_on__status="closed"
+    )
+    blocked = Bead.objects.filter(Exists(open_blocker), status="open").count()
+    deps = Counter(Dependency.objects.values_list("type", flat=True))
+    cross = Dependency.objects.exclude(issue__repository=F("depends_on__repository")).count()
+    print(
+        f"workspace: {len(world.repos)} repositories, {sum(statuses.values())} beads "
+        f"({', '.join(f'{s} {n}' for s, n in sorted(statuses.items()))})"
+    )
+    print(
+        f"dependencies: {', '.join(f'{t} {n}' for t, n in sorted(deps.items()))} "
+        f"({cross} across repositories); open beads waiting on a blocker: {blocked}"
+    )
+    full = sum(
+        1
+        for r in world.repos
+        if Bead.objects.filter(repository=r, status="in_progress").count() >= r.max_agents
+    )
+    print(
+        f"ready: {hook.ready().count()} in the workspace, {hook.ready(sample).count()} in "
+        f"{sample.slug}; {full} repositories at max_agents offer none"
+    )
+
+
+# Timing
+
+
+class Figure:
+    """Wall-clock samples of one figure, and the CPU seconds the serving side spent."""
+
+    def __init__(self, samples, cpu):
+        self.samples, self.cpu = samples, cpu
+
+    def cpu_ms_per_run(self):
+        return ms(self.cpu / len(self.samples))
+
+
+def timed(func, runs, cpu=time.process_time):
+    """Time `runs` calls (after WARMUP); `cpu` reads the CPU seconds of whoever serves them."""
+    for _ in range(WARMUP):
+        func()
+    samples, cpu_before = [], cpu()
+    for _ in range(runs):
+        started = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - started)
+    return Figure(samples, cpu() - cpu_before)
+
+
+def in_process_ready(sample, runs):
+    from beads import hook
+
+    def one_repo():
+        assert len(hook.first_ready(LIMIT, repository=sample)) == LIMIT
+
+    def workspace():
+        assert len(hook.first_ready(LIMIT)) == LIMIT
+
+    return {
+        f"hook.first_ready(50, {sample.slug}), in-process": timed(one_repo, runs),
+        "hook.first_ready(50), in-process": timed(workspace, runs),
+    }
+
+
+def api_paths(sample):
+    return [f"/api/v1/ready?repo={sample.slug}&limit={LIMIT}", f"/api/v1/ready?limit={LIMIT}"]
+
+
+def client_ready(sample, token, runs):
+    from django.test import Client
+
+    client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION=f"Bearer {token}")
+    figures = {}
+    for path in api_paths(sample):
+
+        def get(path=path):
+            response = client.get(path)
+            assert response.status_code == 200, response.content[:200]
+            assert len(response.json()) == LIMIT
+
+        figures[f"GET {path[7:]}, test Client"] = timed(get, runs)
+    return figures
+
+
+class Server:
+    """gunicorn serving the project on a free local port, in its own process group."""
+
+    def __init__(self, home):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        env = dict(
+            os.environ,
+            CORRAL_HOME=str(home),
+            DATABASE_URL=database_url(),
+            DJANGO_SETTINGS_MODULE="workspace.settings",
+        )
+        self.log = open(home / "gunicorn.log", "w")  # closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("gunicorn")),
+                "workspace.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(SERVER_WORKERS),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited {self.proc.returncode}: see {self.log.name}")
+            try:
+                status, _ = self.request("GET", "/api/v1/openapi.json")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("gunicorn did not answer in time")
+
+    def connection(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def cpu(self):
+        """CPU seconds of the gunicorn workers (the master's children) so far."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        total = 0.0
+        for pid in children.split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def request(self, method, path, token=None, body=None, conn=None):
+        conn = conn or self.connection()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        # The sync worker closes every connection: http.client reopens it (a local connect).
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def http_ready(server, sample, token, runs):
+    conn = server.connection()
+    figures = {}
+    for path in api_paths(sample):
+
+        def get(path=path):
+            status, body = server.request("GET", path, token, conn=conn)
+            assert status == 200, body[:200]
+            assert len(json.loads(body)) == LIMIT
+
+        figures[f"GET {path[7:]}, HTTP (gunicorn x{SERVER_WORKERS})"] = timed(
+            get, runs, cpu=server.cpu
+        )
+    conn.close()
+    return figures
+
+
+# Claims
+
+
+def claim_until_empty(barrier, queue, agent_id, repo_id):
+    """A forked claimer: its own database connection, hook.claim until nothing is ready."""
+    from django.db import connections
+
+    from agents.models import Agent
+    from beads import hook
+    from workspace.models import Repository
+
+    for conn in connections.all():
+        conn.connection = None  # inherited sockets belong to the parent
+    try:
+        agent = Agent.objects.get(pk=agent_id)
+        repo = Repository.objects.get(pk=repo_id)
+        barrier.wait(timeout=60)
+        started, claimed = time.monotonic(), []
+        while True:
+            try:
+                claimed.append(hook.claim(agent, repository=repo).bead_id)
+            except hook.NothingReady:
+                break
+        queue.put(("ok", started, time.monotonic(), claimed))
+    except BaseException as e:
+        queue.put(("error", 0, 0, repr(e)))
+    finally:
+        connections.close_all()
+
+
+def race_claims(agents, repo):
+    import multiprocessing
+
+    from django.db import connections
+
+    ctx = multiprocessing.get_context("fork")
+    connections.close_all()
+    barrier, queue = ctx.Barrier(len(agents)), ctx.Queue()
+    procs = [
+        ctx.Process(target=claim_until_empty, args=(barrier, queue, a.pk, repo.pk)) for a in agents
+    ]
+    for proc in procs:
+        proc.start()
+    results = [queue.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    errors = [r[3] for r in results if r[0] == "error"]
+    if errors:
+        raise RuntimeError(f"a claimer failed: {errors[0]}")
+    seconds = max(r[2] for r in results) - min(r[1] for r in results)
+    return [bead for r in results for bead in r[3]], seconds, [len(r[3]) for r in results]
+
+
+def http_claims(server, tokens, repo):
+    barrier = threading.Barrier(len(tokens))
+    results = [None] * len(tokens)
+    body = json.dumps({"repo": repo.slug})
+
+    def claimer(index, token):
+        conn, claimed, other = server.connection(), [], Counter()
+        barrier.wait(timeout=60)
+        started = time.monotonic()
+        while True:
+            status, answer = server.request("POST", "/api/v1/claim", token, body, conn=conn)
+            if status == 200:
+                claimed.append(json.loads(answer)["bead"]["id"])
+            elif status == 409:
+                break
+            else:
+                other[status] += 1
+                if sum(other.values()) > 20:
+                    break
+        results[index] = (started, time.monotonic(), claimed, other)
+
+    threads = [threading.Thread(target=claimer, args=(i, t)) for i, t in enumerate(tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = max(r[1] for r in results) - min(r[0] for r in results)
+    errors = sum((r[3] for r in results), Counter())
+    return [b for r in results for b in r[2]], seconds, [len(r[2]) for r in results], errors
+
+
+def verify_claims(label, claimed, repo, ready_before):
+    """Problems with a claim run: double claims, sessions that do not match, leftovers."""
+    from agents.models import Session
+    from beads import hook
+    from beads.models import Bead
+
+    doubles = len(claimed) - len(set(claimed))
+    sessions = Session.objects.filter(bead__repository=repo, status="claimed")
+    problems = []
+    if doubles:
+        problems.append(f"{label}: {doubles} double claims")
+    if sessions.count() != len(claimed):
+        problems.append(f"{label}: {sessions.count()} new sessions for {len(claimed)} claims")
+    per_bead = Counter(sessions.values_list("bead_id", flat=True))
+    if any(n > 1 for n in per_bead.values()):
+        problems.append(f"{label}: a bead has more than one new session")
+    if set(per_bead) != set(claimed):
+        problems.append(f"{label}: the sessions' beads are not the claimed beads")
+    if len(claimed) != ready_before:
+        problems.append(f"{label}: {len(claimed)} claims for {ready_before} ready beads")
+    if hook.ready(repo).exists():
+        problems.append(f"{label}: beads still ready after the claimers stopped")
+    taken = Bead.objects.filter(pk__in=claimed).exclude(status="in_progress").count()
+    if taken:
+        problems.append(f"{label}: {taken} claimed beads are not in progress")
+    return doubles, problems
+
+
+# Profile
+
+
+def profile(sample, token):
+    from django.db import connection
+    from django.test import Client
+
+    from beads import hook
+
+    client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION=f"Bearer {token}")
+    for path in api_paths(sample):
+        client.get(path)
+        queries = []
+
+        def timing(execute, sql, params, many, context, queries=queries):
+            started = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                queries.append((time.perf_counter() - started, sql))
+
+        started = time.perf_counter()
+        with connection.execute_wrapper(timing):
+            client.get(path)
+        whole = time.perf_counter() - started
+        in_sql = sum(t for t, _ in queries)
+        print(
+            f"\nGET {path}: {ms(whole):.2f} ms, of which {len(queries)} queries "
+            f"{ms(in_sql):.2f} ms (execute and fetch, from Django):"
+        )
+        for seconds, sql in queries:
+            print(f"  {ms(seconds):7.2f} ms  {sql[:140]}")
+    analyze_opts = {"analyze": True, "buffers": True} if connection.vendor == "postgresql" else {}
+    for label, qs in [
+        (f"ready({sample.slug})[:50]", hook.ready(repository=sample)[:LIMIT]),
+        ("ready()[:50]", hook.ready()[:LIMIT]),
+    ]:
+        print(
+            f"\nEXPLAIN {'ANALYZE ' if analyze_opts else ''}{label}:\n{qs.explain(**analyze_opts)}"
+        )
+    profiler = cProfile.Profile()
+    path = api_paths(sample)[1]
+    profiler.enable()
+    for _ in range(100):
+        client.get(path)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats(30)
+    print(f"\ncProfile of 100 x GET {path} (test Client), by cumulative time:")
+    print("\n".join(out.getvalue().splitlines()[:75]))
+
+
+# Report
+
+
+def print_table(rows):
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'figure':<{width}}  {'p50 ms':>7}  {'p95 ms':>7}  {'CPU ms':>7}  {'runs':>5}")
+    for label, figure in rows:
+        p50, p95 = p50_p95(figure.samples)
+        print(
+            f"{label:<{width}}  {p50:7.2f}  {p95:7.2f}  {figure.cpu_ms_per_run():7.2f}  "
+            f"{len(figure.samples):5d}"
+        )
+    print(
+        "(CPU ms: mean CPU per run of this process, or of the gunicorn workers for HTTP; "
+        "the database server's is not counted)"
+    )
+
+
+def verdict(ok):
+    return "met" if ok else "MISSED"
+
+
+def benchmark(args, home, world):
+    from django.db import connection
+
+    from beads import hook
+    from beads.models import Bead
+
+    if Bead.objects.exists():
+        raise SystemExit("the database already holds beads: give an empty or a new one")
+    rng = random.Random(args.seed)
+    print(f"{describe_database()}, {os.cpu_count()} CPUs, CORRAL_HOME {home}, {load()}")
+    started = time.monotonic()
+    register(world, make_source(home / "source"), args.repos)
+    ndeps = generate(world, args.beads, rng)
+    analyze()
+    print(f"loaded {args.beads} beads, {ndeps} dependencies in {time.monotonic() - started:.1f} s")
+    sample = pick_sample(world)
+    describe_world(world, sample)
+    caller = make_agent(world, "bench-reader")
+
+    rows = list(in_process_ready(sample, args.runs).items())
+    rows += client_ready(sample, caller.plain_token, args.runs).items()
+    server = Server(home)
+    try:
+        server.wait()
+        http_rows = http_ready(server, sample, caller.plain_token, args.runs)
+        rows += http_rows.items()
+        print_table(rows)
+        print(load())
+        if args.profile:
+            profile(sample, caller.plain_token)
+
+        claimers = [make_agent(world, f"bench-claimer-{i}") for i in range(args.claimers)]
+        problems, doubles = [], 0
+        claim_lines = []
+        for label, repo in [
+            (f"hook.claim, {args.claimers} processes", world.repos[0]),
+            (f"POST /claim, {args.claimers} HTTP clients", world.repos[1]),
+        ]:
+            ready_before = hook.ready(repo).count()
+            if label.startswith("hook"):
+                claimed, seconds, per = race_claims(claimers, repo)
+                errors = Counter()
+            else:
+                tokens = [a.plain_token for a in claimers]
+                claimed, seconds, per, errors = http_claims(server, tokens, repo)
+            connection.close()
+            n, p = verify_claims(label, claimed, repo, ready_before)
+            doubles += n
+            problems += p + [f"{label}: HTTP {s} x{k}" for s, k in errors.items()]
+            claim_lines.append(
+                f"{label:<34} {len(claimed):5d} claims in {seconds:6.2f} s = "
+                f"{len(claimed) / seconds:7.1f}/s  (per claimer {min(per)}-{max(per)}; "
+                f"double claims {n})"
+            )
+    finally:
+        server.stop()
+
+    print(f"\nclaims until nothing was ready ({load()}):")
+    print("\n".join(claim_lines))
+    worst = max(p50_p95(figure.samples)[1] for figure in http_rows.values())
+    print(f"\ngoal: ready p95 under {GOAL_P95_MS:.0f} ms through the API (HTTP) at ", end="")
+    print(
+        f"{Bead.objects.count()} beads: {verdict(worst < GOAL_P95_MS)} (worst p95 {worst:.2f} ms)"
+    )
+    print(f"goal: zero double claims: {verdict(doubles == 0)} ({doubles})")
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    return 1 if problems else 0
+
+
+def main():
+    args = parse_args()
+    home = Path(tempfile.mkdtemp(prefix="corral-bench-hook-"))
+    scratch = None
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url.startswith(("postgres://", "postgresql://")):
+        scratch = ScratchDatabase(url)
+        scratch.ensure()
+    world = World()
+    status = 1
+    try:
+        setup_django(home)
+        try:
+            status = benchmark(args, home, world)
+        finally:
+            from django.db import connections
+
+            if scratch is None or not scratch.created:
+                world.forget()
+            connections.close_all()
+    finally:
+        if scratch is not None:
+            scratch.drop()
+        shutil.rmtree(home, ignore_errors=True)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,20 @@ from workspace.models import Repository
 
 router = Router(tags=["beads"])
 MAX_LIMIT = 500
+# What BeadOut shows: a list need not fetch descriptions and notes.
+LIST_FIELDS = [
+    "id",
+    "repository__slug",
+    "title",
+    "status",
+    "priority",
+    "issue_type",
+    "labels",
+    "scope",
+    "assignee",
+    "attempts",
+    "created_at",
+]
 
 
 class BeadOut(Schema):
@@ -77,7 +91,8 @@ def limit_of(limit):
 
 @router.get("ready", response=list[BeadOut], summary="Ready beads, in hook order")
 def ready(request, repo: str | None = None, limit: int = 50):
-    return hook.first_ready(limit_of(limit), repository=repository_or_404(repo))
+    repository = repository_or_404(repo)
+    return hook.first_ready(limit_of(limit), fields=LIST_FIELDS, repository=repository)
 
 
 @router.get("beads", response=list[BeadOut], summary="List beads")

@@ -103,22 +103,29 @@ def parts(repository=None, workspace=None, repositories=None):
     """The ready beads as two ordered querysets: (planned by wave, the rest by priority).
 
     Kept apart, the large unplanned part is read in index order and stops at
-    a page's end instead of being sorted whole.
+    a page's end instead of being sorted whole. With no open wave, the planned
+    part is None.
     """
     beads, waves = eligible(repository, workspace, repositories)
+    unplanned = beads.exclude(Exists(IN_A_PLAN)).order_by(*BY_PRIORITY)
+    if not waves:
+        return None, unplanned
     wave_ids = [bead_id for ids in waves.values() for bead_id in ids]
     planned = beads.filter(pk__in=wave_ids).annotate(wave_number=wave_number(waves))
-    return (
-        planned.order_by("wave_number", *BY_PRIORITY),
-        beads.exclude(Exists(IN_A_PLAN)).order_by(*BY_PRIORITY),
-    )
+    return planned.order_by("wave_number", *BY_PRIORITY), unplanned
 
 
-def first_ready(limit, **filters):
-    """The first `limit` ready beads in hook order, as a list."""
-    planned, unplanned = parts(**filters)
-    first = list(planned.select_related("repository")[:limit])
-    return first + list(unplanned.select_related("repository")[: limit - len(first)])
+def first_ready(limit, fields=None, **filters):
+    """The first `limit` ready beads in hook order, as a list (only `fields`, if given)."""
+    first = []
+    for part in parts(**filters):
+        if part is None or len(first) >= limit:
+            continue
+        part = part.select_related("repository")
+        if fields:
+            part = part.only(*fields)
+        first += list(part[: limit - len(first)])
+    return first
 
 
 def ready(repository=None, workspace=None, repositories=None):
@@ -166,6 +173,8 @@ def pick(repository, bead, passed_over, repositories=None):
     """The first ready bead not passed over, planned ones first, row-locked where
     the database can skip rows other claimers hold."""
     for candidates in parts(repository, repositories=repositories):
+        if candidates is None:
+            continue
         candidates = candidates.exclude(pk__in=passed_over)
         if bead is not None:
             candidates = candidates.filter(pk=bead.pk)

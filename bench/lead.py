@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
-ROOT = Path(__file__).resolve().parent.parent
+import common
+from common import ROOT, database_vendor, git, load
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
-GIT_IDENTITY = ["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"]
 TIMEOUT_S = 900
 POLL_S = 0.05
 RATIO_GOAL = 2.0  # queue time / plain-loop time, at most
@@ -59,56 +60,10 @@ def parse_args():
 # Git, Django, Redis, CPU time
 
 
-def git(cwd, *args, stdin=None):
-    done = subprocess.run(
-        ["git", *GIT_IDENTITY, *args],
-        cwd=cwd,
-        input=stdin,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout
-
-
-def setup_django(home):
-    os.environ["CORRAL_HOME"] = str(home)
-    os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "workspace.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
 def flush_redis():
     from agents import queues
 
     queues.connection().flushdb()
-
-
-def database_vendor():
-    from django.db import connection
-
-    return connection.vendor
-
-
-def worker_env(home):
-    """A lead worker's environment: the same database, Redis and CORRAL_HOME as here."""
-    from django.conf import settings
-    from django.db import connection
-
-    url = os.environ.get("DATABASE_URL") or f"sqlite:///{connection.settings_dict['NAME']}"
-    return dict(
-        os.environ,
-        CORRAL_HOME=str(home),
-        DATABASE_URL=url,
-        REDIS_URL=settings.REDIS_URL,
-        PYTHONUNBUFFERED="1",
-    )
 
 
 def cpu_of(pid):
@@ -122,10 +77,6 @@ def own_cpu():
     """CPU seconds of this process and of the children it has waited for."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
-
-
-def load():
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # Inputs: a source repository, its patches, registered repositories
@@ -479,7 +430,7 @@ def benchmark(args, home, created):
     created["repos"] += many
     agent = make_agent(f"bench-{tag}")
     created["agents"].append(agent)
-    env = worker_env(home)
+    env = common.worker_env(home)
 
     seconds = hand_in_all(single[0], agent, base, patches)
     print(f"handed in {n} submissions in {seconds:.2f} s ({rate(n, seconds):.1f}/s)")
@@ -507,7 +458,7 @@ def main():
     home = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     created = {"repos": [], "agents": []}  # rows to delete at the end
     try:
-        setup_django(home)
+        common.setup_django(home, DEFAULT_REDIS_URL)
         flush_redis()
         try:
             status = benchmark(args, home, created)

@@ -55,9 +55,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean, median
 
-ROOT = Path(__file__).resolve().parent.parent
+import common
+from common import ROOT, database_vendor, git, load
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
-GIT_IDENTITY = ["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"]
 SESSION_WORKERS = 2
 BURST_MAX_AGENTS = 3
 DISPATCH_GOAL_S = 1.0
@@ -125,57 +126,17 @@ def parse_args():
 # Git, Django, Redis
 
 
-def git(cwd, *args):
-    done = subprocess.run(
-        ["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True
-    )
-    return done.stdout
+def worker_env(home):
+    """Every process's environment, with this run's lease."""
+    from django.conf import settings
 
-
-def setup_django(home):
-    os.environ["CORRAL_HOME"] = str(home)
-    os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "workspace.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    return common.worker_env(home, CORRAL_LEASE_SECONDS=str(settings.LEASE_SECONDS))
 
 
 def redis():
     from agents import queues
 
     return queues.connection()
-
-
-def database_vendor():
-    from django.db import connection
-
-    return connection.vendor
-
-
-def worker_env(home):
-    """Every process's environment: the same database, Redis, CORRAL_HOME and limits."""
-    from django.conf import settings
-    from django.db import connection
-
-    url = os.environ.get("DATABASE_URL") or f"sqlite:///{connection.settings_dict['NAME']}"
-    return dict(
-        os.environ,
-        CORRAL_HOME=str(home),
-        DATABASE_URL=url,
-        REDIS_URL=settings.REDIS_URL,
-        CORRAL_LEASE_SECONDS=str(settings.LEASE_SECONDS),
-        DJANGO_SETTINGS_MODULE="workspace.settings",
-        PYTHONUNBUFFERED="1",
-    )
-
-
-def load():
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # The workspace: repositories, agents
@@ -1118,7 +1079,7 @@ def main():
     home = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     created = {"repos": [], "agents": []}  # rows to delete at the end
     try:
-        setup_django(home)
+        common.setup_django(home, DEFAULT_REDIS_URL)
         observe_dispatch_asks()
         redis().flushdb()
         try:

@@ -140,10 +140,6 @@ def ready(repository=None, workspace=None, repositories=None):
     )
 
 
-def is_ready(bead):
-    return ready(bead.repository).filter(pk=bead.pk).exists()
-
-
 def claim(agent, repository=None, bead=None, repositories=None):
     """Atomically turn one ready bead into in_progress and return its new Session.
 

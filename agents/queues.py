@@ -43,6 +43,8 @@ def after_commit(enqueue):
     def guarded():
         try:
             enqueue()
+        except redis.ConnectionError as e:
+            log.warning("Redis is not reachable (%s): reconcile() will enqueue it later", e)
         except Exception:  # the row is saved either way; never fail the caller for transport
             log.exception("could not enqueue; reconcile() will")
 

@@ -313,8 +313,7 @@ class Command(BaseCommand):
     def handle(self, *args, port, bind, no_demo, **opts):
         self.prepare_database()
         self.ensure_admin()
-        if not no_demo and not Repository.objects.exists():
-            call_command("demo")
+        self.seed_demo = not no_demo and not Repository.objects.exists()
         connections.close_all()  # the children open their own
         check_port_free(bind, port)
         self.run(bind, port, StopRequest().install())
@@ -363,6 +362,9 @@ class Command(BaseCommand):
         infra, apps, exited = [], [], None
         try:
             redis_url = self.start_redis(infra, stopping)
+            if self.seed_demo:  # with Redis up, so its new beads can ask for a dispatch
+                call_command("demo")
+                connections.close_all()
             env = child_env(redis_url)
             env.setdefault("CORRAL_URL", f"http://{connect_host(host)}:{port}")  # for agents
             apps += app_children(host, port, env)

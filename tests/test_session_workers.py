@@ -10,7 +10,7 @@ import pytest
 from rq import SimpleWorker
 
 from agents import queues
-from agents.models import Agent, Session
+from agents.models import Agent, LogChunk
 from beads import hook
 from beads.models import Bead, Dependency
 from tests.conftest import git
@@ -62,7 +62,10 @@ def test_a_session_worker_killed_mid_session_is_lost_and_the_bead_lands_later(
     first = queue_session(agent, bead)
     worker = session_worker(worker_env)
     try:
-        wait_until(lambda: Session.objects.get(pk=first.pk).pid, what="the agent to start")
+        # Once it has said so: an agent writing to the log after its runner died
+        # would die of SIGPIPE, and this test wants one that lingers.
+        hanging = LogChunk.objects.filter(session=first, text__contains="hanging")
+        wait_until(hanging.exists, what="the agent to start hanging")
         first.refresh_from_db()
         horse = int(first.worker.rpartition(":")[2])  # RQ runs the job in a forked work-horse
         os.kill(horse, signal.SIGKILL)

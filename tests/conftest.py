@@ -144,3 +144,12 @@ def submit(bead, agent, patch, base, summary="Did the work."):
     bead.start(agent.name)
     session = Session.objects.create(agent=agent, bead=bead, status="running", base_sha=base)
     return session.hand_in(patch, summary)
+
+
+def run_lead(repo):
+    """Work the repository's lead queue until it is empty, in this process."""
+    from rq import SimpleWorker
+
+    from agents import queues
+
+    SimpleWorker([queues.lead_queue(repo)], connection=queues.connection()).work(burst=True)

@@ -12,8 +12,7 @@ import pytest
 from agents.models import Agent, Session, Submission
 from beads.models import Bead, Dependency
 from knowledge.models import Learning
-from tests.conftest import git
-from tests.test_lead import run_lead
+from tests.conftest import git, run_lead
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,20 +1,14 @@
 """The lead gates each submission and lands it as exactly one commit."""
 
 import pytest
-from rq import SimpleWorker
 
 from agents import lead, queues
 from agents.models import GateResult
 from beads.models import Bead
-from tests.conftest import git, make_patch, submit
+from tests.conftest import git, make_patch, run_lead, submit
 from workspace import gitops
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_lead(repo):
-    """Work the repository's lead queue until it is empty, in this process."""
-    SimpleWorker([queues.lead_queue(repo)], connection=queues.connection()).work(burst=True)
 
 
 def commits(repo):

@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from agents import queues
 from agents.models import GateResult, Session, Submission
 from beads.models import Bead
-from tests.conftest import git
-from tests.test_lead import commits, land, run_lead
+from tests.conftest import git, run_lead
+from tests.test_lead import commits, land
 
 lead_db = pytest.mark.django_db(transaction=True)
 HX = {"HTTP_HX_REQUEST": "true"}

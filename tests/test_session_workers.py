@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from rq import SimpleWorker
 
 from agents import queues
 from agents.models import Agent, LogChunk
 from beads import hook
 from beads.models import Bead, Dependency
-from tests.conftest import git
+from tests.conftest import git, run_lead
 from tests.procs import Running, group_members, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,10 +40,6 @@ def queue_session(agent, bead):
     session.queue()
     queues.enqueue_session(session)
     return session
-
-
-def run_lead(repo):
-    SimpleWorker([queues.lead_queue(repo)], connection=queues.connection()).work(burst=True)
 
 
 def status_of(session):

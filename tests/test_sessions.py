@@ -11,15 +11,13 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from rq import SimpleWorker
 
-from agents import queues
 from agents.models import Agent, LogChunk, Session, Submission
 from agents.runner import run_session
 from beads import hook
 from beads.models import Bead
 from knowledge.models import Learning
-from tests.conftest import git
+from tests.conftest import git, run_lead
 from tests.procs import group_members
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,10 +47,6 @@ def start(repo, agent, scope=("src/**",), **fields):
 
 def log_text(session):
     return "".join(LogChunk.objects.filter(session=session).values_list("text", flat=True))
-
-
-def run_lead(repo):
-    SimpleWorker([queues.lead_queue(repo)], connection=queues.connection()).work(burst=True)
 
 
 def alive(pid):

@@ -4,7 +4,8 @@ import pytest
 from playwright.sync_api import expect
 
 from beads.models import Bead
-from tests.test_lead import land, run_lead
+from tests.conftest import run_lead
+from tests.test_lead import land
 
 pytestmark = pytest.mark.browser
 

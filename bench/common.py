@@ -2,6 +2,7 @@
 environment their worker processes need to see the same database and Redis."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,53 @@ def worker_env(home, **extra):
 
 def load():
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def make_source(path):
+    """A small git repository with one commit, to register as many times as needed."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("# bench\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "start")
+    return path
+
+
+class Managed:
+    """`python <argv>` from the project root in its own process group, its output in a log file."""
+
+    def __init__(self, argv, env, log_path):
+        self.log_path = Path(log_path)
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, *argv],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def exited(self):
+        return self.proc.poll() is not None
+
+    def log_tail(self, lines=20):
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def signal(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, grace=15):
+        """SIGTERM (RQ's warm shutdown: the job at hand finishes), then SIGKILL to
+        the group: the leader if it outlived the grace, and anything it started."""
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        self.signal(signal.SIGKILL)
+        self.proc.wait()

@@ -53,8 +53,9 @@ from datetime import timedelta
 from pathlib import Path
 from statistics import quantiles
 
+from common import make_source
+
 ROOT = Path(__file__).resolve().parent.parent
-GIT_IDENTITY = ["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"]
 GOAL_P95_MS = 20.0
 LIMIT = 50
 WARMUP = 10
@@ -152,22 +153,6 @@ def describe_database():
     import sqlite3
 
     return f"SQLite {sqlite3.sqlite_version}"
-
-
-def git(cwd, *args):
-    done = subprocess.run(
-        ["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True
-    )
-    return done.stdout
-
-
-def make_source(path):
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    (path / "README.md").write_text("# bench\n")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "start")
-    return path
 
 
 def load():

@@ -28,8 +28,6 @@ import argparse
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,7 @@ from pathlib import Path
 from statistics import mean
 
 import common
-from common import ROOT, database_vendor, git, load
+from common import database_vendor, git, load
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
 TIMEOUT_S = 900
@@ -84,11 +82,7 @@ def own_cpu():
 
 def make_source(path):
     """A small git repository with one commit; returns its path and that commit."""
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    (path / "README.md").write_text("# bench\n")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "start")
+    path = common.make_source(path)
     return path, git(path, "rev-parse", "HEAD").strip()
 
 
@@ -144,44 +138,18 @@ def forget(repos, agents):
 # Lead workers
 
 
-class LeadWorker:
-    """`manage.py leadworker <slug>` in its own process group, its output in a log file."""
+class LeadWorker(common.Managed):
+    """`manage.py leadworker <slug>`, optionally under cProfile."""
 
     def __init__(self, slug, env, log_path, profile=None):
-        self.log_path = log_path
         prefix = ["-m", "cProfile", "-o", profile] if profile else []
-        with open(log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, *prefix, "manage.py", "leadworker", slug],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def exited(self):
-        return self.proc.poll() is not None
+        super().__init__([*prefix, "manage.py", "leadworker", slug], env, log_path)
 
     def cpu(self):
         return cpu_of(self.proc.pid)
 
-    def log_tail(self, lines=20):
-        return "\n".join(Path(self.log_path).read_text().splitlines()[-lines:])
-
     def stop(self):
-        """SIGTERM (a warm shutdown, so cProfile writes its file), then SIGKILL."""
-        for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-            if self.exited():
-                return
-            try:
-                os.killpg(self.proc.pid, sig)
-                self.proc.wait(wait_s)
-            except ProcessLookupError:
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        super().stop(grace=20)  # a warm shutdown, so cProfile writes its file
 
 
 @dataclass

@@ -56,7 +56,7 @@ from pathlib import Path
 from statistics import mean, median
 
 import common
-from common import ROOT, database_vendor, git, load
+from common import ROOT, database_vendor, git, load, make_source
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 SESSION_WORKERS = 2
@@ -140,15 +140,6 @@ def redis():
 
 
 # The workspace: repositories, agents
-
-
-def make_source(path):
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    (path / "README.md").write_text("# bench\n")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "start")
-    return path
 
 
 def register(source, name, max_agents):
@@ -252,44 +243,12 @@ def create_beads(repos, n, label):
 # The processes
 
 
-class Proc:
-    """`manage.py <argv>` in its own process group, its output in a log file."""
+class Proc(common.Managed):
+    """`manage.py <argv>`, named for the reports."""
 
     def __init__(self, name, argv, env, logs):
         self.name = name
-        self.log_path = logs / f"{name}.log"
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "manage.py", *argv],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def exited(self):
-        return self.proc.poll() is not None
-
-    def log_tail(self, lines=20):
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-
-    def signal(self, sig):
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def stop(self, grace=15):
-        """SIGTERM (RQ's warm shutdown: the job at hand finishes), then SIGKILL."""
-        self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-        self.signal(signal.SIGKILL)  # the leader if it outlived the grace, and its horses
-        self.proc.wait()
+        super().__init__(["manage.py", *argv], env, logs / f"{name}.log")
 
 
 class Processes:

@@ -27,5 +27,5 @@ USER corral
 VOLUME /data
 
 EXPOSE 8000
-CMD ["gunicorn", "workspace.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", \
+CMD ["gunicorn", "corral.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", \
      "--access-logfile", "-", "--no-control-socket"]

@@ -1,4 +1,7 @@
+from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from agents.models import Agent, GateResult, Session, Submission
 from workspace.admin import ReadOnlyAdmin
@@ -15,13 +18,15 @@ class AgentAdmin(admin.ModelAdmin):
     readonly_fields = ["token_hint", "created_at"]
     actions = ["rotate_token"]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: Agent, form: "forms.ModelForm[Agent]", change: bool
+    ) -> None:
         super().save_model(request, obj, form, change)
         if not change:  # Agent.save() made the token
             messages.success(request, f"Token for {obj}: {obj.plain_token}  {ONCE}")
 
     @admin.action(description="Rotate token (the old one stops working)")
-    def rotate_token(self, request, queryset):
+    def rotate_token(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         for agent in queryset:
             messages.success(request, f"New token for {agent}: {agent.rotate_token()}  {ONCE}")
 
@@ -29,16 +34,16 @@ class AgentAdmin(admin.ModelAdmin):
 class GateResultInline(admin.TabularInline):
     model = GateResult
     fields = ["gate", "passed", "detail", "duration_ms", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ["gate", "passed", "detail", "duration_ms", "created_at"]  # all of them
     extra = 0
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
         return False
 
 

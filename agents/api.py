@@ -1,21 +1,23 @@
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import ConfigDict
 
-from agents import patches
+from agents import flow, patches
+from agents.auth import may_act_on, the_agent
 from agents.models import Session, StateError
 from beads import hook
 from beads.api import BeadDetail, repository_or_404
 from beads.models import Bead
 from knowledge import inject
 from knowledge.models import Learning
-from workspace.api import may_act_on, the_agent
+from workspace.models import Workspace
 
 router = Router(tags=["sessions"])
 MAX_LOG_CHARS = 64_000
@@ -72,7 +74,7 @@ class ReleaseIn(Strict):
     reason: str = Field(..., min_length=1, max_length=2000)
 
 
-def own_session(request, session_id):
+def own_session(request: HttpRequest, session_id: UUID) -> Session:
     """The caller's session: 404 if none, 403 if it is another agent's."""
     agent = the_agent(request)
     session = get_object_or_404(Session.objects.select_related("bead", "agent"), pk=session_id)
@@ -81,7 +83,7 @@ def own_session(request, session_id):
     return session
 
 
-def lease_of(session):
+def lease_of(session: Session) -> dict[str, Any]:
     return {
         "session": session.pk,
         "status": session.status,
@@ -90,22 +92,24 @@ def lease_of(session):
 
 
 @router.post("claim", response=ClaimOut, summary="Claim one ready bead")
-def claim(request, data: ClaimIn):
+def claim(request: HttpRequest, data: ClaimIn) -> dict[str, Any]:
     agent = the_agent(request)
     if getattr(agent, "only_session", None):
         raise HttpError(403, "A session token cannot claim more work.")
     repo = repository_or_404(data.repo)
     bead = get_object_or_404(Bead, pk=data.bead) if data.bead else None
     try:
-        session = hook.claim(agent, repository=repo, bead=bead)
+        session = flow.claim(agent, repository=repo, bead=bead)
     except (hook.NothingReady, hook.NotClaimable) as e:
         raise HttpError(409, str(e)) from None
     bead = session.bead
     bead.dependency_list = list(bead.dependencies.select_related("depends_on"))
+    context = inject.render_context(session, agent.context_budget_chars)
+    session.record_context("", context)
     return {
         "session": session.pk,
         "bead": bead,
-        "context": inject.render_context(session, agent.context_budget_chars),
+        "context": context,
         "clone_url": str(bead.repository.canonical_path),
         "branch": bead.repository.branch,
         "base_sha": session.base_sha,
@@ -114,7 +118,7 @@ def claim(request, data: ClaimIn):
 
 
 @router.post("sessions/{session_id}/heartbeat", response=LeaseOut, summary="Extend the lease")
-def heartbeat(request, session_id: UUID):
+def heartbeat(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     session = own_session(request, session_id)
     if not session.heartbeat():
         raise HttpError(409, f"The session is {session.status}: its lease cannot be extended.")
@@ -122,7 +126,7 @@ def heartbeat(request, session_id: UUID):
 
 
 @router.post("sessions/{session_id}/log", summary="Append to the live log")
-def log(request, session_id: UUID, data: LogIn):
+def log(request: HttpRequest, session_id: UUID, data: LogIn) -> dict[str, int]:
     session = own_session(request, session_id)
     if session.status not in Session.LIVE:
         raise HttpError(409, f"The session is {session.status}.")
@@ -135,7 +139,7 @@ def log(request, session_id: UUID, data: LogIn):
     response={201: SubmitOut},
     summary="Queue the patch for the lead",
 )
-def submit(request, session_id: UUID, data: SubmitIn):
+def submit(request: HttpRequest, session_id: UUID, data: SubmitIn) -> Status[dict[str, Any]]:
     session = own_session(request, session_id)
     if len(data.patch.encode()) > settings.MAX_PATCH_BYTES:
         raise HttpError(413, f"The patch is over {settings.MAX_PATCH_BYTES} bytes.")
@@ -143,13 +147,11 @@ def submit(request, session_id: UUID, data: SubmitIn):
         patches.parse(data.patch)
     except patches.PatchError as e:
         raise HttpError(400, str(e)) from None
-    with transaction.atomic():
-        try:
-            submission = session.hand_in(data.patch, data.summary)
-        except StateError as e:
-            raise HttpError(409, str(e)) from None
-        for item in data.learnings:
-            propose(session, item)
+    learnings = [item.model_dump() for item in data.learnings]
+    try:
+        submission = flow.hand_in(session, data.patch, data.summary, learnings)
+    except StateError as e:
+        raise HttpError(409, str(e)) from None
     return Status(
         201,
         {
@@ -160,22 +162,47 @@ def submit(request, session_id: UUID, data: SubmitIn):
     )
 
 
-def propose(session, item):
-    repo = session.bead.repository
-    return Learning.objects.create(
-        workspace=repo.workspace,
-        repository=repo,
-        title=item.title,
-        body=item.body,
-        tags=item.tags,
-        source_session=session,
-        source_bead=session.bead,
-    )
-
-
 @router.post("sessions/{session_id}/release", response=LeaseOut, summary="Give the bead back")
-def release(request, session_id: UUID, data: ReleaseIn):
+def release(request: HttpRequest, session_id: UUID, data: ReleaseIn) -> dict[str, Any]:
     session = own_session(request, session_id)
-    if not session.release(data.reason):
+    if not flow.release(session, data.reason):
         raise HttpError(409, f"The session is {session.status}: there is nothing to release.")
     return lease_of(session)
+
+
+class LearningIn(Strict):
+    title: str = Field(..., min_length=1, max_length=200)
+    body: str = Field(..., min_length=1)
+    tags: list[str] = []
+    repo: str | None = None
+    session: UUID | None = Field(None, description="the session it came from, if any")
+
+
+class LearningOut(Schema):
+    id: int
+    title: str
+    status: str
+
+
+@router.post(
+    "learnings", response={201: LearningOut}, summary="Propose a learning", tags=["knowledge"]
+)
+def propose(request: HttpRequest, data: LearningIn) -> Status[Learning]:
+    agent = the_agent(request)
+    session = None
+    if data.session:
+        session = get_object_or_404(Session, pk=data.session)
+        if not may_act_on(agent, session):
+            raise HttpError(403, "This session belongs to another agent.")
+    repository = repository_or_404(data.repo) or (session.bead.repository if session else None)
+    workspace = repository.workspace if repository else Workspace.default()
+    learning = Learning.objects.create(
+        workspace=workspace,
+        repository=repository,
+        title=data.title,
+        body=data.body,
+        tags=data.tags,
+        source_session=session,
+        source_bead=session.bead if session else None,
+    )
+    return Status(201, learning)

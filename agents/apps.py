@@ -4,7 +4,7 @@ from django.apps import AppConfig
 class AgentsConfig(AppConfig):
     name = "agents"
 
-    def ready(self):
+    def ready(self) -> None:
         from django.db.models.signals import post_save
 
         from agents.dispatch import bead_added

@@ -12,12 +12,19 @@ one line on stderr: `corral: <reason>`.
     corral submit --summary "..."        hand the folder's changes to the lead
 """
 
+from __future__ import annotations  # the hints are never evaluated: typing is not imported
+
 import argparse
 import json
 import os
 import re
 import sys
 from pathlib import Path
+
+TYPE_CHECKING = False  # true for type checkers; importing typing would slow the start down
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 API_PREFIX = "/api/v1/"
 TIMEOUT_SECONDS = 120
@@ -37,11 +44,17 @@ class CliError(Exception):
 class Client:
     """JSON over HTTP to Corral's /api/v1/ with the agent's bearer token."""
 
-    def __init__(self, url, token):
+    def __init__(self, url: str, token: str) -> None:
         self.url = url.rstrip("/")
         self.token = token
 
-    def request(self, method, path, body=None, query=None):
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
         """The parsed JSON answer; CliError with the API's detail if it refuses."""
         from urllib import error, parse, request
 
@@ -69,7 +82,7 @@ class Client:
             raise CliError(f"cannot reach {self.url}: {why(e)}") from None
 
 
-def why(reason):
+def why(reason: object) -> str:
     """A socket error in a few words."""
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
@@ -80,14 +93,14 @@ def why(reason):
     return str(reason) or type(reason).__name__
 
 
-def decode(raw, status, url):
+def decode(raw: bytes, status: int, url: str) -> Any:
     try:
         return json.loads(raw) if raw else {}
     except ValueError:
         raise CliError(f"HTTP {status} from {url} is not JSON: is this Corral's URL?") from None
 
 
-def refusal(status, reason, raw, url):
+def refusal(status: int, reason: str, raw: bytes, url: str) -> str:
     """The API's `detail` (with its status), or what went wrong if it sent none."""
     try:
         detail = json.loads(raw)["detail"]
@@ -99,7 +112,7 @@ def refusal(status, reason, raw, url):
     return f"{detail} (HTTP {status})"
 
 
-def invalid(item):
+def invalid(item: object) -> str:
     """One validation error, `field: message`."""
     if not isinstance(item, dict):
         return str(item)
@@ -107,7 +120,7 @@ def invalid(item):
     return ".".join(where) + ": " + str(item.get("msg", item)) if where else str(item.get("msg"))
 
 
-def client_of(args):
+def client_of(args: argparse.Namespace) -> Client:
     url = args.url or os.environ.get("CORRAL_URL", "")
     token = args.token or os.environ.get("CORRAL_TOKEN", "")
     if not url:
@@ -122,7 +135,7 @@ def client_of(args):
 # --- the session folder ----------------------------------------------------------------------
 
 
-def git(*args, cwd=None, env=None):
+def git(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None) -> bytes:
     """git's stdout as bytes; CliError with the last line git printed if it fails."""
     import subprocess
 
@@ -137,7 +150,7 @@ def git(*args, cwd=None, env=None):
     return done.stdout
 
 
-def session_file(start):
+def session_file(start: str | Path) -> Path | None:
     """The nearest .agents/session.json at or above `start`, or None."""
     here = Path(start).resolve()
     for folder in [here, *here.parents]:
@@ -147,14 +160,14 @@ def session_file(start):
     return None
 
 
-def read_session_file(path):
+def read_session_file(path: str | Path) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise CliError(f"cannot read {path}: {e}") from None
 
 
-def session_of(args, start="."):
+def session_of(args: argparse.Namespace, start: str | Path = ".") -> str:
     """The session id: --session, CORRAL_SESSION, or the folder's .agents/session.json."""
     if session := args.session or os.environ.get("CORRAL_SESSION"):
         return session
@@ -164,7 +177,7 @@ def session_of(args, start="."):
     raise CliError("CORRAL_SESSION is not set and no .agents/session.json was found here")
 
 
-def write_agents_dir(folder, claimed, url):
+def write_agents_dir(folder: Path, claimed: dict[str, Any], url: str) -> None:
     agents = folder / AGENTS_DIR
     agents.mkdir(exist_ok=True)
     (agents / "context.md").write_text(claimed["context"], encoding="utf-8")
@@ -187,7 +200,7 @@ def write_agents_dir(folder, claimed, url):
         exclude.write_text(f"{existing}{sep}/{AGENTS_DIR}/\n", encoding="utf-8")
 
 
-def set_up_folder(folder, claimed, url):
+def set_up_folder(folder: Path, claimed: dict[str, Any], url: str) -> None:
     """Clone the repository into `folder`, detached at the base, with .agents/ written."""
     base = claimed["base_sha"]
     if not SHA.fullmatch(base):
@@ -199,7 +212,7 @@ def set_up_folder(folder, claimed, url):
     write_agents_dir(folder, claimed, url)
 
 
-def diff_against(top, base):
+def diff_against(top: Path, base: str) -> str:
     """The folder's changes against `base` as a binary-safe git diff, untracked files
     included and .agents/ left out, staged in a private index so the agent's is untouched."""
     import tempfile
@@ -226,10 +239,10 @@ def diff_against(top, base):
         ) from None
 
 
-def learnings_in(top):
+def learnings_in(top: Path) -> list[dict[str, str]]:
     """.agents/learnings/*.md: the first line (`# Title`) is the title, the rest the body
     (read as the session runner reads them: an empty file is skipped)."""
-    found = []
+    found: list[dict[str, str]] = []
     for path in sorted((top / AGENTS_DIR / "learnings").glob("*.md")):
         text = path.read_text(encoding="utf-8", errors="replace").strip()
         if text:
@@ -242,7 +255,7 @@ def learnings_in(top):
 # --- output -------------------------------------------------------------------------------
 
 
-def emit(args, data, text):
+def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:
     """The API's JSON with --json, otherwise `text(data)`."""
     if args.json:
         print(json.dumps(data, indent=2))
@@ -250,11 +263,11 @@ def emit(args, data, text):
         print(text(data))
 
 
-def priority(n):
+def priority(n: int) -> str:
     return f"P{n}"
 
 
-def table(rows):
+def table(rows: Sequence[Sequence[str]]) -> str:
     if not rows:
         return ""
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -264,7 +277,7 @@ def table(rows):
     )
 
 
-def bead_text(bead):
+def bead_text(bead: dict[str, Any]) -> str:
     lines = [f"{bead['id']}  {bead['title']}"]
     fields = [
         ("status", bead["status"]),
@@ -298,13 +311,13 @@ def bead_text(bead):
 # --- the subcommands ------------------------------------------------------------------------
 
 
-def cmd_ready(args):
+def cmd_ready(args: argparse.Namespace) -> None:
     beads = client_of(args).request("GET", "ready", query={"repo": args.repo, "limit": args.limit})
     rows = [(b["id"], priority(b["priority"]), b["repo"], b["title"]) for b in beads]
     emit(args, beads, lambda _: table(rows) or "nothing is ready")
 
 
-def cmd_claim(args):
+def cmd_claim(args: argparse.Namespace) -> None:
     client = client_of(args)
     if args.dir and Path(args.dir).exists() and any(Path(args.dir).iterdir()):
         raise CliError(f"{args.dir} already exists and is not empty")
@@ -332,18 +345,18 @@ def cmd_claim(args):
     emit(args, {**claimed, "dir": str(folder)}, lambda _: "\n".join(text))
 
 
-def cmd_show(args):
+def cmd_show(args: argparse.Namespace) -> None:
     bead = client_of(args).request("GET", f"beads/{quote(args.id)}")
     emit(args, bead, bead_text)
 
 
-def cmd_heartbeat(args):
+def cmd_heartbeat(args: argparse.Namespace) -> None:
     session = session_of(args)
     lease = client_of(args).request("POST", f"sessions/{quote(session)}/heartbeat")
     emit(args, lease, lambda d: f"lease until {d['lease_expires_at']} ({d['status']})")
 
 
-def cmd_log(args):
+def cmd_log(args: argparse.Namespace) -> None:
     text = sys.stdin.read() if args.text == "-" else args.text
     session, client = session_of(args), client_of(args)
     answers = [
@@ -355,7 +368,7 @@ def cmd_log(args):
     emit(args, answers[-1], lambda d: f"logged (#{d['seq']})")
 
 
-def cmd_submit(args):
+def cmd_submit(args: argparse.Namespace) -> None:
     start = Path(args.dir or ".")
     if not start.is_dir():
         raise CliError(f"{start} is not a folder")
@@ -386,7 +399,7 @@ def cmd_submit(args):
     )
 
 
-def summary_of(args, top):
+def summary_of(args: argparse.Namespace, top: Path) -> str:
     if args.summary is not None:
         return args.summary
     if args.summary_file:
@@ -400,14 +413,14 @@ def summary_of(args, top):
     return handoff.read_text(encoding="utf-8") if handoff.is_file() else ""
 
 
-def cmd_release(args):
+def cmd_release(args: argparse.Namespace) -> None:
     session = session_of(args)
     body = {"reason": args.reason}
     lease = client_of(args).request("POST", f"sessions/{quote(session)}/release", body)
     emit(args, lease, lambda d: f"released {d['session']} ({d['status']})")
 
 
-def cmd_new(args):
+def cmd_new(args: argparse.Namespace) -> None:
     body = {
         "title": args.title,
         "repo": args.repo,
@@ -423,7 +436,7 @@ def cmd_new(args):
     emit(args, bead, lambda d: d["id"])
 
 
-def cmd_inject(args):
+def cmd_inject(args: argparse.Namespace) -> None:
     if args.bead and (args.repo or args.q):
         raise CliError("give --bead, or --repo and/or --q, not both")
     bead = args.bead
@@ -434,14 +447,14 @@ def cmd_inject(args):
     emit(args, found, injected_text)
 
 
-def bead_of_folder():
+def bead_of_folder() -> str:
     path = session_file(".")
     if path and (bead := read_session_file(path).get("bead")):
         return bead
     raise CliError("give --bead, or --repo and/or --q (no CORRAL_BEAD or .agents/session.json)")
 
 
-def injected_text(found):
+def injected_text(found: dict[str, Any]) -> str:
     if not found["learnings"]:
         return "no learnings"
     return "\n\n".join(
@@ -449,7 +462,7 @@ def injected_text(found):
     )
 
 
-def cmd_learn(args):
+def cmd_learn(args: argparse.Namespace) -> None:
     body = {
         "title": args.title,
         "body": args.body,
@@ -461,7 +474,7 @@ def cmd_learn(args):
     emit(args, learning, lambda d: f"learning {d['id']} ({d['status']}): {d['title']}")
 
 
-def quote(part):
+def quote(part: object) -> str:
     from urllib.parse import quote as url_quote
 
     return url_quote(str(part), safe="")
@@ -470,8 +483,8 @@ def quote(part):
 # --- the command line -----------------------------------------------------------------------
 
 
-def build_parser():
-    def connection_options(parser, default):
+def build_parser() -> argparse.ArgumentParser:
+    def connection_options(parser: argparse.ArgumentParser, default: Any) -> None:
         parser.add_argument("--url", default=default, help="Corral's URL ($CORRAL_URL)")
         parser.add_argument("--token", default=default, help="the agent's token ($CORRAL_TOKEN)")
         parser.add_argument("--session", default=default, help="session id ($CORRAL_SESSION)")
@@ -491,7 +504,9 @@ def build_parser():
     connection_options(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, func, help):
+    def command(
+        name: str, func: Callable[[argparse.Namespace], None], help: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(func=func)
         return p
@@ -546,12 +561,12 @@ def build_parser():
     return parser
 
 
-def fail(reason, code=1):
+def fail(reason: object, code: int = 1) -> int:
     print(f"corral: {' '.join(str(reason).split())}", file=sys.stderr)
     return code
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

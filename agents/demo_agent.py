@@ -37,19 +37,19 @@ class EditError(Exception):
     pass
 
 
-def edits(description):
+def edits(description: str) -> list[tuple[str, str, str]]:
     """(operation, argument, body) for each block, in order."""
     return [(m[1], m[2], m[3]) for m in BLOCK.finditer(description)]
 
 
-def safe_path(root, rel):
+def safe_path(root: Path, rel: str) -> Path:
     path = (root / rel).resolve()
     if root.resolve() not in path.parents:
         raise EditError(f"{rel}: outside the working folder")
     return path
 
 
-def apply(root, op, arg, body):
+def apply(root: Path, op: str, arg: str, body: str) -> str:
     if op == "sleep":
         time.sleep(float(arg))
         return f"slept {arg}s"
@@ -76,7 +76,7 @@ def apply(root, op, arg, body):
     return f"{op} {arg}"
 
 
-def main(root=None):
+def main(root: str | Path | None = None) -> int:
     root = Path(root or ".")
     bead = json.loads((root / ".agents" / "bead.json").read_text())
     print(f"demo agent on {bead['id']}: {bead['title']}", flush=True)

@@ -5,11 +5,13 @@ number of session workers listening. Runs when a session ends, a commit
 lands or a bead is added, and on the ticker's timer.
 """
 
+from typing import Any
+
 from django.db import close_old_connections
 from django.db.models import Count, Q
 from rq import Worker
 
-from agents import queues
+from agents import flow, queues
 from agents.models import Agent, Session
 from beads import hook
 from workspace.models import Repository
@@ -17,13 +19,13 @@ from workspace.models import Repository
 BUSY = [Session.Status.QUEUED, Session.Status.RUNNING]
 
 
-def free_slots():
+def free_slots() -> int:
     workers = Worker.all(queue=queues.queue(queues.SESSIONS))
     busy = Session.objects.filter(status__in=BUSY, agent__internal=True).count()
     return len(workers) - busy
 
 
-def dispatch():
+def dispatch() -> int:
     """Claim ready beads for internal agents and queue their sessions; returns how many."""
     close_old_connections()  # a long-lived worker runs this: drop a connection gone bad
     with queues.connection().lock("corral:dispatch", timeout=120, blocking_timeout=60):
@@ -38,16 +40,15 @@ def dispatch():
             if agent is None:
                 break
             try:
-                session = hook.claim(agent, repositories=repositories)
+                session = flow.claim(agent, repositories=repositories)
             except hook.NothingReady:
                 break
-            session.queue()
-            queues.enqueue_session(session)
+            flow.queue_session(session)
             started += 1
         return started
 
 
-def least_busy_agent():
+def least_busy_agent() -> Agent | None:
     """The active internal agent with the fewest live sessions (then by name)."""
     live = Count("sessions", filter=Q(sessions__status__in=Session.LIVE))
     return (
@@ -58,7 +59,7 @@ def least_busy_agent():
     )
 
 
-def bead_added(sender, instance, created, **kwargs):
+def bead_added(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
     """A new bead may be ready: ask for a dispatch once it is committed."""
     if created:
         queues.enqueue_dispatch()

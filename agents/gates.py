@@ -6,15 +6,20 @@ in GATES order; the first that fails ends the run with its refusal status.
 
 import os
 import posixpath
-import signal
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import Protocol
 
-from agents.models import Submission
-from agents.patches import SYMLINK_MODE
+from agents import patches
+from agents.models import Agent, Session, Submission
+from agents.patches import SYMLINK_MODE, FileChange
+from beads.models import Bead
 from workspace import gitops
+from workspace.models import Repository
+from workspace.processes import kill_group, spawn
 
 REJECTED, CONFLICT, FAILED = (
     Submission.Status.REJECTED,
@@ -33,7 +38,22 @@ class Verdict:
     refusal: str = REJECTED
 
 
-def path_problem(path):
+class Landing(Protocol):
+    """What the gates read (and the apply gate writes) of agents.lead.Landing."""
+
+    submission: Submission
+    session: Session
+    bead: Bead
+    agent: Agent
+    repository: Repository
+    path: Path
+    head: str
+    changes: list[FileChange]
+    files: list[str]
+    tree: str | None  # set by the apply gate
+
+
+def path_problem(path: str) -> str | None:
     """Why a path named by a patch may not be written, or None."""
     parts = PurePosixPath(path).parts
     if not path or path.startswith("/") or (len(path) > 1 and path[1] == ":"):
@@ -45,7 +65,7 @@ def path_problem(path):
     return None
 
 
-def link_escapes(link_path, target):
+def link_escapes(link_path: str, target: str) -> bool:
     """True when a symlink at link_path pointing at target leaves the repository or enters .git."""
     if target.startswith("/"):
         return True
@@ -54,22 +74,24 @@ def link_escapes(link_path, target):
     return resolved == ".." or resolved.startswith("../") or ".git" in [p.lower() for p in parts]
 
 
-def paths(landing):
+def paths(landing: Landing) -> Verdict:
     problems = []
     for change in landing.changes:
         problems += [f"{p}: {why}" for p in change.paths if (why := path_problem(p))]
-        if change.new_mode == SYMLINK_MODE and link_escapes(
-            change.path, change.symlink_target or ""
-        ):
-            problems.append(
-                f"{change.path}: a symlink to {change.symlink_target!r} outside the repository"
-            )
+        if change.new_mode == SYMLINK_MODE:
+            # parse() accepts a change with no path (both sides /dev/null): as a
+            # symlink, it fails the lead (FAILED) here rather than passing.
+            assert change.path is not None, "a symlink change that names no path"
+            if link_escapes(change.path, change.symlink_target or ""):
+                problems.append(
+                    f"{change.path}: a symlink to {change.symlink_target!r} outside the repository"
+                )
     if problems:
         return Verdict(False, "Refused paths:\n" + "\n".join(problems))
     return Verdict(True, f"{len(landing.files)} path(s), all inside the repository")
 
 
-def scope(landing):
+def scope(landing: Landing) -> Verdict:
     bead, repo = landing.bead, landing.repository
     if not bead.scope:
         if repo.allow_unscoped:
@@ -81,10 +103,12 @@ def scope(landing):
     return Verdict(True, f"All {len(landing.files)} path(s) within {bead.scope}")
 
 
-def size(landing):
+def size(landing: Landing) -> Verdict:
     agent = landing.agent
     files = len(landing.files)
-    lines = sum(change.added + change.removed for change in landing.changes)
+    # Read once at hand-in; a row from before that was stored is read here.
+    summary = landing.session.patch_summary or patches.summarize(landing.changes)
+    lines = summary["lines"]
     detail = (
         f"{files} file(s) (cap {agent.max_changed_files}), "
         f"{lines} line(s) (cap {agent.max_changed_lines})"
@@ -92,7 +116,7 @@ def size(landing):
     return Verdict(files <= agent.max_changed_files and lines <= agent.max_changed_lines, detail)
 
 
-def apply(landing):
+def apply(landing: Landing) -> Verdict:
     try:
         landing.tree = gitops.apply_patch(
             landing.path, landing.session.base_sha, landing.head, landing.session.patch
@@ -105,58 +129,53 @@ def apply(landing):
     return Verdict(True, f"Applies to {landing.head[:12]}{moved}")
 
 
-def check(landing):
+def check(landing: Landing) -> Verdict:
     repo = landing.repository
     argv = repo.check_argv()
     if not argv:
         return Verdict(True, "No check command.")
     with tempfile.TemporaryDirectory(prefix="corral-check-") as scratch:
+        # The apply gate runs before this one and, passed, set the tree.
+        assert landing.tree is not None, "the check gate runs after the apply gate"
         gitops.checkout(landing.path, landing.tree, scratch)
         return run_check(argv, scratch, repo.check_timeout_s)
 
 
-def run_check(argv, cwd, timeout):
+def run_check(argv: list[str], cwd: str, timeout: float) -> Verdict:
     env = {key: os.environ[key] for key in CHECK_ENV_KEYS if key in os.environ}
     try:
-        proc = subprocess.Popen(
+        # Its own group, so that a timeout can stop everything it started.
+        proc = spawn(
             argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # so a timeout can stop everything it started
         )
     except OSError as e:
         return Verdict(False, f"Cannot run {argv[0]!r}: {e.strerror}", FAILED)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid)
         out, _ = proc.communicate()
         return Verdict(False, f"Timed out after {timeout}s.\n{tail(out)}")
     finally:
-        kill_group(proc.pid)
+        kill_group(proc.pid)  # anything the check left running
     if proc.returncode != 0:
         return Verdict(False, f"Exit code {proc.returncode}.\n{tail(out)}")
     return Verdict(True, f"Passed.\n{tail(out)}")
 
 
-def kill_group(pgid):
-    try:
-        os.killpg(pgid, signal.SIGKILL)  # anything the check left running
-    except ProcessLookupError:
-        pass
-
-
-def tail(output):
+def tail(output: bytes) -> str:
     text = output.decode(errors="replace")
     if len(text) <= OUTPUT_TAIL_CHARS:
         return text
     return "[… earlier output cut]\n" + text[-OUTPUT_TAIL_CHARS:]
 
 
-def review(landing):
+def review(landing: Landing) -> Verdict:
     submission = landing.submission
     if landing.repository.review_mode != landing.repository.Review.HUMAN:
         return Verdict(True, "Automatic review.")
@@ -168,7 +187,7 @@ def review(landing):
     return Verdict(None, "Waiting for a person to approve or reject.")
 
 
-GATES = [
+GATES: list[tuple[str, Callable[[Landing], Verdict]]] = [
     ("paths", paths),
     ("scope", scope),
     ("size", size),

@@ -8,61 +8,47 @@ its commit by the `Session:` trailer instead of committing twice.
 
 import logging
 import time
+from collections.abc import Collection
 
-from django.db import close_old_connections, transaction
-from django.db.models import F
+from django.db import close_old_connections
 from django.utils import timezone
 
-from agents import gates, patches, queues
+from agents import flow, gates, patches, queues
 from agents.models import GateResult, Submission
 from beads.models import Bead
-from knowledge.models import Learning
 from workspace import gitops
+from workspace.models import Repository
 
 log = logging.getLogger(__name__)
 CAS_TRIES = 3  # the branch moved under us (someone wrote to it outside the lead)
-
-
-IN_FLIGHT = [Submission.Status.QUEUED, Submission.Status.CHECKING, Submission.Status.APPROVED]
 RELATED = ("repository", "session__agent", "bead")
 
 
-def drain(repository_id):
+def drain(repository_id: int) -> None:
     """Land the repository's waiting submissions, oldest first, until none wait.
 
     One job per repository rather than one per submission: the lock is taken
     once and the queue's bookkeeping paid once, however many are waiting.
     """
-    from workspace.models import Repository
-
     close_old_connections()  # the lead worker lives long: drop a connection gone bad
     repo = Repository.objects.filter(pk=repository_id).first()
     if repo is None:
         return
-    tried = set()
+    tried: set[int] = set()
     with queues.repo_lock(repo):
         while sub := next_waiting(repo, exclude=tried):
             tried.add(sub.pk)
             land(sub)
 
 
-def next_waiting(repo, exclude=()):
-    waiting = Submission.objects.filter(repository=repo, status__in=IN_FLIGHT).exclude(
+def next_waiting(repo: Repository, exclude: Collection[int] = ()) -> Submission | None:
+    waiting = Submission.objects.filter(repository=repo, status__in=Submission.FOR_LEAD).exclude(
         pk__in=exclude
     )
     return waiting.select_related(*RELATED).order_by("queued_at", "pk").first()
 
 
-def process_submission(submission_id):
-    """Gate and land one submission. Safe to run twice, or after a crash."""
-    sub = Submission.objects.select_related(*RELATED).filter(pk=submission_id).first()
-    if sub is None or sub.status not in IN_FLIGHT:
-        return
-    with queues.repo_lock(sub.repository):
-        land(sub)
-
-
-def land(sub):
+def land(sub: Submission) -> None:
     """With the repository's lock held: gate the submission and commit it."""
     # One conditional UPDATE decides: ours to check, or resumed after a lead
     # died mid-job (still `checking`), or done with meanwhile.
@@ -80,16 +66,16 @@ def land(sub):
 class Landing:
     """One run of the gates and the commit for one submission."""
 
-    def __init__(self, submission):
+    def __init__(self, submission: Submission) -> None:
         self.submission = submission
         self.session = submission.session
         self.bead = submission.bead
         self.agent = self.session.agent
         self.repository = submission.repository
         self.path = self.repository.canonical_path
-        self.tree = None
+        self.tree: str | None = None  # the apply gate's result
 
-    def run(self, resumed):
+    def run(self, resumed: bool) -> None:
         if resumed and (sha := self.already_committed()):
             return self.committed(sha)
         try:
@@ -105,6 +91,7 @@ class Landing:
             stale_results = True
             if not self.pass_gates():
                 return
+            assert self.tree is not None  # the apply gate, passed, set it
             sha = gitops.commit_tree(
                 self.path, self.tree, self.head, self.message(), author=self.author()
             )
@@ -112,10 +99,10 @@ class Landing:
                 return self.committed(sha)
         self.refuse(Submission.Status.FAILED, "The branch kept moving during the commit.")
 
-    def pass_gates(self):
+    def pass_gates(self) -> bool:
         """Run every gate; True when all passed. Results are written in one go,
         and before a check command runs, so the page shows progress."""
-        results = []
+        results: list[GateResult] = []
         try:
             for name, gate in gates.GATES:
                 if name == "check" and self.repository.check_command:
@@ -142,55 +129,27 @@ class Landing:
         finally:
             GateResult.objects.bulk_create(results)
 
-    def already_committed(self):
+    def already_committed(self) -> str | None:
         return gitops.commit_with_trailer(
             self.path, self.repository.branch, self.session.base_sha, f"Session: {self.session.pk}"
         )
 
-    def message(self):
+    def message(self) -> str:
         summary = self.session.summary.strip() or "(no summary)"
         trailers = f"Bead: {self.bead.id}\nAgent: {self.agent.name}\nSession: {self.session.pk}"
         return f"{self.bead.title} ({self.bead.id})\n\n{summary}\n\n{trailers}\n"
 
-    def author(self):
+    def author(self) -> tuple[str, str]:
         return (self.agent.name, f"{self.agent.name}@agents.corral.invalid")
 
-    def committed(self, sha):
-        with transaction.atomic():
-            self.submission.commit(sha)
-            self.bead.land(sha)
-            self.session.succeed()
-            # Learnings that were in this session's context helped it land.
-            Learning.objects.filter(injections__session=self.session).update(
-                helpful=F("helpful") + 1
-            )
-        if self.repository.push and self.repository.upstream:
-            queues.enqueue_push(self.repository)
-        queues.enqueue_dispatch()  # its dependents may be ready now
+    def committed(self, sha: str) -> None:
+        flow.land(self.submission, sha)
 
-    def refuse(self, status, reason):
-        with transaction.atomic():
-            if self.submission.refuse(status, reason):
-                self.session.fail_submission(reason)
-                self.bead.fail_attempt(reason)
+    def refuse(self, status: str, reason: str) -> None:
+        flow.refuse(self.submission, status, reason)
 
 
-def review(submission, user, approve, reason=""):
-    """A person's decision on a submission awaiting review; False if it was not waiting."""
-    with transaction.atomic():
-        if approve:
-            if not submission.approve(user):
-                return False
-            queues.enqueue_submission(submission)
-            return True
-        if not submission.reject(user, reason or f"Rejected by {user}."):
-            return False
-        submission.session.fail_submission(submission.reason)
-        submission.bead.fail_attempt(submission.reason)
-        return True
-
-
-def revert(bead_id):
+def revert(bead_id: str) -> None:
     """Land one commit that reverts a closed bead's commit, and reopen the bead."""
     bead = Bead.objects.select_related("repository").filter(pk=bead_id).first()
     if bead is None or bead.status != Bead.Status.CLOSED or not bead.commit_sha:
@@ -209,10 +168,10 @@ def revert(bead_id):
         except gitops.GitError as e:
             Bead.objects.filter(pk=bead.pk).update(last_failure=f"Revert failed: {e}")
             return
-        bead.revert_landed(sha)
+        flow.reverted(bead, sha)
 
 
-def land_revert(bead, target):
+def land_revert(bead: Bead, target: str) -> str:
     repo, path = bead.repository, bead.repository.canonical_path
     # A commit whose parent is the target and whose tree is the target's
     # parent's: merged into head, it undoes exactly the target's change.
@@ -231,11 +190,9 @@ def land_revert(bead, target):
     raise gitops.GitError("the branch kept moving during the revert")
 
 
-def push_branch(repository_id):
+def push_branch(repository_id: int) -> None:
     """Fast-forward the upstream to the branch; a failure is recorded, and the lead
     supervisor enqueues the push again a minute later."""
-    from workspace.models import Repository
-
     repo = Repository.objects.get(pk=repository_id)
     if not (repo.push and repo.upstream):
         return
@@ -249,3 +206,15 @@ def push_branch(repository_id):
         Submission.objects.filter(pk__in=pending_ids).update(push_error=str(e))
         return
     Submission.objects.filter(pk__in=pending_ids).update(pushed_at=timezone.now(), push_error="")
+
+
+def requeue_waiting(repository: Repository) -> int:
+    """For a lead starting up: if submissions wait, a drain is queued for them
+    (a drain job left `started` by a lead that died never finishes: it is
+    replaced). Returns how many wait."""
+    waiting = Submission.objects.filter(
+        repository=repository, status__in=Submission.FOR_LEAD
+    ).count()
+    if waiting:
+        queues.enqueue_drain(repository)
+    return waiting

@@ -1,7 +1,8 @@
 import hashlib
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -9,22 +10,23 @@ from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import presets
+from agents import patches, presets
 from beads.models import Bead
+from workspace import gitops
 from workspace.models import Repository
-from workspace.states import Transitions
+from workspace.states import Transitions, move
 
 TOKEN_PREFIX = "crl_"
 SESSION_TOKEN_PREFIX = "crs_"
 
 
-def hash_token(token):
+def hash_token(token: str) -> str:
     # Tokens are 256 random bits: a plain SHA-256 cannot be brute-forced.
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class AgentQuerySet(models.QuerySet):
-    def authenticate(self, token):
+class AgentQuerySet(models.QuerySet["Agent"]):
+    def authenticate(self, token: str | None) -> "Agent | None":
         """The active agent this bearer token belongs to, or None.
 
         A session token (SESSION_TOKEN_PREFIX) stands for its agent while the
@@ -66,26 +68,31 @@ class Agent(models.Model):
 
     objects = AgentQuerySet.as_manager()
 
+    # Set on an instance, never stored: the token's plain text right after it
+    # is made, and, for an agent authenticated by a session token, that session.
+    plain_token: str
+    only_session: uuid.UUID | None
+
     class Meta:
         ordering = ["name"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.command and self.preset in presets.PRESETS:
             self.command = presets.default_command(self.preset)
         if not self.token_hash:
             self.new_token()
         super().save(*args, **kwargs)
 
-    def clean(self):
+    def clean(self) -> None:
         if not isinstance(self.command, list) or not all(isinstance(a, str) for a in self.command):
             raise ValidationError({"command": "Give the command as a list of strings (an argv)."})
         if not isinstance(self.env, dict):
             raise ValidationError({"env": "Give the environment as an object of strings."})
 
-    def new_token(self):
+    def new_token(self) -> str:
         """Set a fresh token and return it: the only time its plain text exists."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         self.token_hash = hash_token(token)
@@ -93,7 +100,7 @@ class Agent(models.Model):
         self.plain_token = token
         return token
 
-    def rotate_token(self):
+    def rotate_token(self) -> str:
         token = self.new_token()
         self.save(update_fields=["token_hash", "token_hint"])
         return token
@@ -118,6 +125,27 @@ class Session(Transitions, models.Model):
 
     LIVE = [Status.CLAIMED, Status.QUEUED, Status.RUNNING]
     ENDINGS = [Status.FAILED, Status.TIMED_OUT, Status.OUT_OF_SCOPE, Status.CANCELLED, Status.LOST]
+    MOVES = {
+        "queue": move(Status.CLAIMED, Status.QUEUED),  # a worker will run it
+        # a worker runs it, or an external agent is first heard from
+        "start": move([Status.CLAIMED, Status.QUEUED], Status.RUNNING),
+        "submit": move(LIVE, Status.SUBMITTED),
+        "succeed": move(Status.SUBMITTED, Status.SUCCEEDED),  # its submission landed
+        "refused": move(Status.SUBMITTED, Status.FAILED),  # its submission did not
+        # A live session ends badly.
+        "fail": move(LIVE, Status.FAILED),
+        "time_out": move(LIVE, Status.TIMED_OUT),
+        "stop_out_of_scope": move(LIVE, Status.OUT_OF_SCOPE),
+        "cancel": move(LIVE, Status.CANCELLED),
+        "lose": move(LIVE, Status.LOST),
+    }
+    ENDING_MOVES: dict[str, str] = {
+        Status.FAILED: "fail",
+        Status.TIMED_OUT: "time_out",
+        Status.OUT_OF_SCOPE: "stop_out_of_scope",
+        Status.CANCELLED: "cancel",
+        Status.LOST: "lose",
+    }
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(Agent, models.PROTECT, related_name="sessions")
@@ -134,7 +162,13 @@ class Session(Transitions, models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     changed_files = models.JSONField(default=list, blank=True)
     patch = models.TextField(blank=True)
+    # What the patch changes, read once at hand-in: {"files": n, "lines": n,
+    # "binary": [paths]}. The gates, the API and the pages use it.
+    patch_summary = models.JSONField(default=dict, blank=True)
     summary = models.TextField(blank=True)
+    # The context pack as the agent got it: pages show it from here, so they
+    # never read a session worker's disk.
+    context = models.TextField(blank=True)
     context_chars = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     # A token that acts as the agent for this session only, while it is live:
@@ -145,76 +179,76 @@ class Session(Transitions, models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "lease_expires_at"])]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.agent} on {self.bead_id} ({self.get_status_display()})"
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("session", args=[self.pk])
 
-    def queue(self):
-        return self.transition(self.Status.QUEUED, self.Status.CLAIMED)
-
-    def start(self, worker="", pid=None):
-        return self.transition(
-            self.Status.RUNNING,
-            [self.Status.CLAIMED, self.Status.QUEUED],
-            worker=worker,
-            pid=pid,
-            started_at=timezone.now(),
+    @classmethod
+    def open(cls, agent: Agent, bead: Bead) -> "Session":
+        """A new session of `agent` on a just-claimed `bead`, based on its branch head."""
+        repo = bead.repository
+        return cls.objects.create(
+            agent=agent,
+            bead=bead,
+            base_sha=gitops.head_sha(repo.canonical_path, repo.branch),
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.LEASE_SECONDS),
         )
 
-    def submit(self, patch, changed_files, summary=""):
-        return self.transition(
-            self.Status.SUBMITTED,
-            self.LIVE,
+    def time_limit_s(self) -> int:
+        """The smallest of the agent's, the bead's and the repository's limits."""
+        limits = [self.bead.repository.session_minutes * 60]
+        if self.agent.session_minutes:
+            limits.append(self.agent.session_minutes * 60)
+        if self.bead.time_limit_s:
+            limits.append(self.bead.time_limit_s)
+        return min(limits)
+
+    def queue(self) -> bool:
+        return self.move("queue")
+
+    def start(self, worker: str = "", pid: int | None = None) -> bool:
+        return self.move("start", worker=worker, pid=pid, started_at=timezone.now())
+
+    def submit(self, patch: str, summary: str = "") -> bool:
+        """Hand the patch in; what it changes is read here, once, for everyone after."""
+        changes = patches.parse(patch)
+        files = sorted({p for change in changes for p in change.paths})
+        return self.move(
+            "submit",
             patch=patch,
-            changed_files=changed_files,
+            changed_files=files,
+            patch_summary=patches.summarize(changes),
             summary=summary,
             ended_at=timezone.now(),
         )
 
-    def succeed(self):
-        return self.transition(self.Status.SUCCEEDED, self.Status.SUBMITTED)
+    def succeed(self) -> bool:
+        return self.move("succeed")
 
-    def end(self, status, error=""):
+    def end(self, status: str, error: str = "") -> bool:
         """A live session ends badly: failed, timed out, out of scope, cancelled or lost."""
-        if status not in self.ENDINGS:
+        if status not in self.ENDING_MOVES:
             raise ValueError(f"{status} is not an ending")
-        return self.transition(status, self.LIVE, error=error, ended_at=timezone.now())
+        return self.move(self.ENDING_MOVES[status], error=error, ended_at=timezone.now())
 
-    def fail_submission(self, reason):
+    def fail_submission(self, reason: str) -> bool:
         """Its submission was refused: the session failed after all."""
-        return self.transition(self.Status.FAILED, self.Status.SUBMITTED, error=reason)
+        return self.move("refused", error=reason)
 
-    def hand_in(self, patch, summary=""):
-        """Submit the session's patch: the session, its bead and a new Submission
-        move together, and the lead gets the submission once this commits."""
-        from agents import patches, queues
-
-        files = sorted({p for change in patches.parse(patch) for p in change.paths})
-        with transaction.atomic():
-            if not self.submit(patch, files, summary):
-                raise StateError(f"session {self.pk} is {self.status}, not live")
-            if not self.bead.submit():
-                raise StateError(f"bead {self.bead_id} is {self.bead.status}, not in progress")
-            submission = Submission.objects.create(
-                session=self, repository=self.bead.repository, bead=self.bead
-            )
-            queues.enqueue_submission(submission)
-        return submission
-
-    def extend_lease(self, until):
+    def extend_lease(self, until: datetime) -> bool:
         return bool(
             Session.objects.filter(pk=self.pk, status__in=self.LIVE).update(lease_expires_at=until)
         )
 
-    def issue_token(self):
+    def issue_token(self) -> str:
         """A fresh session token (its plain text exists only in the returned value)."""
         token = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32)
         Session.objects.filter(pk=self.pk).update(token_hash=hash_token(token))
         return token
 
-    def heartbeat(self):
+    def heartbeat(self) -> bool:
         """Extend the lease; an external agent's first sign of life starts its session."""
         until = timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
         if not self.extend_lease(until):
@@ -225,31 +259,13 @@ class Session(Transitions, models.Model):
             self.start(worker="external")
         return True
 
-    def release(self, reason):
-        """The agent gives the bead back: the session ends, the bead returns to the hook."""
-        with transaction.atomic():
-            if not self.end(self.Status.CANCELLED, f"Released: {reason}"):
-                return False
-            self.bead.fail_attempt(f"Released by {self.agent}: {reason}")
-        return True
+    def record_context(self, workdir: str, text: str) -> None:
+        Session.objects.filter(pk=self.pk).update(
+            workdir=workdir, context=text, context_chars=len(text)
+        )
+        self.workdir, self.context, self.context_chars = workdir, text, len(text)
 
-    def cancel(self, by):
-        """A person stops the session; its runner kills the agent, the bead goes back."""
-        with transaction.atomic():
-            if not self.end(self.Status.CANCELLED, f"Cancelled by {by}."):
-                return False
-            self.bead.fail_attempt(f"The session was cancelled by {by}.")
-        return True
-
-    def lose(self):
-        """Nobody heard from it within its lease: the bead returns to the hook."""
-        with transaction.atomic():
-            if not self.end(self.Status.LOST, "The lease expired."):
-                return False
-            self.bead.fail_attempt("The session was lost: its lease expired.")
-        return True
-
-    def append_log(self, text):
+    def append_log(self, text: str) -> int:
         """Add a chunk to the live log; returns its sequence number."""
         for _ in range(5):
             last = self.log_chunks.aggregate(n=models.Max("seq"))["n"]
@@ -273,7 +289,7 @@ class LogChunk(models.Model):
         ordering = ["session", "seq"]
         constraints = [models.UniqueConstraint(fields=["session", "seq"], name="one_chunk_per_seq")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.session_id} #{self.seq}"
 
 
@@ -288,7 +304,26 @@ class Submission(Transitions, models.Model):
         CONFLICT = "conflict"
         FAILED = "failed"
 
-    IN_FLIGHT = [Status.QUEUED, Status.CHECKING, Status.AWAITING_REVIEW, Status.APPROVED]
+    # Not finished yet (the lead page's queue), and the part of those the lead
+    # takes up by itself (a submission awaiting review waits for a person).
+    UNFINISHED = [Status.QUEUED, Status.CHECKING, Status.AWAITING_REVIEW, Status.APPROVED]
+    FOR_LEAD = [Status.QUEUED, Status.CHECKING, Status.APPROVED]
+    REFUSALS: dict[str, str] = {
+        Status.REJECTED: "reject",
+        Status.CONFLICT: "conflict",
+        Status.FAILED: "fail",
+    }
+    MOVES = {
+        "start_checking": move([Status.QUEUED, Status.APPROVED], Status.CHECKING),
+        "await_review": move(Status.CHECKING, Status.AWAITING_REVIEW),
+        "approve": move(Status.AWAITING_REVIEW, Status.APPROVED),
+        "commit": move([Status.CHECKING, Status.APPROVED], Status.COMMITTED),
+        "reject_by_person": move(Status.AWAITING_REVIEW, Status.REJECTED),
+        # The lead ends it without a commit.
+        "reject": move([Status.QUEUED, Status.CHECKING], Status.REJECTED),
+        "conflict": move([Status.QUEUED, Status.CHECKING], Status.CONFLICT),
+        "fail": move([Status.QUEUED, Status.CHECKING], Status.FAILED),
+    }
 
     session = models.OneToOneField(Session, models.CASCADE, related_name="submission")
     repository = models.ForeignKey(Repository, models.CASCADE, related_name="submissions")
@@ -310,59 +345,36 @@ class Submission(Transitions, models.Model):
         ordering = ["queued_at"]
         indexes = [models.Index(fields=["repository", "status", "queued_at"])]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"submission for {self.bead_id} ({self.get_status_display()})"
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("submission", args=[self.pk])
 
-    def start_checking(self):
-        return self.transition(
-            self.Status.CHECKING,
-            [self.Status.QUEUED, self.Status.APPROVED],
-            started_at=timezone.now(),
-        )
+    def start_checking(self) -> bool:
+        return self.move("start_checking", started_at=timezone.now())
 
-    def await_review(self):
-        return self.transition(self.Status.AWAITING_REVIEW, self.Status.CHECKING)
+    def await_review(self) -> bool:
+        return self.move("await_review")
 
-    def approve(self, user):
-        return self.transition(
-            self.Status.APPROVED,
-            self.Status.AWAITING_REVIEW,
-            reviewed_by=user,
-            reviewed_at=timezone.now(),
-        )
+    def approve(self, user: Any) -> bool:
+        return self.move("approve", reviewed_by=user, reviewed_at=timezone.now())
 
-    def commit(self, sha):
-        return self.transition(
-            self.Status.COMMITTED,
-            [self.Status.CHECKING, self.Status.APPROVED],
-            commit_sha=sha,
-            finished_at=timezone.now(),
-        )
+    def commit(self, sha: str) -> bool:
+        return self.move("commit", commit_sha=sha, finished_at=timezone.now())
 
-    def reject(self, user, reason):
+    def reject(self, user: Any, reason: str) -> bool:
         """A person turns the submission down while it waits for review."""
-        return self.transition(
-            self.Status.REJECTED,
-            self.Status.AWAITING_REVIEW,
-            reason=reason,
-            reviewed_by=user,
-            reviewed_at=timezone.now(),
-            finished_at=timezone.now(),
+        now = timezone.now()
+        return self.move(
+            "reject_by_person", reason=reason, reviewed_by=user, reviewed_at=now, finished_at=now
         )
 
-    def refuse(self, status, reason):
+    def refuse(self, status: str, reason: str) -> bool:
         """The lead ends it without a commit: rejected by a gate, conflict, or failed."""
-        if status not in (self.Status.REJECTED, self.Status.CONFLICT, self.Status.FAILED):
+        if status not in self.REFUSALS:
             raise ValueError(f"{status} is not a refusal")
-        return self.transition(
-            status,
-            [self.Status.QUEUED, self.Status.CHECKING],
-            reason=reason,
-            finished_at=timezone.now(),
-        )
+        return self.move(self.REFUSALS[status], reason=reason, finished_at=timezone.now())
 
 
 class GateResult(models.Model):
@@ -384,9 +396,9 @@ class GateResult(models.Model):
     class Meta:
         ordering = ["submission", "created_at", "id"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.gate}: {self.outcome}"
 
     @property
-    def outcome(self):
+    def outcome(self) -> str:
         return {True: "pass", False: "fail", None: "waiting"}[self.passed]

@@ -6,6 +6,7 @@ lines. Git's own `apply` decides whether it applies; this only reads.
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 SYMLINK_MODE = "120000"
 QUOTED_ESCAPES = {"a": "\a", "b": "\b", "t": "\t", "n": "\n", "v": "\v", "f": "\f", "r": "\r"}
@@ -26,15 +27,15 @@ class FileChange:
     symlink_target: str | None = None
 
     @property
-    def paths(self):
+    def paths(self) -> list[str]:
         return [p for p in {self.old_path, self.new_path} if p is not None]
 
     @property
-    def path(self):
+    def path(self) -> str | None:
         return self.new_path if self.new_path is not None else self.old_path
 
 
-def unquote(raw):
+def unquote(raw: str) -> str:
     """Undo git's C-style quoting of a path ("a/\\303\\251.txt")."""
     if not raw.startswith('"'):
         return raw
@@ -53,14 +54,14 @@ def unquote(raw):
     return out.decode("utf-8", "surrogateescape")
 
 
-def strip_prefix(path, prefix):
+def strip_prefix(path: str, prefix: str) -> str | None:
     path = unquote(path.split("\t")[0] if not path.startswith('"') else path)
     if path == "/dev/null":
         return None
     return path[len(prefix) :] if path.startswith(prefix) else path
 
 
-def paths_from_header(line):
+def paths_from_header(line: str) -> tuple[str | None, str | None]:
     """Both paths of `diff --git a/X b/Y`; only exact when X == Y or quoted."""
     rest = line[len("diff --git ") :]
     quoted = re.findall(r'"(?:[^"\\]|\\.)*"', rest)
@@ -73,12 +74,13 @@ def paths_from_header(line):
 HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 
 
-def parse(text):
+def parse(text: str) -> list[FileChange]:
     """The list of FileChanges in a git diff; PatchError if it is not one."""
-    changes, current = [], None
+    changes: list[FileChange] = []
+    current: FileChange | None = None
     old_left = new_left = 0  # lines still to come in the current hunk
     for line in text.splitlines():
-        if old_left or new_left:
+        if current is not None and (old_left or new_left):
             old_left, new_left = count_line(current, line, old_left, new_left)
         elif line.startswith("diff --git "):
             current = FileChange(*paths_from_header(line))
@@ -91,12 +93,12 @@ def parse(text):
             read_header(current, line)
     if not changes:
         raise PatchError("not a git diff: no `diff --git` header")
-    if old_left or new_left:
+    if current is not None and (old_left or new_left):
         raise PatchError(f"truncated diff: a hunk of {current.path} ends early")
     return changes
 
 
-def count_line(change, line, old_left, new_left):
+def count_line(change: FileChange, line: str, old_left: int, new_left: int) -> tuple[int, int]:
     kind = line[:1]
     if kind == "+":
         change.added += 1
@@ -113,7 +115,7 @@ def count_line(change, line, old_left, new_left):
     raise PatchError(f"malformed hunk in {change.path}: {line[:60]!r}")
 
 
-def read_header(change, line):
+def read_header(change: FileChange, line: str) -> None:
     if line.startswith("--- "):
         change.old_path = strip_prefix(line[4:], "a/")
     elif line.startswith("+++ "):
@@ -130,3 +132,14 @@ def read_header(change, line):
         change.new_path = None
     elif line.startswith(("GIT binary patch", "Binary files ")):
         change.binary = True
+
+
+def summarize(changes: list[FileChange]) -> dict[str, Any]:
+    """What a patch changes, as stored with its session: files, lines, binary paths."""
+    return {
+        "files": len({p for change in changes for p in change.paths}),
+        "lines": sum(change.added + change.removed for change in changes),
+        "added": sum(change.added for change in changes),
+        "removed": sum(change.removed for change in changes),
+        "binary": sorted(change.path for change in changes if change.binary and change.path),
+    }

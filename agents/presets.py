@@ -7,9 +7,17 @@ shell. Each CLI runs headless on the prompt, may edit files, and does not
 commit (Corral's lead makes the one commit per bead).
 """
 
+from typing import TypedDict
+
 PROMPT = "{prompt}"
 
-PRESETS = {
+
+class Preset(TypedDict):
+    label: str
+    command: list[str]
+
+
+PRESETS: dict[str, Preset] = {
     "claude-code": {
         "label": "Claude Code",
         "command": ["claude", "-p", PROMPT, "--permission-mode", "acceptEdits", "--verbose"],
@@ -51,5 +59,5 @@ PRESETS = {
 CHOICES = [(key, preset["label"]) for key, preset in PRESETS.items()]
 
 
-def default_command(preset):
+def default_command(preset: str) -> list[str]:
     return list(PRESETS[preset]["command"])

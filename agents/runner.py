@@ -11,23 +11,23 @@ import logging
 import os
 import queue
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from agents import queues
+from agents import flow, queues
 from agents.models import Session, StateError
 from knowledge import inject
-from knowledge.models import Learning
-from workspace import gitops
+from workspace import gitops, processes
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,11 @@ FLUSH_SECONDS = 0.3
 FLUSH_CHARS = 16_000
 
 
-def worker_name():
+def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_session(session_id):
+def run_session(session_id: UUID | str) -> None:
     """Run one claimed session to its end. Safe to run twice: the second does nothing."""
     session = (
         Session.objects.select_related("agent", "bead__repository").filter(pk=session_id).first()
@@ -62,17 +62,7 @@ def run_session(session_id):
         queues.enqueue_dispatch()  # a slot is free again
 
 
-def time_limit_s(session):
-    """The smallest of the agent's, the bead's and the repository's limits."""
-    limits = [session.bead.repository.session_minutes * 60]
-    if session.agent.session_minutes:
-        limits.append(session.agent.session_minutes * 60)
-    if session.bead.time_limit_s:
-        limits.append(session.bead.time_limit_s)
-    return min(limits)
-
-
-def render_argv(template, context_path, workdir, bead_id):
+def render_argv(template: list[str], context_path: Path, workdir: Path, bead_id: str) -> list[str]:
     values = {
         "{prompt}": INSTRUCTION,
         "{context}": str(context_path),
@@ -91,25 +81,25 @@ def render_argv(template, context_path, workdir, bead_id):
 class Stop(Exception):
     """The watch ends the agent early: status and reason."""
 
-    def __init__(self, status, reason):
+    def __init__(self, status: str, reason: str) -> None:
         self.status, self.reason = status, reason
         super().__init__(reason)
 
 
 class Run:
-    def __init__(self, session):
+    def __init__(self, session: Session) -> None:
         self.session = session
         self.agent = session.agent
         self.bead = session.bead
         self.repository = session.bead.repository
         self.workdir = settings.SESSIONS_DIR / str(session.pk)
-        self.limit_s = time_limit_s(session)
-        self.proc = None
-        self.index = None
+        self.limit_s = session.time_limit_s()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.index: gitops.SessionIndex | None = None
 
     # The steps, in order.
 
-    def execute(self):
+    def execute(self) -> None:
         try:
             self.prepare()
             self.launch()
@@ -117,12 +107,14 @@ class Run:
             if self.index is not None:
                 self.index.close()
             return self.end(Session.Status.FAILED, f"Could not start the session: {e}")
+        # Launched: the process, its output pipe and the index are there.
+        assert self.proc is not None and self.proc.stdout is not None and self.index is not None
         self.log = LogWriter(self.session, self.proc.stdout)
         try:
             stop = self.watch()
         finally:
             self.log.close()
-            kill_group(self.proc.pid)  # whatever the agent left running
+            processes.kill_group(self.proc.pid)  # whatever the agent left running
             self.index.close()
         self.session.exit_code = self.proc.returncode
         Session.objects.filter(pk=self.session.pk).update(exit_code=self.proc.returncode)
@@ -134,7 +126,7 @@ class Run:
             )
         self.collect()
 
-    def prepare(self):
+    def prepare(self) -> None:
         self.workdir.parent.mkdir(parents=True, exist_ok=True)
         gitops.clone_for_session(
             self.repository.canonical_path, self.workdir, self.session.base_sha
@@ -145,11 +137,9 @@ class Run:
         (pack / "learnings").mkdir(parents=True)
         (pack / "context.md").write_text(context)
         (pack / "bead.json").write_text(json.dumps(self.bead_json(), indent=2))
-        Session.objects.filter(pk=self.session.pk).update(
-            workdir=str(self.workdir), context_chars=len(context)
-        )
+        self.session.record_context(str(self.workdir), context)
 
-    def bead_json(self):
+    def bead_json(self) -> dict[str, Any]:
         bead = self.bead
         return {
             "id": bead.id,
@@ -165,24 +155,24 @@ class Run:
             "time_limit_s": self.limit_s,
         }
 
-    def launch(self):
+    def launch(self) -> None:
         if not self.agent.command:
             raise OSError(f"the agent {self.agent} has no command")
         context_path = self.workdir / ".agents" / "context.md"
         argv = render_argv(self.agent.command, context_path, self.workdir, self.bead.id)
-        self.proc = subprocess.Popen(
+        # Its own process group: one signal stops everything it starts.
+        self.proc = processes.spawn(
             argv,
             cwd=self.workdir,
             env=self.environment(context_path),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: one signal stops it all
         )
         self.started = time.monotonic()
         Session.objects.filter(pk=self.session.pk).update(pid=self.proc.pid)
 
-    def environment(self, context_path):
+    def environment(self, context_path: Path) -> dict[str, str]:
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env.update({str(k): str(v) for k, v in self.agent.env.items()})
         env.update(
@@ -194,8 +184,9 @@ class Run:
         )
         return env
 
-    def watch(self):
+    def watch(self) -> Stop | None:
         """Pump the log until the agent exits; return a Stop if it had to be stopped."""
+        assert self.proc is not None  # launched
         next_look = next_beat = time.monotonic()
         beat_every = settings.LEASE_SECONDS / 3
         while self.proc.poll() is None:
@@ -215,15 +206,17 @@ class Run:
             except Stop as stop:
                 self.terminate()
                 return stop
-        kill_group(self.proc.pid)  # children it left behind would hold the log pipe open
+        # Children it left behind would hold the log pipe open.
+        processes.kill_group(self.proc.pid)
         self.log.drain()
         return None
 
-    def look(self):
+    def look(self) -> None:
         """The watchdog: still wanted? What has the agent changed, against its scope and caps?"""
         if not Session.objects.filter(pk=self.session.pk, status__in=Session.LIVE).exists():
             self.session.refresh_from_db(fields=["status", "error"])
             raise Stop(self.session.status, self.session.error or "The session ended elsewhere.")
+        assert self.index is not None  # prepared
         self.index.refresh()
         changes = self.index.numstat()
         files = sorted(changes)
@@ -232,9 +225,9 @@ class Run:
             Session.objects.filter(pk=self.session.pk).update(changed_files=files)
         self.check_limits(changes)
 
-    def check_limits(self, changes):
+    def check_limits(self, changes: dict[str, int]) -> None:
         if not self.bead.scope and self.repository.allow_unscoped:
-            outside = []
+            outside: list[str] = []
         else:
             outside = self.bead.paths_outside_scope(sorted(changes))
         if outside:
@@ -254,24 +247,22 @@ class Run:
                 f"Changed {lines} lines, over the cap of {self.agent.max_changed_lines}.",
             )
 
-    def beat(self):
+    def beat(self) -> None:
         until = timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
         if not self.session.extend_lease(until):
             self.session.refresh_from_db(fields=["status", "error"])
             raise Stop(self.session.status, self.session.error or "The session ended elsewhere.")
 
-    def terminate(self):
-        """SIGTERM to the whole group, SIGKILL after the grace period."""
-        signal_group(self.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + settings.KILL_GRACE_SECONDS
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            self.log.pump(0.1)
-        kill_group(self.proc.pid)
-        self.proc.wait()
+    def terminate(self) -> None:
+        """SIGTERM to the whole group, SIGKILL after the grace period; the log
+        keeps flowing while the agent winds down."""
+        assert self.proc is not None  # launched
+        processes.stop(self.proc, settings.KILL_GRACE_SECONDS, on_wait=self.log.pump)
         self.log.drain()
 
-    def collect(self):
+    def collect(self) -> None:
         """A clean exit: the final look, then the patch goes to the lead."""
+        assert self.index is not None  # prepared (and closed) before the agent ran
         try:
             self.index = gitops.SessionIndex(self.workdir, self.session.base_sha)
             self.look()
@@ -286,78 +277,62 @@ class Run:
             return self.end(Session.Status.FAILED, "The agent changed nothing.")
         pack = self.workdir / ".agents"
         summary = read_text(pack / "handoff.md")
-        with transaction.atomic():
-            try:
-                self.session.hand_in(patch, summary)
-            except StateError as e:
-                log.warning("session %s could not hand in: %s", self.session.pk, e)
-                return
-            self.propose_learnings(pack / "learnings")
-        shutil.rmtree(
-            self.workdir, ignore_errors=True
-        )  # the patch is kept; the clone is not needed
+        try:
+            flow.hand_in(self.session, patch, summary, read_learnings(pack / "learnings"))
+        except StateError as e:
+            log.warning("session %s could not hand in: %s", self.session.pk, e)
+            return
+        # The patch and context are kept in the database; the clone is not needed.
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def propose_learnings(self, folder):
-        for path in sorted(folder.glob("*.md")):
-            text = read_text(path).strip()
-            if not text:
-                continue
-            first, _, rest = text.partition("\n")
-            Learning.objects.create(
-                workspace=self.repository.workspace,
-                repository=self.repository,
-                title=first.lstrip("# ").strip()[:200] or path.stem,
-                body=rest.strip() or first,
-                source_session=self.session,
-                source_bead=self.bead,
-            )
-
-    def end(self, status, reason):
+    def end(self, status: str, reason: str) -> None:
         """End badly; the clone stays for a person to look at, the bead goes back."""
-        with transaction.atomic():
-            if status in Session.ENDINGS and self.session.end(status, reason):
-                self.bead.fail_attempt(reason)
+        if status in Session.ENDINGS:
+            flow.end(self.session, status, reason)
         if self.proc is None:
             shutil.rmtree(self.workdir, ignore_errors=True)  # nothing ran: nothing to keep
 
 
-def read_text(path, limit=100_000):
+def read_learnings(folder: Path) -> list[dict[str, Any]]:
+    """The agent's .agents/learnings/*.md: `# Title`, then the body."""
+    learnings = []
+    for path in sorted(folder.glob("*.md")):
+        text = read_text(path).strip()
+        if not text:
+            continue
+        first, _, rest = text.partition("\n")
+        title = first.lstrip("# ").strip()[:200] or path.stem
+        learnings.append({"title": title, "body": rest.strip() or first})
+    return learnings
+
+
+def read_text(path: Path, limit: int = 100_000) -> str:
     try:
         return path.read_text(errors="replace")[:limit]
     except OSError:
         return ""
 
 
-def signal_group(pgid, sig):
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def kill_group(pgid):
-    signal_group(pgid, signal.SIGKILL)
-
-
 class LogWriter:
     """Reads the agent's output in a thread; writes it as LogChunks in small
     batches, up to the session's cap, saying where it was cut."""
 
-    def __init__(self, session, stream):
+    def __init__(self, session: Session, stream: IO[bytes]) -> None:
         self.session = session
-        self.chunks = queue.Queue()
+        self.chunks: queue.Queue[bytes | None] = queue.Queue()
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.buffer, self.written, self.cut = [], 0, False
+        self.buffer: list[str] = []
+        self.written, self.cut = 0, False
         self.last_flush = time.monotonic()
         self.reader = threading.Thread(target=self.read, args=(stream,), daemon=True)
         self.reader.start()
 
-    def read(self, stream):
+    def read(self, stream: IO[bytes]) -> None:
         for data in iter(lambda: os.read(stream.fileno(), 65536), b""):
             self.chunks.put(data)
         self.chunks.put(None)
 
-    def pump(self, timeout):
+    def pump(self, timeout: float) -> None:
         try:
             data = self.chunks.get(timeout=timeout)
             while data is not None:
@@ -371,13 +346,13 @@ class LogWriter:
         ):
             self.flush()
 
-    def drain(self):
+    def drain(self) -> None:
         self.reader.join(timeout=5)
         self.pump(0)
         self.buffer.append(self.decoder.decode(b"", final=True))
         self.flush()
 
-    def flush(self):
+    def flush(self) -> None:
         text = "".join(self.buffer)
         self.buffer, self.last_flush = [], time.monotonic()
         if not text or self.cut:
@@ -389,6 +364,6 @@ class LogWriter:
         self.session.append_log(text)
         self.written += len(text)
 
-    def close(self):
+    def close(self) -> None:
         if self.reader.is_alive():
             self.reader.join(timeout=5)

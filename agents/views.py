@@ -9,83 +9,73 @@ poller asks only for the chunks after the last one it has.
 """
 
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import redis
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseBadRequest
+from django.core.cache import cache
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 from rq import Worker
 
-from agents import lead, queues
+from agents import flow, queues
+from agents.display import context_budget, session_clock
 from agents.models import Session, Submission
-from agents.runner import time_limit_s
 from beads.models import Bead
 from workspace import gitops
 from workspace.htmx import is_partial
 from workspace.models import Repository
 
 FINISHED_SHOWN = 20
-DIFF_LINES_SHOWN = 5000
 CONTEXT_SHOWN_CHARS = 200_000
 # After a session ends, its runner may still be draining the agent's last
 # output (a cancel: SIGTERM, the grace period, SIGKILL): the log stays open.
 LOG_DRAIN_SECONDS = 15
-# A hunk's lines by their first character; any other line ends the hunk (a file header).
-HUNK_BODY = {"+": "add", "-": "del", " ": "ctx", "\\": "meta"}
 
 
-def submissions():
+def submissions() -> QuerySet[Submission]:
     return Submission.objects.select_related("bead", "session__agent").prefetch_related(
         "gate_results"
     )
 
 
-def commits_with_beads(repo):
+def recent_commits(repo: Repository) -> list[dict[str, str]]:
+    """The branch's newest commits, read from git once per branch head: the
+    queue polls every two seconds, and the head moves far less often."""
+    head = gitops.head_sha(repo.canonical_path, repo.branch)
+    key = f"corral:commits:{repo.slug}:{head}"
+    commits = cache.get(key)
+    if commits is None:
+        commits = gitops.log_with_trailers(repo.canonical_path, repo.branch)
+        cache.set(key, commits, timeout=3600)
+    return commits
+
+
+def commits_with_beads(repo: Repository) -> list[dict[str, Any]]:
     """The branch's newest commits, each with the beads its `Bead:` trailers name."""
-    commits = gitops.log_with_trailers(repo.canonical_path, repo.branch)
+    commits: list[dict[str, Any]] = [dict(c) for c in recent_commits(repo)]
     ids = {i.strip() for c in commits for i in c.get("bead", "").split(",") if i.strip()}
     beads = Bead.objects.select_related("repository").in_bulk(ids)
     for c in commits:
         c["beads"] = [beads[i.strip()] for i in c.get("bead", "").split(",") if i.strip() in beads]
-        c["when"] = parse_datetime(c.get("date", ""))
     return commits
-
-
-def diff_lines(lines):
-    """(css class, text) per line of a git diff: add, del, hunk, meta or ctx."""
-    shown, in_hunk = [], False
-    for text in lines:
-        if text.startswith("@@"):
-            kind, in_hunk = "hunk", True
-        elif in_hunk and text[:1] in HUNK_BODY:
-            kind = HUNK_BODY[text[:1]]
-        else:
-            kind, in_hunk = "meta", False
-        shown.append((kind, text))
-    return shown
-
-
-def shown_diff(patch):
-    """The template context for a patch's coloured diff, cut after DIFF_LINES_SHOWN lines."""
-    lines = patch.splitlines()
-    return {"diff": diff_lines(lines[:DIFF_LINES_SHOWN]), "diff_cut": len(lines) > DIFF_LINES_SHOWN}
 
 
 @login_required
 @vary_on_headers("HX-Request")
-def lead_queue(request, slug):
+def lead_queue(request: HttpRequest, slug: str) -> HttpResponse:
     repo = get_object_or_404(Repository, slug=slug)
     mine = submissions().filter(repository=repo)
-    in_flight = list(mine.filter(status__in=Submission.IN_FLIGHT).order_by("queued_at", "pk"))
-    finished = mine.exclude(status__in=Submission.IN_FLIGHT).order_by("-finished_at", "-pk")
+    in_flight = list(mine.filter(status__in=Submission.UNFINISHED).order_by("queued_at", "pk"))
+    finished = mine.exclude(status__in=Submission.UNFINISHED).order_by("-finished_at", "-pk")
     ctx = {
         "repo": repo,
         "in_flight": in_flight,
@@ -98,20 +88,18 @@ def lead_queue(request, slug):
 
 @login_required
 @vary_on_headers("HX-Request")
-def submission(request, pk):
+def submission(request: HttpRequest, pk: int) -> HttpResponse:
     related = submissions().select_related("repository", "reviewed_by", "bead__repository")
     sub = get_object_or_404(related, pk=pk)
-    ctx = {"sub": sub, "in_flight": sub.status in Submission.IN_FLIGHT}
-    if is_partial(request):
-        return render(request, "agents/submission.html#status", ctx)
-    ctx.update(shown_diff(sub.session.patch))
-    return render(request, "agents/submission.html", ctx)
+    ctx = {"sub": sub, "in_flight": sub.status in Submission.UNFINISHED}
+    template = "agents/submission.html#status" if is_partial(request) else "agents/submission.html"
+    return render(request, template, ctx)
 
 
-def decide(request, pk, approve):
+def decide(request: HttpRequest, pk: int, approve: bool) -> HttpResponse:
     sub = get_object_or_404(Submission.objects.select_related("session", "bead"), pk=pk)
     reason = request.POST.get("reason", "").strip()
-    if not lead.review(sub, request.user, approve=approve, reason=reason):
+    if not flow.review(sub, request.user, approve=approve, reason=reason):
         messages.error(request, "This submission is no longer waiting for review.")
     elif approve:
         messages.success(request, "Approved: the lead will commit it.")
@@ -122,22 +110,21 @@ def decide(request, pk, approve):
 
 @login_required
 @require_POST
-def approve(request, pk):
+def approve(request: HttpRequest, pk: int) -> HttpResponse:
     return decide(request, pk, approve=True)
 
 
 @login_required
 @require_POST
-def reject(request, pk):
+def reject(request: HttpRequest, pk: int) -> HttpResponse:
     return decide(request, pk, approve=False)
 
 
 @login_required
 @require_POST
-def revert(request, bead_id):
+def revert(request: HttpRequest, bead_id: str) -> HttpResponse:
     bead = get_object_or_404(Bead.objects.select_related("repository"), pk=bead_id)
-    if bead.status == Bead.Status.CLOSED and bead.commit_sha:
-        queues.enqueue_revert(bead)
+    if flow.request_revert(bead):
         messages.success(request, f"Revert queued: the lead will undo {bead.commit_sha[:12]}.")
     else:
         status = bead.get_status_display()
@@ -148,42 +135,12 @@ def revert(request, bead_id):
 # A session's page.
 
 
-def minutes(seconds):
-    """Seconds as m:ss."""
-    seconds = max(int(seconds), 0)
-    return f"{seconds // 60}:{seconds % 60:02d}"
+def context_pack(session: Session) -> str | None:
+    """The context pack as the agent got it (kept in the database), or None."""
+    return session.context[:CONTEXT_SHOWN_CHARS] or None
 
 
-def session_clock(session, now=None):
-    """The time bar: the limit, the seconds used and left, and what to say about them.
-
-    Reads session.agent, session.bead and session.bead.repository: have them at hand.
-    """
-    limit = time_limit_s(session)
-    if session.started_at is None:
-        label = f"{minutes(limit)} limit, not started"
-        return {"limit": limit, "used": 0, "left": limit, "label": label}
-    end = session.ended_at or now or timezone.now()
-    used = min(max(int((end - session.started_at).total_seconds()), 0), limit)
-    if session.ended_at:
-        label = f"ran {minutes(used)} of {minutes(limit)}"
-    else:
-        label = f"{minutes(limit - used)} left"
-    return {"limit": limit, "used": used, "left": limit - used, "label": label}
-
-
-def context_pack(session):
-    """The text of the session's .agents/context.md while its clone exists, else None."""
-    if not session.workdir:
-        return None
-    try:
-        text = (Path(session.workdir) / ".agents" / "context.md").read_text(errors="replace")
-    except OSError:
-        return None
-    return text[:CONTEXT_SHOWN_CHARS]
-
-
-def log_open(session):
+def log_open(session: Session) -> bool:
     """More log may come: the session is live, or it has just ended and its runner
     is still draining the agent's last output (its exit code is not in yet)."""
     if session.status in Session.LIVE:
@@ -196,14 +153,16 @@ def log_open(session):
 
 @login_required
 @vary_on_headers("HX-Request")
-def session_page(request, pk):
+def session_page(request: HttpRequest, pk: UUID) -> HttpResponse:
     related = Session.objects.select_related("agent", "bead__repository", "submission")
     session = get_object_or_404(related, pk=pk)
     live = session.status in Session.LIVE
-    budget = f"{session.context_chars:,} of {session.agent.context_budget_chars:,} characters"
-    ctx = {"session": session, "live": live, "clock": session_clock(session), "budget": budget}
-    if not live:
-        ctx.update(shown_diff(session.patch))
+    ctx = {
+        "session": session,
+        "live": live,
+        "clock": session_clock(session),
+        "budget": context_budget(session),
+    }
     part = request.GET.get("part", "status")
     if is_partial(request) and part in ("status", "context"):
         ctx["context"] = context_pack(session) if part == "context" else None
@@ -218,7 +177,7 @@ def session_page(request, pk):
 
 
 @login_required
-def session_log(request, pk):
+def session_log(request: HttpRequest, pk: UUID) -> HttpResponse:
     """The log chunks after `after`, and the poller that asks for the next ones."""
     fields = ["status", "pid", "exit_code", "ended_at"]
     session = get_object_or_404(Session.objects.only(*fields), pk=pk)
@@ -238,9 +197,9 @@ def session_log(request, pk):
 
 @login_required
 @require_POST
-def cancel_session(request, pk):
+def cancel_session(request: HttpRequest, pk: UUID) -> HttpResponse:
     session = get_object_or_404(Session.objects.select_related("bead"), pk=pk)
-    if session.cancel(request.user):
+    if flow.cancel(session, request.user):
         messages.success(
             request,
             f"Cancelled: the agent is being stopped and {session.bead_id} is back on the hook.",
@@ -253,7 +212,7 @@ def cancel_session(request, pk):
 
 @login_required
 @require_POST
-def run_dispatch(request):
+def run_dispatch(request: HttpRequest) -> HttpResponse:
     """Ask for a dispatch now, and say plainly whether any worker will act on it."""
     try:
         sessions = len(Worker.all(queue=queues.queue(queues.SESSIONS)))

@@ -1,14 +1,19 @@
+from collections.abc import Callable
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import connections
+from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
+from django.http import HttpRequest
 
 from beads.models import Bead, Dependency, Plan, Wave, WaveBead
 from workspace.admin import apply_moves
 
 
-def with_label(queryset, label):
+def with_label(queryset: QuerySet[Bead], label: str) -> QuerySet[Bead]:
     """Beads whose `labels` list holds `label` exactly, in the database."""
     if connections[queryset.db].features.supports_json_field_contains:
         return queryset.filter(labels__contains=[label])
@@ -26,16 +31,19 @@ class LabelFilter(admin.SimpleListFilter):
     title = "label"
     parameter_name = "label"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: "admin.ModelAdmin[Any]"
+    ) -> list[tuple[str, str]]:
         # Distinct label lists stay few even when beads are many.
         lists = Bead.objects.order_by().values_list("labels", flat=True).distinct()
         labels = {label for ls in lists if isinstance(ls, list) for label in ls}
         return [(label, label) for label in sorted(x for x in labels if isinstance(x, str))]
 
-    def queryset(self, request, queryset):
-        if self.value() is None:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Bead]) -> QuerySet[Bead]:
+        label = self.value()
+        if label is None:
             return queryset
-        return with_label(queryset, self.value())
+        return with_label(queryset, label)
 
 
 class DependencyInline(admin.TabularInline):
@@ -46,8 +54,13 @@ class DependencyInline(admin.TabularInline):
     extra = 1
 
 
-def priority_action(priority):
-    def action(modeladmin, request, queryset):
+BeadAction = Callable[["admin.ModelAdmin[Any]", HttpRequest, QuerySet[Bead]], None]
+
+
+def priority_action(priority: int) -> BeadAction:
+    def action(
+        modeladmin: "admin.ModelAdmin[Any]", request: HttpRequest, queryset: QuerySet[Bead]
+    ) -> None:
         apply_moves(
             modeladmin,
             request,
@@ -123,11 +136,15 @@ class BeadAdmin(admin.ModelAdmin):
     ]
     actions = ["close", "reopen", "defer", "block", *(priority_action(p) for p in range(5))]
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Bead | None = None
+    ) -> list[str] | tuple[str, ...]:
         # The ID's prefix names the repository: a bead does not move.
         return [*self.readonly_fields, "repository"] if obj else self.readonly_fields
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: Bead, form: "forms.ModelForm[Bead]", change: bool
+    ) -> None:
         if not change:
             return super().save_model(request, obj, form, change)
         # Write only what the form changed: workers move status, assignee and
@@ -136,20 +153,20 @@ class BeadAdmin(admin.ModelAdmin):
             obj.save(update_fields=[*form.changed_data, "updated_at"])
 
     @admin.action(description="Close")
-    def close(self, request, queryset):
+    def close(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
         reason = f"closed by {request.user.get_username()} in the admin"
         apply_moves(self, request, queryset, lambda bead: bead.close(reason), "Closed")
 
     @admin.action(description="Reopen")
-    def reopen(self, request, queryset):
+    def reopen(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
         apply_moves(self, request, queryset, Bead.reopen, "Reopened")
 
     @admin.action(description="Defer")
-    def defer(self, request, queryset):
+    def defer(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
         apply_moves(self, request, queryset, Bead.defer, "Deferred")
 
     @admin.action(description="Block")
-    def block(self, request, queryset):
+    def block(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
         apply_moves(self, request, queryset, Bead.block, "Blocked")
 
 
@@ -169,7 +186,7 @@ class WaveInline(admin.TabularInline):
     extra = 0
 
     @admin.display(description="beads")
-    def bead_ids(self, wave):
+    def bead_ids(self, wave: Wave) -> str:
         return ", ".join(wave.beads.values_list("id", flat=True)) if wave.pk else ""
 
 
@@ -183,8 +200,8 @@ class PlanAdmin(admin.ModelAdmin):
     actions = ["activate", "finish"]
 
     @admin.action(description="Activate")
-    def activate(self, request, queryset):
-        def move(plan):
+    def activate(self, request: HttpRequest, queryset: QuerySet[Plan]) -> None:
+        def move(plan: Plan) -> bool:
             try:
                 return plan.activate()
             except ValidationError as e:
@@ -194,16 +211,16 @@ class PlanAdmin(admin.ModelAdmin):
         apply_moves(self, request, queryset, move, "Activated")
 
     @admin.action(description="Finish")
-    def finish(self, request, queryset):
+    def finish(self, request: HttpRequest, queryset: QuerySet[Plan]) -> None:
         apply_moves(self, request, queryset, Plan.finish, "Finished")
 
 
 class WaveBeadFormSet(forms.BaseInlineFormSet):
     # WaveBead.clean checks each row against the database; two new rows naming
     # the same bead can only be caught here, before either is saved.
-    def clean(self):
+    def clean(self) -> None:
         super().clean()
-        seen = set()
+        seen: set[str] = set()
         for form in self.forms:
             bead = form.cleaned_data.get("bead")
             if bead is None or form.cleaned_data.get("DELETE"):
@@ -227,6 +244,8 @@ class WaveAdmin(admin.ModelAdmin):
     list_filter = ["plan"]
     inlines = [WaveBeadInline]
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Wave | None = None
+    ) -> list[str] | tuple[str, ...]:
         # Its beads record the plan: a wave does not move to another.
         return ["plan"] if obj else []

@@ -2,6 +2,7 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
@@ -77,28 +78,31 @@ class BeadIn(Schema):
     discovered_from: str | None = Field(None, description="the bead whose work found this one")
 
 
-def repository_or_404(slug):
+def repository_or_404(slug: str | None) -> Repository | None:
     if slug is None:
         return None
     return get_object_or_404(Repository, slug=slug)
 
 
-def limit_of(limit):
+def limit_of(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise HttpError(422, f"limit must be between 1 and {MAX_LIMIT}")
     return limit
 
 
 @router.get("ready", response=list[BeadOut], summary="Ready beads, in hook order")
-def ready(request, repo: str | None = None, limit: int = 50):
+def ready(request: HttpRequest, repo: str | None = None, limit: int = 50) -> list[Bead]:
     repository = repository_or_404(repo)
     return hook.first_ready(limit_of(limit), fields=LIST_FIELDS, repository=repository)
 
 
 @router.get("beads", response=list[BeadOut], summary="List beads")
 def list_beads(
-    request, repo: str | None = None, status: Bead.Status | None = None, limit: int = 100
-):
+    request: HttpRequest,
+    repo: str | None = None,
+    status: Bead.Status | None = None,
+    limit: int = 100,
+) -> list[Bead]:
     beads = Bead.objects.select_related("repository").order_by("-created_at")
     if repo is not None:
         beads = beads.filter(repository=repository_or_404(repo))
@@ -108,14 +112,14 @@ def list_beads(
 
 
 @router.get("beads/{bead_id}", response=BeadDetail, summary="Show one bead")
-def show_bead(request, bead_id: str):
+def show_bead(request: HttpRequest, bead_id: str) -> Bead:
     bead = get_object_or_404(Bead.objects.select_related("repository"), pk=bead_id)
     bead.dependency_list = list(bead.dependencies.select_related("depends_on"))
     return bead
 
 
 @router.post("beads", response={201: BeadDetail}, summary="Create a bead")
-def create_bead(request, data: BeadIn):
+def create_bead(request: HttpRequest, data: BeadIn) -> Status[Bead]:
     found = get_object_or_404(Bead, pk=data.discovered_from) if data.discovered_from else None
     repo = repository_or_404(data.repo) or (found.repository if found else None)
     if repo is None:

@@ -8,16 +8,31 @@ Order: wave number (unplanned beads after planned ones), priority, age.
 """
 
 from collections import defaultdict
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import Any, TypeVar
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Value, When
-from django.utils import timezone
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import RowNumber
 
 from beads.models import Bead, Dependency, Plan, WaveBead
-from workspace import gitops
-from workspace.models import Repository
+from workspace.models import Repository, Workspace
+
+T = TypeVar("T")
+Waves = dict[int, list[str]]  # {wave number: [bead ids]}
 
 CLAIM_TRIES = 5
 BY_PRIORITY = ("priority", "created_at", "id")
@@ -31,7 +46,7 @@ class NotClaimable(Exception):
     """The bead asked for exists but cannot be claimed now (409)."""
 
 
-def repositories_with_room(workspace=None):
+def repositories_with_room(workspace: Workspace | None = None) -> list[int]:
     """Ids of the active repositories with fewer beads in progress than max_agents."""
     repos = Repository.objects.filter(active=True)
     if workspace is not None:
@@ -46,7 +61,7 @@ def repositories_with_room(workspace=None):
     return [pk for pk, cap in repos.values_list("pk", "max_agents") if busy.get(pk, 0) < cap]
 
 
-def open_waves():
+def open_waves() -> Waves:
     """{wave number: [bead ids]} of the beads that active plans let start now.
 
     A plan's current wave is its lowest wave with a bead not yet closed; its
@@ -57,10 +72,10 @@ def open_waves():
     rows = WaveBead.objects.filter(plan__status=Plan.Status.ACTIVE).values_list(
         "plan_id", "plan__max_agents_per_wave", "wave__number", "bead_id", "bead__status"
     )
-    plans = defaultdict(list)
+    plans: defaultdict[tuple[int, int], list[tuple[int, str, str]]] = defaultdict(list)
     for plan_id, cap, number, bead_id, status in rows:
         plans[plan_id, cap].append((number, bead_id, status))
-    allowed = defaultdict(list)
+    allowed: defaultdict[int, list[str]] = defaultdict(list)
     for (_, cap), members in plans.items():
         pending = [m for m in members if m[2] != Bead.Status.CLOSED]
         if not pending:
@@ -72,7 +87,11 @@ def open_waves():
     return allowed
 
 
-def eligible(repository=None, workspace=None, repositories=None):
+def eligible(
+    repository: Repository | None = None,
+    workspace: Workspace | None = None,
+    repositories: list[int] | None = None,
+) -> tuple[QuerySet[Bead], Waves]:
     """Open, non-epic beads of repositories with room, nothing open blocking them;
     and the open waves. `repositories` (ids) narrows it: dispatch leaves paused ones out."""
     open_blocker = Dependency.objects.filter(
@@ -88,7 +107,7 @@ def eligible(repository=None, workspace=None, repositories=None):
     return beads.exclude(Exists(open_blocker)), open_waves()
 
 
-def wave_number(waves):
+def wave_number(waves: Waves) -> Case:
     return Case(
         *(When(pk__in=ids, then=Value(n)) for n, ids in sorted(waves.items())),
         default=Value(None),
@@ -99,7 +118,11 @@ def wave_number(waves):
 IN_A_PLAN = WaveBead.objects.filter(bead=OuterRef("pk"), plan__status=Plan.Status.ACTIVE)
 
 
-def parts(repository=None, workspace=None, repositories=None):
+def parts(
+    repository: Repository | None = None,
+    workspace: Workspace | None = None,
+    repositories: list[int] | None = None,
+) -> tuple[QuerySet[Bead] | None, QuerySet[Bead]]:
     """The ready beads as two ordered querysets: (planned by wave, the rest by priority).
 
     Kept apart, the large unplanned part is read in index order and stops at
@@ -115,9 +138,9 @@ def parts(repository=None, workspace=None, repositories=None):
     return planned.order_by("wave_number", *BY_PRIORITY), unplanned
 
 
-def first_ready(limit, fields=None, **filters):
+def first_ready(limit: int, fields: Sequence[str] | None = None, **filters: Any) -> list[Bead]:
     """The first `limit` ready beads in hook order, as a list (only `fields`, if given)."""
-    first = []
+    first: list[Bead] = []
     for part in parts(**filters):
         if part is None or len(first) >= limit:
             continue
@@ -128,7 +151,11 @@ def first_ready(limit, fields=None, **filters):
     return first
 
 
-def ready(repository=None, workspace=None, repositories=None):
+def ready(
+    repository: Repository | None = None,
+    workspace: Workspace | None = None,
+    repositories: list[int] | None = None,
+) -> QuerySet[Bead]:
     """All ready beads in hook order, as one queryset (for counts and whole pages)."""
     beads, waves = eligible(repository, workspace, repositories)
     if not waves:
@@ -140,15 +167,22 @@ def ready(repository=None, workspace=None, repositories=None):
     )
 
 
-def claim(agent, repository=None, bead=None, repositories=None):
-    """Atomically turn one ready bead into in_progress and return its new Session.
+def claim(
+    assignee: str,
+    open_session: Callable[[Bead], T],
+    repository: Repository | None = None,
+    bead: Bead | None = None,
+    repositories: list[int] | None = None,
+) -> T:
+    """Atomically turn one ready bead into in_progress; return `open_session(bead)`,
+    which runs in the same transaction (the caller's record of the claim).
 
     On PostgreSQL the candidate row is taken with FOR UPDATE SKIP LOCKED, so
     concurrent claimers pass over each other's beads; on SQLite the whole
     claim runs in one IMMEDIATE transaction, which serializes writers. Either
     way the status change is a conditional UPDATE, retried on a lost race.
     """
-    passed_over = set()
+    passed_over: set[str] = set()
     for _ in range(CLAIM_TRIES):
         with transaction.atomic():
             candidate = pick(repository, bead, passed_over, repositories)
@@ -157,15 +191,20 @@ def claim(agent, repository=None, bead=None, repositories=None):
             if not room_left(candidate.repository_id):
                 passed_over.add(candidate.pk)
                 continue
-            if candidate.start(agent.name):
-                return open_session(agent, candidate)
+            if candidate.start(assignee):
+                return open_session(candidate)
             passed_over.add(candidate.pk)
     if bead is not None:
         raise NotClaimable(why_not_ready(bead))
     raise NothingReady("nothing is ready" + (f" in {repository.slug}" if repository else ""))
 
 
-def pick(repository, bead, passed_over, repositories=None):
+def pick(
+    repository: Repository | None,
+    bead: Bead | None,
+    passed_over: set[str],
+    repositories: list[int] | None = None,
+) -> Bead | None:
     """The first ready bead not passed over, planned ones first, row-locked where
     the database can skip rows other claimers hold."""
     for candidates in parts(repository, repositories=repositories):
@@ -181,7 +220,7 @@ def pick(repository, bead, passed_over, repositories=None):
     return None
 
 
-def room_left(repository_id):
+def room_left(repository_id: int) -> bool:
     """Re-check max_agents with the repository row locked: two claimers picking
     two beads of one full repository must not both get in."""
     repo = Repository.objects.select_for_update().get(pk=repository_id)
@@ -189,19 +228,7 @@ def room_left(repository_id):
     return busy < repo.max_agents
 
 
-def open_session(agent, bead):
-    from agents.models import Session
-
-    repo = bead.repository
-    return Session.objects.create(
-        agent=agent,
-        bead=bead,
-        base_sha=gitops.head_sha(repo.canonical_path, repo.branch),
-        lease_expires_at=timezone.now() + timedelta(seconds=settings.LEASE_SECONDS),
-    )
-
-
-def why_not_ready(bead):
+def why_not_ready(bead: Bead) -> str:
     bead.refresh_from_db()
     if bead.status != Bead.Status.OPEN:
         return f"bead {bead.id} is {bead.get_status_display()}"
@@ -213,3 +240,23 @@ def why_not_ready(bead):
     if not bead.repository.active:
         return f"repository {bead.repository.slug} is not active"
     return f"bead {bead.id} is not ready (an earlier wave, or no free agent slot)"
+
+
+def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:
+    """The first n ready beads of each repository, in hook order, in one query.
+
+    Each carries `ready_count`, how many of its repository's beads are ready:
+    window functions rank and count per repository, so only n rows per
+    repository leave the database however long the hook is.
+    """
+    beads = ready(workspace=workspace).only("id", "repository", "priority", "title", "scope")
+    per_repo = F("repository_id")
+    order = list(beads.query.order_by)
+    first = beads.annotate(
+        # The stubs type query.order_by as Combinable; it holds str and expressions.
+        rank=Window(RowNumber(), partition_by=per_repo, order_by=order),  # type: ignore[arg-type]
+        ready_count=Window(Count("pk"), partition_by=per_repo),
+    ).filter(rank__lte=n)
+    # Sorted by rank here: filtering on a window wraps the query, and Django
+    # 5.2 then keeps only the wave term of the outer ORDER BY when waves are on.
+    return sorted(first, key=attrgetter("rank"))

@@ -10,13 +10,14 @@ the next candidate.
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 MIN_LENGTH, MAX_LENGTH = 4, 12
 COLLISION_BUDGET = 0.075
 
 
-def hash_length(existing):
+def hash_length(existing: int) -> int:
     """The shortest length whose birthday-collision chance stays within budget."""
     for length in range(MIN_LENGTH, MAX_LENGTH):
         if existing * existing / (2 * 36**length) < COLLISION_BUDGET:
@@ -24,7 +25,7 @@ def hash_length(existing):
     return MAX_LENGTH
 
 
-def base36(number, length):
+def base36(number: int, length: int) -> str:
     digits = []
     for _ in range(length):
         number, digit = divmod(number, 36)
@@ -32,7 +33,7 @@ def base36(number, length):
     return "".join(reversed(digits))
 
 
-def candidates(prefix, title, existing):
+def candidates(prefix: str, title: str, existing: int) -> Iterator[str]:
     """Endless fresh IDs: title, time and randomness hashed, lengthening after misses."""
     length = hash_length(existing)
     misses = 0

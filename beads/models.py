@@ -1,3 +1,6 @@
+from collections.abc import Iterable
+from typing import Any
+
 import pathspec
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
@@ -8,7 +11,7 @@ from django.utils import timezone
 
 from beads import ids
 from workspace.models import Repository, Workspace
-from workspace.states import Transitions
+from workspace.states import Transitions, move
 
 MAX_ID_TRIES = 20
 MAX_ATTEMPTS = 3  # failed attempts before a bead is blocked for a person to look at
@@ -33,6 +36,19 @@ class Bead(Transitions, models.Model):
     # People may close, reopen, defer and block only beads no session holds.
     IDLE = [Status.OPEN, Status.BLOCKED, Status.DEFERRED]
     HELD = [Status.IN_PROGRESS, Status.REVIEW]
+    MOVES = {
+        "start": move(Status.OPEN, Status.IN_PROGRESS),  # claimed from the hook
+        "submit": move(Status.IN_PROGRESS, Status.REVIEW),
+        "land": move(Status.REVIEW, Status.CLOSED),
+        # released, lost, timed out, out of scope, refused by the lead
+        "send_back": move(HELD, Status.OPEN),
+        "revert": move(Status.CLOSED, Status.OPEN),
+        # set by people (and an epic whose last child closed)
+        "close": move(IDLE, Status.CLOSED),
+        "reopen": move([Status.CLOSED, Status.BLOCKED, Status.DEFERRED], Status.OPEN),
+        "defer": move([Status.OPEN, Status.BLOCKED], Status.DEFERRED),
+        "block": move([Status.OPEN, Status.DEFERRED], Status.BLOCKED),
+    }
 
     id = models.CharField(primary_key=True, max_length=64, editable=False)
     repository = models.ForeignKey(Repository, models.CASCADE, related_name="beads")
@@ -72,18 +88,21 @@ class Bead(Transitions, models.Model):
             models.CheckConstraint(condition=models.Q(priority__lte=4), name="priority_0_to_4"),
         ]
 
-    def __str__(self):
+    # What the API's detail schema lists (set by the views that show it).
+    dependency_list: "list[Dependency]"
+
+    def __str__(self) -> str:
         return f"{self.id}: {self.title}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.id:
             return super().save(*args, **kwargs)
         self._save_with_new_id(*args, **kwargs)
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("repository", args=[self.repository.slug]) + f"#{self.id}"
 
-    def _save_with_new_id(self, *args, **kwargs):
+    def _save_with_new_id(self, *args: Any, **kwargs: Any) -> None:
         kwargs["force_insert"] = True
         prefix = self.repository.bead_prefix
         existing = Bead.objects.filter(repository__bead_prefix=prefix).count()
@@ -99,7 +118,7 @@ class Bead(Transitions, models.Model):
         self.id = ""
         raise IntegrityError(f"no free bead ID for prefix {prefix!r} after {MAX_ID_TRIES} tries")
 
-    def clean(self):
+    def clean(self) -> None:
         if not isinstance(self.labels, list) or not all(isinstance(x, str) for x in self.labels):
             raise ValidationError({"labels": "Give a list of strings."})
         if not isinstance(self.scope, list) or not all(isinstance(x, str) for x in self.scope):
@@ -107,32 +126,22 @@ class Bead(Transitions, models.Model):
 
     # Transitions. Each returns True when this call made the move.
 
-    def start(self, assignee):
-        return self.transition(self.Status.IN_PROGRESS, self.Status.OPEN, assignee=assignee)
+    def start(self, assignee: str) -> bool:
+        return self.move("start", assignee=assignee)
 
-    def submit(self):
-        return self.transition(self.Status.REVIEW, self.Status.IN_PROGRESS)
+    def submit(self) -> bool:
+        return self.move("submit")
 
-    def land(self, commit_sha):
-        return self.transition(
-            self.Status.CLOSED,
-            self.Status.REVIEW,
-            commit_sha=commit_sha,
-            closed_at=timezone.now(),
-            close_reason="committed",
+    def land(self, commit_sha: str) -> bool:
+        return self.move(
+            "land", commit_sha=commit_sha, closed_at=timezone.now(), close_reason="committed"
         )
 
-    def send_back(self, reason):
+    def send_back(self, reason: str) -> bool:
         """A held bead returns to the hook (released, lost, timed out, rejected)."""
-        return self.transition(
-            self.Status.OPEN,
-            self.HELD,
-            assignee="",
-            attempts=F("attempts") + 1,
-            last_failure=reason,
-        )
+        return self.move("send_back", assignee="", attempts=F("attempts") + 1, last_failure=reason)
 
-    def fail_attempt(self, reason):
+    def fail_attempt(self, reason: str) -> bool:
         """Back to the hook after a failed attempt; blocked once attempts run out."""
         if not self.send_back(reason):
             return False
@@ -140,53 +149,70 @@ class Bead(Transitions, models.Model):
             self.block(f"Blocked after {self.attempts} failed attempts. Last: {reason}")
         return True
 
-    def revert_landed(self, revert_sha):
+    def revert_landed(self, revert_sha: str) -> bool:
         """Its commit was reverted: the bead is open again."""
-        return self.transition(
-            self.Status.OPEN,
-            self.Status.CLOSED,
+        return self.move(
+            "revert",
             commit_sha="",
             closed_at=None,
             close_reason="",
             last_failure=f"Its commit was reverted by {revert_sha[:12]}.",
         )
 
-    def close(self, reason="closed by hand"):
-        return self.transition(
-            self.Status.CLOSED, self.IDLE, closed_at=timezone.now(), close_reason=reason
-        )
+    def close(self, reason: str = "closed by hand") -> bool:
+        return self.move("close", closed_at=timezone.now(), close_reason=reason)
 
-    def reopen(self):
-        return self.transition(
-            self.Status.OPEN,
-            [self.Status.CLOSED, self.Status.BLOCKED, self.Status.DEFERRED],
-            closed_at=None,
-            close_reason="",
-        )
+    def reopen(self) -> bool:
+        return self.move("reopen", closed_at=None, close_reason="")
 
-    def defer(self):
-        return self.transition(self.Status.DEFERRED, [self.Status.OPEN, self.Status.BLOCKED])
+    def defer(self) -> bool:
+        return self.move("defer")
 
-    def block(self, reason=""):
-        return self.transition(
-            self.Status.BLOCKED, [self.Status.OPEN, self.Status.DEFERRED], last_failure=reason
-        )
+    def block(self, reason: str = "") -> bool:
+        return self.move("block", last_failure=reason)
 
-    def set_priority(self, priority):
+    def set_priority(self, priority: int) -> bool:
         now = timezone.now()
         won = bool(Bead.objects.filter(pk=self.pk).update(priority=priority, updated_at=now))
         if won:
             self.priority, self.updated_at = priority, now
         return won
 
-    def paths_outside_scope(self, paths):
+    def paths_outside_scope(self, paths: Iterable[str]) -> list[str]:
         """The paths its scope does not allow (gitignore-style patterns)."""
         spec = pathspec.GitIgnoreSpec.from_lines(self.scope)
         return [p for p in paths if not spec.match_file(p)]
 
-    def blockers(self):
+    def blockers(self) -> "models.QuerySet[Bead]":
         """Beads this one waits for through `blocks` dependencies."""
         return Bead.objects.filter(dependents__issue=self, dependents__type=Dependency.Type.BLOCKS)
+
+    def parents(self) -> "models.QuerySet[Bead]":
+        """The epics (or other beads) this one is a child of."""
+        kind = Dependency.Type.PARENT_CHILD
+        return Bead.objects.filter(dependents__issue=self, dependents__type=kind)
+
+    def children(self) -> "models.QuerySet[Bead]":
+        kind = Dependency.Type.PARENT_CHILD
+        return Bead.objects.filter(dependencies__depends_on=self, dependencies__type=kind)
+
+    def close_if_children_closed(self) -> bool:
+        """An epic closes when its last child closes; True if this call closed it."""
+        children = self.children()
+        if not children.exists() or children.exclude(status=self.Status.CLOSED).exists():
+            return False
+        return self.close(reason="all its children landed")
+
+
+def with_bead_counts(
+    repositories: "models.QuerySet[Repository]",
+) -> "models.QuerySet[Repository]":
+    """Annotate `count_<status>` and `count_total` in the same single query."""
+    counts = {
+        f"count_{status}": models.Count("beads", filter=models.Q(beads__status=status))
+        for status in Bead.Status.values
+    }
+    return repositories.annotate(count_total=models.Count("beads"), **counts)
 
 
 class DependencyCycle(ValidationError):
@@ -214,10 +240,10 @@ class Dependency(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.issue_id} {self.type} on {self.depends_on_id}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         # The check and the insert happen under one lock, so two people adding
         # the two halves of a cycle at once cannot both succeed.
         with transaction.atomic():
@@ -226,13 +252,13 @@ class Dependency(models.Model):
                 self.clean()
             super().save(*args, **kwargs)
 
-    def clean(self):
+    def clean(self) -> None:
         if self.issue_id and self.issue_id == self.depends_on_id:
             raise ValidationError("A bead cannot depend on itself.")
         if self.type == self.Type.BLOCKS and self.issue_id and self.depends_on_id:
             self.refuse_cycle()
 
-    def refuse_cycle(self):
+    def refuse_cycle(self) -> None:
         """Raise DependencyCycle if `depends_on` already waits, through blocks, on `issue`."""
         path = blocks_path(self.depends_on_id, self.issue_id)
         if path:
@@ -240,7 +266,7 @@ class Dependency(models.Model):
             raise DependencyCycle(f"This would make a cycle of blocking dependencies: {chain}.")
 
 
-def advisory_lock(key):
+def advisory_lock(key: int) -> None:
     """Serialize a check-then-write with others of its kind, until the transaction ends.
 
     SQLite's IMMEDIATE transactions already serialize all writers.
@@ -250,17 +276,17 @@ def advisory_lock(key):
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-def lock_dependency_graph():
+def lock_dependency_graph() -> None:
     advisory_lock(0xBEAD)
 
 
-def lock_plans():
+def lock_plans() -> None:
     advisory_lock(0x91A5)
 
 
-def blocks_path(start, goal):
+def blocks_path(start: str, goal: str) -> list[str] | None:
     """The chain of bead IDs from `start` to `goal` along blocks edges, or None."""
-    previous = {start: None}
+    previous: dict[str, str | None] = {start: None}
     frontier = [start]
     while frontier:
         edges = Dependency.objects.filter(
@@ -273,8 +299,8 @@ def blocks_path(start, goal):
             previous[depends_on_id] = issue_id
             if depends_on_id == goal:
                 chain = [goal]
-                while previous[chain[-1]] is not None:
-                    chain.append(previous[chain[-1]])
+                while (step := previous[chain[-1]]) is not None:
+                    chain.append(step)
                 return list(reversed(chain))
             frontier.append(depends_on_id)
     return None
@@ -286,16 +312,21 @@ class Plan(Transitions, models.Model):
         ACTIVE = "active"
         DONE = "done"
 
+    MOVES = {
+        "activate": move(Status.DRAFT, Status.ACTIVE),
+        "finish": move(Status.ACTIVE, Status.DONE),
+    }
+
     workspace = models.ForeignKey(Workspace, models.CASCADE, related_name="plans")
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     max_agents_per_wave = models.PositiveIntegerField(default=4)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
-    def activate(self):
+    def activate(self) -> bool:
         """Draft → active, refused if one of its beads is already in another active plan."""
         with transaction.atomic():
             lock_plans()  # two plans sharing a bead, activated at once: one is refused
@@ -306,16 +337,18 @@ class Plan(Transitions, models.Model):
             if taken.exists():
                 names = ", ".join(sorted(taken.values_list("bead_id", flat=True)))
                 raise ValidationError(f"Already in another active plan: {names}.")
-            return self.transition(self.Status.ACTIVE, self.Status.DRAFT)
+            return self.move("activate")
 
-    def finish(self):
-        return self.transition(self.Status.DONE, self.Status.ACTIVE)
+    def finish(self) -> bool:
+        return self.move("finish")
 
 
 class Wave(models.Model):
     plan = models.ForeignKey(Plan, models.CASCADE, related_name="waves")
     number = models.PositiveIntegerField()
-    beads = models.ManyToManyField(Bead, through="WaveBead", related_name="waves", blank=True)
+    beads: "models.ManyToManyField[Bead, WaveBead]" = models.ManyToManyField(
+        Bead, through="WaveBead", related_name="waves", blank=True
+    )
 
     class Meta:
         ordering = ["plan", "number"]
@@ -323,7 +356,7 @@ class Wave(models.Model):
             models.UniqueConstraint(fields=["plan", "number"], name="one_wave_number_per_plan")
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.plan} · wave {self.number}"
 
 
@@ -338,14 +371,14 @@ class WaveBead(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["plan", "bead"], name="one_wave_per_plan")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.bead_id} in {self.wave}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.plan_id = self.wave.plan_id
         super().save(*args, **kwargs)
 
-    def clean(self):
+    def clean(self) -> None:
         self.plan_id = self.wave.plan_id
         others = WaveBead.objects.filter(bead_id=self.bead_id).exclude(pk=self.pk)
         if others.filter(plan_id=self.plan_id).exists():

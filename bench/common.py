@@ -2,10 +2,11 @@
 environment their worker processes need to see the same database and Redis."""
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from workspace import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 GIT_IDENTITY = ["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"]
@@ -28,7 +29,7 @@ def setup_django(home, redis_url):
     SQLite there), migrated. `redis_url` unless REDIS_URL is set."""
     os.environ["CORRAL_HOME"] = str(home)
     os.environ.setdefault("REDIS_URL", redis_url)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "workspace.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "corral.settings"
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -55,7 +56,7 @@ def worker_env(home, **extra):
         CORRAL_HOME=str(home),
         DATABASE_URL=url,
         REDIS_URL=settings.REDIS_URL,
-        DJANGO_SETTINGS_MODULE="workspace.settings",
+        DJANGO_SETTINGS_MODULE="corral.settings",
         PYTHONUNBUFFERED="1",
         **extra,
     )
@@ -81,14 +82,13 @@ class Managed:
     def __init__(self, argv, env, log_path):
         self.log_path = Path(log_path)
         with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(
+            self.proc = processes.spawn(
                 [sys.executable, *argv],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
 
     def exited(self):
@@ -98,18 +98,9 @@ class Managed:
         return "\n".join(self.log_path.read_text().splitlines()[-lines:])
 
     def signal(self, sig):
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
+        processes.signal_group(self.proc.pid, sig)
 
     def stop(self, grace=15):
         """SIGTERM (RQ's warm shutdown: the job at hand finishes), then SIGKILL to
         the group: the leader if it outlived the grace, and anything it started."""
-        self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-        self.signal(signal.SIGKILL)
-        self.proc.wait()
+        processes.stop(self.proc, grace)

@@ -22,7 +22,7 @@ Figures (p50/p95 over --runs):
    through Django's test Client in-process and through a real HTTP server
    (gunicorn, 2 sync workers, on a free local port);
 3. claims per second, --claimers at once, until nothing is ready in one large
-   repository: hook.claim in forked processes, then POST /api/v1/claim over
+   repository: flow.claim in forked processes, then POST /api/v1/claim over
    HTTP from as many client threads; every claimed bead must be distinct and
    have exactly one session.
 
@@ -41,7 +41,6 @@ import os
 import pstats
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +53,8 @@ from pathlib import Path
 from statistics import quantiles
 
 from common import make_source
+
+from workspace import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_P95_MS = 20.0
@@ -127,7 +128,7 @@ class ScratchDatabase:
 
 def setup_django(home):
     os.environ["CORRAL_HOME"] = str(home)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "workspace.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "corral.settings"
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -448,13 +449,13 @@ class Server:
             os.environ,
             CORRAL_HOME=str(home),
             DATABASE_URL=database_url(),
-            DJANGO_SETTINGS_MODULE="workspace.settings",
+            DJANGO_SETTINGS_MODULE="corral.settings",
         )
         self.log = open(home / "gunicorn.log", "w")  # closed in stop()
-        self.proc = subprocess.Popen(
+        self.proc = processes.spawn(
             [
                 str(Path(sys.executable).with_name("gunicorn")),
-                "workspace.wsgi:application",
+                "corral.wsgi:application",
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",
@@ -464,7 +465,6 @@ class Server:
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
 
     def wait(self, timeout=60):
@@ -508,12 +508,7 @@ class Server:
 
     def stop(self):
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+            processes.stop(self.proc, 10)
         self.log.close()
 
 
@@ -541,6 +536,7 @@ def claim_until_empty(barrier, queue, agent_id, repo_id):
     """A forked claimer: its own database connection, hook.claim until nothing is ready."""
     from django.db import connections
 
+    from agents import flow
     from agents.models import Agent
     from beads import hook
     from workspace.models import Repository
@@ -554,7 +550,7 @@ def claim_until_empty(barrier, queue, agent_id, repo_id):
         started, claimed = time.monotonic(), []
         while True:
             try:
-                claimed.append(hook.claim(agent, repository=repo).bead_id)
+                claimed.append(flow.claim(agent, repository=repo).bead_id)
             except hook.NothingReady:
                 break
         queue.put(("ok", started, time.monotonic(), claimed))
@@ -756,7 +752,7 @@ def benchmark(args, home, world):
         problems, doubles = [], 0
         claim_lines = []
         for label, repo in [
-            (f"hook.claim, {args.claimers} processes", world.repos[0]),
+            (f"flow.claim, {args.claimers} processes", world.repos[0]),
             (f"POST /claim, {args.claimers} HTTP clients", world.repos[1]),
         ]:
             ready_before = hook.ready(repo).count()

@@ -114,6 +114,7 @@ def make_agent(name):
 
 def hand_in_all(repo, agent, base, patches):
     """A bead, a running session and a submission per patch; returns the seconds it took."""
+    from agents import flow
     from agents.models import Session
     from beads.models import Bead
 
@@ -122,7 +123,7 @@ def hand_in_all(repo, agent, base, patches):
         bead = Bead.objects.create(repository=repo, title=f"Write f/{i}.txt", scope=[f"f/{i}.txt"])
         bead.start(agent.name)
         session = Session.objects.create(agent=agent, bead=bead, status="running", base_sha=base)
-        session.hand_in(patch, summary=f"Added f/{i}.txt.")
+        flow.hand_in(session, patch, summary=f"Added f/{i}.txt.")
     return time.monotonic() - started
 
 

@@ -58,6 +58,8 @@ from statistics import mean, median
 import common
 from common import ROOT, database_vendor, git, load, make_source
 
+from workspace import processes
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 SESSION_WORKERS = 2
 BURST_MAX_AGENTS = 3
@@ -336,11 +338,11 @@ def kill_agents(agents, home):
     live = Session.objects.filter(agent__in=list(agents.values()), status__in=Session.LIVE)
     for pid in live.exclude(pid=None).values_list("pid", flat=True):
         try:
-            if not os.readlink(f"/proc/{pid}/cwd").startswith(str(home)):
-                continue  # the pid now belongs to another process
-            os.killpg(pid, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue  # gone already
+        if cwd.startswith(str(home)):  # else the pid now belongs to another process
+            processes.kill_group(pid)
 
 
 # Waiting
@@ -599,12 +601,11 @@ def stages(home, procs, runs=10):
         workdir = home / "probe"
         workdir.mkdir(exist_ok=True)
         before = time.time()
-        proc = subprocess.Popen(
+        proc = processes.spawn(  # as the runner starts an agent
             [sys.executable, str(home / "oneshot.py")],
             cwd=workdir,
             env=env,
             stdout=subprocess.DEVNULL,
-            start_new_session=True,
         )
         proc.wait()
         return (read_stamp(stamps, "stage-probe") - before) * 1000
@@ -695,7 +696,7 @@ TRACE_LABELS = [
     "    hook.pick (the ready query)",
     "    hook.room_left",
     "    Bead.start",
-    "    hook.open_session",
+    "    Session.open",
     "      gitops.head_sha",
     "  Session.queue",
     "  queues.enqueue_session",
@@ -707,12 +708,12 @@ TRACE_LABELS = [
     "    inject.render_context",
     "  Run.launch",
     "    Session.issue_token",
-    "    subprocess.Popen",
+    "    processes.spawn",
     "run_session(): the whole job",
     "  Run.watch (agent running, log pumped)",
     "    Run.look (here and in collect)",
     "  Run.collect",
-    "    Session.hand_in",
+    "    flow.hand_in",
     "new database connection (each forked job opens one)",
 ]
 
@@ -720,17 +721,15 @@ TRACE_LABELS = [
 def trace_starts(source, tag, agents, stamps, created, runs=10):
     """dispatch() and run_session() of `runs` beads, in this process with the workers
     stopped, each step timed. A repository of its own: its beads stay in review."""
-    import subprocess as subprocess_module
-
     from django.db import connection
 
     from agents import dispatch as dispatch_module
-    from agents import queues, runner
+    from agents import flow, queues, runner
     from agents.models import Session
     from beads import hook
     from beads.models import Bead
     from knowledge import inject
-    from workspace import gitops
+    from workspace import gitops, processes
 
     repo = register(source, f"bench-{tag}-trace", max_agents=1)
     created["repos"].append(repo)
@@ -739,16 +738,6 @@ def trace_starts(source, tag, agents, stamps, created, runs=10):
     free_slots = dispatch_module.free_slots
     dispatch_module.free_slots = lambda: 1  # this process only: no worker is listening
 
-    class SubprocessForRunner:
-        """The runner's view of subprocess, so that only its own Popen is timed."""
-
-        Popen = subprocess_module.Popen
-
-        def __getattr__(self, name):
-            return getattr(subprocess_module, name)
-
-    proxy = SubprocessForRunner()
-    runner.subprocess = proxy
     wraps = [
         (dispatch_module, "dispatch", "dispatch()"),
         (dispatch_module, "least_busy_agent", "  least_busy_agent"),
@@ -756,7 +745,7 @@ def trace_starts(source, tag, agents, stamps, created, runs=10):
         (hook, "pick", "    hook.pick (the ready query)"),
         (hook, "room_left", "    hook.room_left"),
         (Bead, "start", "    Bead.start"),
-        (hook, "open_session", "    hook.open_session"),
+        (Session, "open", "    Session.open"),
         (gitops, "head_sha", "      gitops.head_sha"),
         (Session, "queue", "  Session.queue"),
         (queues, "enqueue_session", "  queues.enqueue_session"),
@@ -767,11 +756,11 @@ def trace_starts(source, tag, agents, stamps, created, runs=10):
         (inject, "render_context", "    inject.render_context"),
         (runner.Run, "launch", "  Run.launch"),
         (Session, "issue_token", "    Session.issue_token"),
-        (proxy, "Popen", "    subprocess.Popen"),
+        (processes, "spawn", "    processes.spawn"),
         (runner.Run, "watch", "  Run.watch (agent running, log pumped)"),
         (runner.Run, "look", "    Run.look (here and in collect)"),
         (runner.Run, "collect", "  Run.collect"),
-        (Session, "hand_in", "    Session.hand_in"),
+        (flow, "hand_in", "    flow.hand_in"),
     ]
     try:
         for owner, name, label in wraps:
@@ -800,7 +789,6 @@ def trace_starts(source, tag, agents, stamps, created, runs=10):
     finally:
         tracer.restore()
         dispatch_module.free_slots = free_slots
-        runner.subprocess = subprocess_module
     return tracer.rows(TRACE_LABELS)
 
 

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from knowledge.models import Injection, Learning
 from workspace.admin import ReadOnlyAdmin, apply_moves
@@ -23,11 +25,11 @@ class LearningAdmin(admin.ModelAdmin):
     actions = ["approve", "retire"]
 
     @admin.action(description="Approve")
-    def approve(self, request, queryset):
+    def approve(self, request: HttpRequest, queryset: QuerySet[Learning]) -> None:
         apply_moves(self, request, queryset, Learning.approve, "Approved")
 
     @admin.action(description="Retire")
-    def retire(self, request, queryset):
+    def retire(self, request: HttpRequest, queryset: QuerySet[Learning]) -> None:
         apply_moves(self, request, queryset, Learning.retire, "Retired")
 
 

@@ -1,16 +1,13 @@
-from uuid import UUID
+from typing import Any
 
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Field, Router, Schema, Status
+from ninja import Router, Schema
 from ninja.errors import HttpError
-from pydantic import ConfigDict
 
-from agents.models import Session
 from beads.api import repository_or_404
 from beads.models import Bead
 from knowledge import inject
-from knowledge.models import Learning
-from workspace.api import may_act_on, the_agent
 from workspace.models import Workspace
 
 router = Router(tags=["knowledge"])
@@ -33,26 +30,14 @@ class InjectOut(Schema):
     learnings: list[Injected]
 
 
-class LearningIn(Schema):
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(..., min_length=1, max_length=200)
-    body: str = Field(..., min_length=1)
-    tags: list[str] = []
-    repo: str | None = None
-    session: UUID | None = Field(None, description="the session it came from, if any")
-
-
-class LearningOut(Schema):
-    id: int
-    title: str
-    status: str
-
-
 @router.get("inject", response=InjectOut, summary="Ranked learnings within a budget")
 def injected(
-    request, bead: str | None = None, repo: str | None = None, q: str = "", budget: int = 8000
-):
+    request: HttpRequest,
+    bead: str | None = None,
+    repo: str | None = None,
+    q: str = "",
+    budget: int = 8000,
+) -> dict[str, Any]:
     if not 0 < budget <= 1_000_000:
         raise HttpError(422, "budget must be between 1 and 1000000 characters")
     if bead:
@@ -81,25 +66,3 @@ def injected(
         "found": found,
         "learnings": items,
     }
-
-
-@router.post("learnings", response={201: LearningOut}, summary="Propose a learning")
-def propose(request, data: LearningIn):
-    agent = the_agent(request)
-    session = None
-    if data.session:
-        session = get_object_or_404(Session, pk=data.session)
-        if not may_act_on(agent, session):
-            raise HttpError(403, "This session belongs to another agent.")
-    repository = repository_or_404(data.repo) or (session.bead.repository if session else None)
-    workspace = repository.workspace if repository else Workspace.default()
-    learning = Learning.objects.create(
-        workspace=workspace,
-        repository=repository,
-        title=data.title,
-        body=data.body,
-        tags=data.tags,
-        source_session=session,
-        source_bead=session.bead if session else None,
-    )
-    return Status(201, learning)

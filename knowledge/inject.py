@@ -8,11 +8,18 @@ compete: that is how knowledge crosses repositories.
 """
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import F
 
+from beads.models import Bead
 from knowledge.models import Injection, Learning
+from workspace.models import Repository, Workspace
+
+# An agents.models.Session: agents sits above knowledge, so it is not imported here.
+AgentSession = Any
 
 WORD = re.compile(r"[a-z0-9_]{3,}")
 STOP = {"the", "and", "for", "with", "that", "this", "from", "into", "when", "are", "not", "all"}
@@ -24,21 +31,27 @@ class Ranked:
     score: float
 
     @property
-    def text(self):
+    def text(self) -> str:
         return f"### {self.learning.title}\n\n{self.learning.body.strip()}\n"
 
 
-def words(*texts):
+def words(*texts: object) -> set[str]:
     """Lowercase words of three letters or more, a plural's `s` dropped ("models" ~ "model")."""
     found = {w for text in texts for w in WORD.findall(str(text).lower())} - STOP
     return {w[:-1] if len(w) > 4 and w.endswith("s") else w for w in found}
 
 
-def rank(workspace, repository=None, text="", tags=(), limit=50):
+def rank(
+    workspace: Workspace,
+    repository: Repository | None = None,
+    text: str = "",
+    tags: Sequence[str] = (),
+    limit: int = 50,
+) -> list[Ranked]:
     """Approved learnings of the workspace, most relevant first (only those with any relevance)."""
     wanted, wanted_tags = words(text, *tags), {t.lower() for t in tags}
     candidates = Learning.objects.filter(workspace=workspace, status=Learning.Status.APPROVED)
-    scored = []
+    scored: list[Ranked] = []
     for learning in candidates.select_related("repository"):
         overlap = len(wanted & words(learning.title, learning.body))
         tag_hits = len(wanted_tags & {t.lower() for t in learning.tags})
@@ -47,16 +60,17 @@ def rank(workspace, repository=None, text="", tags=(), limit=50):
         )
         if not (overlap or tag_hits or (local and not text)):
             continue
-        score = overlap + 3 * tag_hits + (2 if local else 0)
+        score: float = overlap + 3 * tag_hits + (2 if local else 0)
         score += 0.5 * (learning.helpful - learning.harmful)
         scored.append(Ranked(learning, round(score, 2)))
     scored.sort(key=lambda r: (-r.score, -r.learning.pk))
     return scored[:limit]
 
 
-def fit(ranked, budget):
+def fit(ranked: Iterable[Ranked], budget: int) -> list[Ranked]:
     """The best-ranked learnings whose texts fit in `budget` characters together."""
-    chosen, used = [], 0
+    chosen: list[Ranked] = []
+    used = 0
     for item in ranked:
         size = len(item.text)
         if used + size <= budget:
@@ -65,18 +79,20 @@ def fit(ranked, budget):
     return chosen
 
 
-def for_bead(bead, budget):
+def for_bead(bead: Bead, budget: int) -> tuple[list[Ranked], int]:
     text = " ".join([bead.title, bead.description, *bead.scope])
     ranked = rank(bead.repository.workspace, bead.repository, text, bead.labels)
     return fit(ranked, budget), len(ranked)
 
 
-def search(workspace, repository, query, budget):
+def search(
+    workspace: Workspace, repository: Repository | None, query: str, budget: int
+) -> tuple[list[Ranked], int]:
     ranked = rank(workspace, repository, query)
     return fit(ranked, budget), len(ranked)
 
 
-def record(session, chosen):
+def record(session: AgentSession, chosen: Sequence[Ranked]) -> None:
     """Note what went into a session's context, and count the uses."""
     Injection.objects.bulk_create(
         [
@@ -88,7 +104,7 @@ def record(session, chosen):
     Learning.objects.filter(pk__in=[i.learning.pk for i in chosen]).update(uses=F("uses") + 1)
 
 
-def previous_handoff(bead, session=None):
+def previous_handoff(bead: Bead, session: AgentSession | None = None) -> str:
     """The summary the bead's last session left, for the next one to start from."""
     earlier = bead.sessions.exclude(summary="")
     if session is not None:
@@ -97,7 +113,7 @@ def previous_handoff(bead, session=None):
     return last.summary if last else ""
 
 
-def render_context(session, budget):
+def render_context(session: AgentSession, budget: int) -> str:
     """The context pack's text for a session, within `budget` characters.
 
     The bead itself always goes in; learnings fill what the budget leaves,

@@ -1,7 +1,7 @@
 from django.db import models
 
 from workspace.models import Repository, Workspace
-from workspace.states import Transitions
+from workspace.states import Transitions, move
 
 
 class Learning(Transitions, models.Model):
@@ -9,6 +9,11 @@ class Learning(Transitions, models.Model):
         CANDIDATE = "candidate"
         APPROVED = "approved"
         RETIRED = "retired"
+
+    MOVES = {
+        "approve": move(Status.CANDIDATE, Status.APPROVED),
+        "retire": move([Status.CANDIDATE, Status.APPROVED], Status.RETIRED),
+    }
 
     workspace = models.ForeignKey(Workspace, models.CASCADE, related_name="learnings")
     repository = models.ForeignKey(
@@ -38,14 +43,14 @@ class Learning(Transitions, models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["workspace", "status"])]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.title
 
-    def approve(self):
-        return self.transition(self.Status.APPROVED, self.Status.CANDIDATE)
+    def approve(self) -> bool:
+        return self.move("approve")
 
-    def retire(self):
-        return self.transition(self.Status.RETIRED, [self.Status.CANDIDATE, self.Status.APPROVED])
+    def retire(self) -> bool:
+        return self.move("retire")
 
 
 class Injection(models.Model):
@@ -60,5 +65,5 @@ class Injection(models.Model):
             models.UniqueConstraint(fields=["learning", "session"], name="one_injection_each")
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.learning} → {self.session_id}"

@@ -1,19 +1,10 @@
 import os
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 
+from tests.factories import git
 from workspace.models import Repository, Workspace
-
-
-def git(cwd, *args):
-    """Run git with a fixed identity, returning its stdout."""
-    argv = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args]
-    done = subprocess.run(argv, cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 @pytest.fixture(autouse=True)
@@ -112,44 +103,3 @@ def agent(db):
     from agents.models import Agent
 
     return Agent.objects.create(name="agent-1", preset="shell")
-
-
-def make_patch(repo, write=None, delete=(), base=None):
-    """(base sha, git diff) of changes made in a private clone of the repository."""
-    base = base or git(repo.canonical_path, "rev-parse", repo.branch)
-    with tempfile.TemporaryDirectory() as work:
-        git(work, "clone", "-q", "--shared", str(repo.canonical_path), ".")
-        git(work, "checkout", "-q", "--detach", base)
-        for rel, text in (write or {}).items():
-            path = Path(work, rel)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        for rel in delete:
-            Path(work, rel).unlink()
-        git(work, "add", "-A")
-        return base, git_raw(work, "diff", "--cached", "--binary", base)
-
-
-def git_raw(cwd, *args):
-    """git's stdout exactly as printed (a patch must keep its last newline)."""
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def submit(bead, agent, patch, base, summary="Did the work."):
-    """A running session on the bead that hands in `patch`: the lead's input."""
-    from agents.models import Session
-
-    bead.start(agent.name)
-    session = Session.objects.create(agent=agent, bead=bead, status="running", base_sha=base)
-    return session.hand_in(patch, summary)
-
-
-def run_lead(repo):
-    """Work the repository's lead queue until it is empty, in this process."""
-    from rq import SimpleWorker
-
-    from agents import queues
-
-    SimpleWorker([queues.lead_queue(repo)], connection=queues.connection()).work(burst=True)

@@ -1,6 +1,5 @@
 """A Corral process under test: started with an argv, its output read line by line."""
 
-import os
 import re
 import subprocess
 import sys
@@ -9,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from workspace import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +44,7 @@ class Running:
         self.start_timeout = start_timeout
         self.lines = []
         self.changed = threading.Condition()
-        self.proc = subprocess.Popen(
+        self.proc = processes.spawn(
             [sys.executable, *argv],
             cwd=ROOT,
             env=dict(env, PYTHONUNBUFFERED="1"),
@@ -51,7 +52,6 @@ class Running:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            start_new_session=True,
         )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -95,8 +95,5 @@ class Running:
 
     def kill_group(self):
         if self.proc.poll() is None or group_members(self.proc.pid):
-            try:
-                os.killpg(self.proc.pid, 9)
-            except ProcessLookupError:
-                pass
+            processes.kill_group(self.proc.pid)
             self.proc.wait()

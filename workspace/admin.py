@@ -1,10 +1,23 @@
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import model_ngettext
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
 
 from workspace.models import Repository, Workspace
 
+M = TypeVar("M", bound=Model)
 
-def apply_moves(modeladmin, request, queryset, move, done):
+
+def apply_moves(
+    modeladmin: "admin.ModelAdmin[Any]",
+    request: HttpRequest,
+    queryset: QuerySet[M],
+    move: Callable[[M], bool],
+    done: str,
+) -> None:
     """Call `move(obj)` on each selected row and report how many moved and how many were refused.
 
     `move` is a model transition: a conditional update returning True when it won.
@@ -27,10 +40,10 @@ def apply_moves(modeladmin, request, queryset, move, done):
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows written by Corral's workers: people look, and may delete, but never edit."""
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -67,10 +80,12 @@ class RepositoryAdmin(admin.ModelAdmin):
 
     # Registering clones the repository into its canonical bare copy, which a
     # form cannot do: `manage.py addrepo` does it.
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         extra_context = {
             "subtitle": "Add a repository with: manage.py addrepo <path-or-url> (it clones it).",
             **(extra_context or {}),

@@ -17,11 +17,11 @@ FALSE = {"0", "false", "no", "off", ""}
 REDIS_SCHEMES = {"redis", "rediss", "unix"}
 
 
-def bad(name, value, why):
+def bad(name: str, value: str, why: str) -> ImproperlyConfigured:
     return ImproperlyConfigured(f"{name}={value!r} is not valid: {why}")
 
 
-def env_bool(name, default=False):
+def env_bool(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
     if raw is None:
         return default
@@ -33,7 +33,7 @@ def env_bool(name, default=False):
     raise bad(name, raw, "use 1/0, true/false, yes/no or on/off")
 
 
-def env_int(name, default, minimum=1):
+def env_int(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -46,7 +46,7 @@ def env_int(name, default, minimum=1):
     return value
 
 
-def corral_home(default):
+def corral_home(default: str | Path) -> Path:
     raw = os.environ.get("CORRAL_HOME") or str(default)
     home = Path(raw).expanduser().resolve()
     try:
@@ -58,7 +58,7 @@ def corral_home(default):
     return home
 
 
-def database(home):
+def database(home: Path) -> dj_database_url.DBConfig:
     raw = os.environ.get("DATABASE_URL", "").strip()
     if not raw:
         return sqlite(home / "corral.sqlite3", test_name=home / "test.sqlite3")
@@ -78,7 +78,7 @@ def database(home):
     return config
 
 
-def sqlite(path, test_name):
+def sqlite(path: Path, test_name: Path) -> dj_database_url.DBConfig:
     # IMMEDIATE transactions take the write lock up front, so two writers
     # queue on the busy timeout instead of failing on a lock upgrade; WAL lets
     # readers go on while one writes. The test database is a file so that
@@ -95,7 +95,7 @@ def sqlite(path, test_name):
     }
 
 
-def redis_url(home):
+def redis_url(home: Path) -> str:
     """The Redis URL; unset means the embedded Redis that `manage.py up` starts."""
     raw = os.environ.get("REDIS_URL", "").strip()
     if not raw:
@@ -114,7 +114,7 @@ def redis_url(home):
     return raw
 
 
-def http_url(name, default):
+def http_url(name: str, default: str) -> str:
     raw = os.environ.get(name, "").strip() or default
     parsed = urlparse(raw)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -122,7 +122,7 @@ def http_url(name, default):
     return raw.rstrip("/")
 
 
-def secret_key(home):
+def secret_key(home: Path) -> str:
     """SECRET_KEY from the environment, else one generated once and kept in CORRAL_HOME."""
     raw = os.environ.get("SECRET_KEY")
     if raw is not None:
@@ -136,7 +136,7 @@ def secret_key(home):
     return path.read_text().strip()
 
 
-def allowed_hosts():
+def allowed_hosts() -> list[str]:
     raw = os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
     hosts = [h.strip() for h in raw.split(",") if h.strip()]
     if not hosts:

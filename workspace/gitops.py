@@ -4,6 +4,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 # Without git on PATH, GitPython would fail at import with a long traceback;
 # quiet lets the first git call fail with a message we can show.
@@ -12,22 +13,24 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 import git  # noqa: E402
 from django.conf import settings
 
+StrPath = str | os.PathLike[str]  # a repository or folder, as a str or a Path
+
 
 class GitError(Exception):
     """A git operation failed; the message is fit to show a person."""
 
 
-def is_url(source):
+def is_url(source: str) -> bool:
     return "://" in source or (":" in source and "@" in source.split(":", 1)[0])
 
 
-def source_name(source):
+def source_name(source: str) -> str:
     """A repository's name from its path or URL: the last part, without `.git`."""
     tail = source.rstrip("/").replace(":", "/").rsplit("/", 1)[-1]
     return tail.removesuffix(".git") or "repo"
 
 
-def check_source(source):
+def check_source(source: str) -> str:
     """Refuse, with a clear message, a local path that is not a git repository."""
     if is_url(source):
         return source
@@ -41,7 +44,7 @@ def check_source(source):
     return str(path)
 
 
-def clone_bare(source, slug):
+def clone_bare(source: str, slug: str) -> Path:
     """Clone `source` into the canonical bare repository for `slug` and return its path."""
     source = check_source(source)
     settings.REPOS_DIR.mkdir(parents=True, exist_ok=True)
@@ -55,7 +58,7 @@ def clone_bare(source, slug):
     return dest
 
 
-def default_branch(path):
+def default_branch(path: StrPath) -> str | None:
     """The branch a bare clone's HEAD points at, or None when it has no commits."""
     repo = git.Repo(path)
     try:
@@ -64,11 +67,11 @@ def default_branch(path):
         return None
 
 
-def has_branch(path, branch):
+def has_branch(path: StrPath, branch: str) -> bool:
     return f"refs/heads/{branch}" in {ref.path for ref in git.Repo(path).references}
 
 
-def head_sha(path, branch):
+def head_sha(path: StrPath, branch: str) -> str:
     """The branch's commit, read straight from the ref files: claims call this
     while they hold a lock, and a git process costs milliseconds."""
     ref = f"refs/heads/{branch}"
@@ -84,7 +87,7 @@ def head_sha(path, branch):
     raise GitError(f"branch {branch!r} has no commits")
 
 
-def last_line(text):
+def last_line(text: str | None) -> str:
     lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1].removeprefix("stderr: ").strip("'") if lines else "git failed"
 
@@ -100,12 +103,18 @@ class PatchDoesNotApply(GitError):
 
 
 class MergeConflict(GitError):
-    def __init__(self, paths):
+    def __init__(self, paths: list[str]) -> None:
         self.paths = paths
         super().__init__("conflict in " + ", ".join(paths) if paths else "conflict")
 
 
-def git_call(path, *args, stdin=None, env=None, timeout=120):
+def git_call(
+    path: StrPath,
+    *args: str,
+    stdin: str | bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     """Run git on the repository at `path`; return the CompletedProcess (text)."""
     full_env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_DIR=str(path), **(env or {}))
     done = subprocess.run(
@@ -115,12 +124,15 @@ def git_call(path, *args, stdin=None, env=None, timeout=120):
         capture_output=True,
         timeout=timeout,
     )
-    done.stdout = done.stdout.decode(errors="replace").strip()
-    done.stderr = done.stderr.decode(errors="replace")
-    return done
+    return subprocess.CompletedProcess(
+        done.args,
+        done.returncode,
+        stdout=done.stdout.decode(errors="replace").strip(),
+        stderr=done.stderr.decode(errors="replace"),
+    )
 
 
-def git_run(path, *args, **kwargs):
+def git_run(path: StrPath, *args: str, **kwargs: Any) -> str:
     """Run git on the repository at `path`; return stdout, or raise GitError."""
     done = git_call(path, *args, **kwargs)
     if done.returncode != 0:
@@ -131,21 +143,21 @@ def git_run(path, *args, **kwargs):
 class PrivateIndex:
     """A throwaway index file: `with PrivateIndex(path) as idx: idx.git(...)`."""
 
-    def __init__(self, path):
+    def __init__(self, path: StrPath) -> None:
         self.path = path
 
-    def __enter__(self):
+    def __enter__(self) -> "PrivateIndex":
         self.tmp = tempfile.TemporaryDirectory(prefix="corral-index-")
         self.env = {"GIT_INDEX_FILE": os.path.join(self.tmp.name, "index")}
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.tmp.cleanup()
 
-    def git(self, *args, **kwargs):
+    def git(self, *args: str, **kwargs: Any) -> str:
         return git_run(self.path, *args, env=self.env, **kwargs)
 
-    def tree_with_patch(self, tree, patch):
+    def tree_with_patch(self, tree: str, patch: str) -> str:
         """The tree `tree` with `patch` applied, or PatchDoesNotApply."""
         self.git("read-tree", tree)
         try:
@@ -155,7 +167,7 @@ class PrivateIndex:
         return self.git("write-tree")
 
 
-def apply_patch(path, base_sha, head_sha, patch):
+def apply_patch(path: StrPath, base_sha: str, head_sha: str, patch: str) -> str:
     """The tree of `head_sha` plus the patch made against `base_sha`.
 
     Straight onto head when it applies there (head is base, or the patch's
@@ -172,7 +184,7 @@ def apply_patch(path, base_sha, head_sha, patch):
     return merge_trees(path, head_sha, patched)
 
 
-def merge_trees(path, ours, theirs):
+def merge_trees(path: StrPath, ours: str, theirs: str) -> str:
     """Three-way merge of two commits (merge base found by git); the tree, or MergeConflict."""
     done = git_call(path, "merge-tree", "--write-tree", "--name-only", ours, theirs)
     if done.returncode == 1:  # the tree line, the conflicted paths, a blank line, messages
@@ -183,7 +195,14 @@ def merge_trees(path, ours, theirs):
     return done.stdout.splitlines()[0]
 
 
-def commit_tree(path, tree, parent, message, author=LEAD_IDENTITY, committer=LEAD_IDENTITY):
+def commit_tree(
+    path: StrPath,
+    tree: str,
+    parent: str,
+    message: str,
+    author: tuple[str, str] = LEAD_IDENTITY,
+    committer: tuple[str, str] = LEAD_IDENTITY,
+) -> str:
     env = {
         "GIT_AUTHOR_NAME": author[0],
         "GIT_AUTHOR_EMAIL": author[1],
@@ -193,12 +212,12 @@ def commit_tree(path, tree, parent, message, author=LEAD_IDENTITY, committer=LEA
     return git_run(path, "commit-tree", tree, "-p", parent, "-F", "-", stdin=message, env=env)
 
 
-def update_branch(path, branch, new, old):
+def update_branch(path: StrPath, branch: str, new: str, old: str) -> bool:
     """Compare-and-swap the branch from `old` to `new`; False if it had moved."""
     return git_call(path, "update-ref", f"refs/heads/{branch}", new, old).returncode == 0
 
 
-def commit_with_trailer(path, branch, since, trailer):
+def commit_with_trailer(path: StrPath, branch: str, since: str, trailer: str) -> str | None:
     """The newest commit in since..branch whose message carries `trailer`, or None."""
     out = git_run(
         path, "log", "--format=%H", "-F", f"--grep={trailer}", f"{since}..refs/heads/{branch}"
@@ -206,28 +225,28 @@ def commit_with_trailer(path, branch, since, trailer):
     return out.splitlines()[0] if out else None
 
 
-def checkout(path, tree, dest):
+def checkout(path: StrPath, tree: str, dest: StrPath) -> None:
     """Write the files of `tree` into the folder `dest` (a scratch checkout)."""
     with PrivateIndex(path) as idx:
         idx.git("read-tree", tree)
         git_run(path, "--work-tree", str(dest), "checkout-index", "-a", env=idx.env)
 
 
-def parent_of(path, sha):
+def parent_of(path: StrPath, sha: str) -> str:
     return git_run(path, "rev-parse", f"{sha}^")
 
 
-def tree_of(path, sha):
+def tree_of(path: StrPath, sha: str) -> str:
     return git_run(path, "rev-parse", f"{sha}^{{tree}}")
 
 
-def push(path, upstream, branch):
+def push(path: StrPath, upstream: str, branch: str) -> None:
     """Fast-forward `branch` on the upstream; never forced. Raises GitError."""
     ref = f"refs/heads/{branch}"
     git_run(path, "push", "--porcelain", upstream, f"{ref}:{ref}", timeout=300)
 
 
-def log_with_trailers(path, branch, limit=20):
+def log_with_trailers(path: StrPath, branch: str, limit: int = 20) -> list[dict[str, str]]:
     """Newest commits on `branch`: dicts of sha, subject, author, date and their Bead trailer."""
     fmt = "%H%x1f%s%x1f%an%x1f%cI%x1f%(trailers:key=Bead,valueonly,separator=%x2c)%x1e"
     try:
@@ -246,7 +265,9 @@ def log_with_trailers(path, branch, limit=20):
 # reads it with an index of its own so the agent's index is never touched.
 
 
-def worktree_git(workdir, *args, env=None, timeout=120):
+def worktree_git(
+    workdir: StrPath, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> str:
     """Run git inside a session's clone; return stdout, or raise GitError."""
     full_env = dict(os.environ, GIT_TERMINAL_PROMPT="0", **(env or {}))
     full_env.pop("GIT_DIR", None)
@@ -258,7 +279,7 @@ def worktree_git(workdir, *args, env=None, timeout=120):
     return done.stdout.decode(errors="replace")
 
 
-def clone_for_session(path, workdir, base_sha):
+def clone_for_session(path: StrPath, workdir: StrPath, base_sha: str) -> None:
     """A private clone of the canonical repository at `workdir`, detached at base_sha."""
     git_call(path, "clone", "--quiet", "--shared", "--no-checkout", str(path), str(workdir))
     if not Path(workdir, ".git").is_dir():
@@ -272,16 +293,16 @@ class SessionIndex:
     """What a session's clone has changed against base_sha, read through a
     private index: `refresh()`, then `numstat()` or `patch()`."""
 
-    def __init__(self, workdir, base_sha):
+    def __init__(self, workdir: StrPath, base_sha: str) -> None:
         self.workdir, self.base_sha = workdir, base_sha
         self.tmp = tempfile.TemporaryDirectory(prefix="corral-session-index-")
         self.env = {"GIT_INDEX_FILE": os.path.join(self.tmp.name, "index")}
         worktree_git(workdir, "read-tree", base_sha, env=self.env)
 
-    def close(self):
+    def close(self) -> None:
         self.tmp.cleanup()
 
-    def refresh(self):
+    def refresh(self) -> None:
         # .agents/ is in the clone's info/exclude; should the agent undo that,
         # it is still taken out of what Corral reads.
         worktree_git(self.workdir, "add", "-A", "--", ".", env=self.env)
@@ -297,7 +318,7 @@ class SessionIndex:
             env=self.env,
         )
 
-    def numstat(self):
+    def numstat(self) -> dict[str, int]:
         """{path: lines added + removed} of every changed path (binary files count 0)."""
         out = worktree_git(
             self.workdir,
@@ -309,14 +330,14 @@ class SessionIndex:
             self.base_sha,
             env=self.env,
         )
-        changes = {}
+        changes: dict[str, int] = {}
         for record in out.split("\0"):
             if record:
                 added, removed, path = record.split("\t", 2)
                 changes[path] = sum(int(n) for n in (added, removed) if n != "-")
         return changes
 
-    def patch(self):
+    def patch(self) -> str:
         return worktree_git(
             self.workdir,
             "diff",

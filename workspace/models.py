@@ -1,10 +1,11 @@
 import shlex
 import shutil
+from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.text import slugify
 
@@ -16,32 +17,20 @@ class Workspace(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
     @classmethod
-    def default(cls):
+    def default(cls) -> "Workspace":
         workspace, _ = cls.objects.get_or_create(slug="default", defaults={"name": "Default"})
         return workspace
 
 
-def validate_check_command(value):
+def validate_check_command(value: str) -> None:
     try:
         shlex.split(value)
     except ValueError as e:
         raise ValidationError(f"Cannot parse the command: {e}.") from None
-
-
-class RepositoryQuerySet(models.QuerySet):
-    def with_bead_counts(self):
-        """Annotate `count_<status>` and `count_total` in the same single query."""
-        from beads.models import Bead
-
-        counts = {
-            f"count_{status}": Count("beads", filter=Q(beads__status=status))
-            for status in Bead.Status.values
-        }
-        return self.annotate(count_total=Count("beads"), **counts)
 
 
 class Repository(models.Model):
@@ -75,26 +64,24 @@ class Repository(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = RepositoryQuerySet.as_manager()
-
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "repositories"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("repository", args=[self.slug])
 
     @property
-    def canonical_path(self):
+    def canonical_path(self) -> Path:
         return settings.REPOS_DIR / f"{self.slug}.git"
 
-    def check_argv(self):
+    def check_argv(self) -> list[str]:
         return shlex.split(self.check_command)
 
-    def set_dispatch_paused(self, paused):
+    def set_dispatch_paused(self, paused: bool) -> bool:
         """Pause or resume dispatch here (a conditional UPDATE); True if this call changed it."""
         changed = Repository.objects.filter(pk=self.pk, dispatch_paused=not paused).update(
             dispatch_paused=paused
@@ -103,7 +90,14 @@ class Repository(models.Model):
         return bool(changed)
 
     @classmethod
-    def register(cls, source, workspace, name=None, branch=None, **fields):
+    def register(
+        cls,
+        source: str,
+        workspace: Workspace,
+        name: str | None = None,
+        branch: str | None = None,
+        **fields: Any,
+    ) -> "Repository":
         """Clone `source` (a path or URL) into a canonical bare repository and record it."""
         name = name or gitops.source_name(source)
         slug = slugify(name)
@@ -128,7 +122,7 @@ class Repository(models.Model):
         return repo
 
     @classmethod
-    def free_prefix(cls, name):
+    def free_prefix(cls, name: str) -> str:
         base = cls.prefix_for(name)
         prefix, n = base, 1
         while cls.objects.filter(bead_prefix=prefix).exists():
@@ -137,7 +131,7 @@ class Repository(models.Model):
         return prefix
 
     @staticmethod
-    def prefix_for(name):
+    def prefix_for(name: str) -> str:
         """A bead prefix from a name: lowercase letters and digits, like `bd`'s."""
         prefix = "".join(ch for ch in slugify(name) if ch.isalnum())[:8]
         return prefix or "bead"

@@ -4,8 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from beads.models import Bead
-from tests.conftest import run_lead
-from tests.test_lead import land
+from tests.factories import land, run_lead
 
 pytestmark = pytest.mark.browser
 

@@ -5,10 +5,10 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
+from agents import flow
 from agents.models import Agent, LogChunk, Session
-from beads import hook
 from beads.models import Bead
-from tests.test_sessions import program_agent, run_in_thread, wait_for
+from tests.factories import program_agent, run_in_thread, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +47,7 @@ def quick_limits(settings):
 
 def start_in_thread(repo, agent, title):
     bead = Bead.objects.create(repository=repo, title=title, scope=["src/**"])
-    session = hook.claim(agent, bead=bead)
+    session = flow.claim(agent, bead=bead)
     session.queue()
     return session, run_in_thread(session.pk)
 
@@ -118,7 +118,7 @@ def test_pause_dispatch_and_cancel_a_running_session_from_the_pages(
     logged_in_page, live, repo, agent, rq_redis
 ):
     bead = Bead.objects.create(repository=repo, title="Hold still", scope=["src/**"])
-    session = hook.claim(agent, bead=bead)
+    session = flow.claim(agent, bead=bead)
     session.start(worker="elsewhere:1")  # no process: the page is what is under test
     page = logged_in_page
     page.click("button.run")

@@ -1,7 +1,8 @@
 import shlex
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agents.models import Agent
 from agents.presets import PRESETS
@@ -10,7 +11,7 @@ from agents.presets import PRESETS
 class Command(BaseCommand):
     help = "Create, list and rotate the tokens of agents."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         create = sub.add_parser("create", help="create an agent and print its token once")
         create.add_argument("name")
@@ -24,10 +25,18 @@ class Command(BaseCommand):
         rotate = sub.add_parser("rotate", help="replace an agent's token and print the new one")
         rotate.add_argument("name")
 
-    def handle(self, *args, action, **opts):
+    def handle(self, *args: Any, action: str, **opts: Any) -> None:
         getattr(self, action)(**opts)
 
-    def create(self, name, preset, command, minutes, external, **_):
+    def create(
+        self,
+        name: str,
+        preset: str,
+        command: str | None,
+        minutes: int | None,
+        external: bool,
+        **_: Any,
+    ) -> None:
         if Agent.objects.filter(name=name).exists():
             raise CommandError(f"an agent named {name!r} already exists")
         try:
@@ -45,7 +54,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Created agent {agent.name} ({agent.get_preset_display()}).")
         self.stdout.write(f"Token (shown once): {agent.plain_token}")
 
-    def list(self, **_):
+    def list(self, **_: Any) -> None:
         for agent in Agent.objects.all():
             kind = "internal" if agent.internal else "external"
             state = "active" if agent.active else "inactive"
@@ -54,7 +63,7 @@ class Command(BaseCommand):
                 f"{agent.name}\t{agent.preset}\t{kind}\t{state}\t{agent.token_hint}…\t{argv}"
             )
 
-    def rotate(self, name, **_):
+    def rotate(self, name: str, **_: Any) -> None:
         agent = Agent.objects.filter(name=name).first()
         if agent is None:
             raise CommandError(f"no agent named {name!r}")

@@ -1,26 +1,27 @@
 import os
 import socket
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from rq import SimpleWorker
 
-from agents import queues
+from agents import lead, queues
 from workspace.models import Repository
 
 
 class Command(BaseCommand):
     help = "Run the lead worker of one repository (`manage.py lead` starts these)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="the repository's slug")
         parser.add_argument("--burst", action="store_true", help="stop when the queue is empty")
 
-    def handle(self, *args, slug, burst, **opts):
+    def handle(self, *args: Any, slug: str, burst: bool, **opts: Any) -> None:
         repo = Repository.objects.filter(slug=slug).first()
         if repo is None:
             raise CommandError(f"no repository {slug!r}")
-        requeued = queues.requeue_in_flight(repo)
+        requeued = lead.requeue_waiting(repo)
         if requeued:
             self.stdout.write(f"{requeued} submission(s) in flight for {repo.slug}: queued again")
         connections.close_all()

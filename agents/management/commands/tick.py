@@ -1,21 +1,22 @@
 import signal
 import threading
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
-from agents import queues
 from agents.dispatch import dispatch
+from agents.reconcile import reconcile
 
 
 class Command(BaseCommand):
     help = "Every few seconds: reconcile() what crashes left behind, then dispatch()."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=5.0, help="seconds between ticks")
         parser.add_argument("--once", action="store_true", help="tick once and exit")
 
-    def handle(self, *args, interval, once, **opts):
+    def handle(self, *args: Any, interval: float, once: bool, **opts: Any) -> None:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -24,9 +25,9 @@ class Command(BaseCommand):
             if once or stop.wait(interval):
                 return
 
-    def tick(self):
+    def tick(self) -> None:
         try:
-            repaired = queues.reconcile()
+            repaired = reconcile()
             started = dispatch()
         except Exception as e:  # a database or Redis hiccup: say so, try next tick
             self.stderr.write(f"tick failed: {e}")

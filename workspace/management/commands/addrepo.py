@@ -1,5 +1,7 @@
+from typing import Any
+
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workspace.gitops import GitError
 from workspace.models import Repository, Workspace
@@ -8,7 +10,7 @@ from workspace.models import Repository, Workspace
 class Command(BaseCommand):
     help = "Register a repository: clone it into Corral's canonical bare copy."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("source", help="a local path or a git URL")
         parser.add_argument("--name", help="display name (default: the folder's name)")
         parser.add_argument("--branch", help="branch to land on (default: the source's HEAD)")
@@ -18,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-agents", type=int, default=3)
         parser.add_argument("--workspace", default="default", help="workspace slug")
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: Any, **opts: Any) -> None:
         workspace = Workspace.objects.filter(slug=opts["workspace"]).first()
         if workspace is None and opts["workspace"] != "default":
             raise CommandError(f"no workspace {opts['workspace']!r}")

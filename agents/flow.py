@@ -1,0 +1,200 @@
+"""Every move that spans tables: bead → hook → session → submission → commit.
+
+Models make their own single-row moves (each a conditional UPDATE, declared
+in their MOVES table); a move here changes several rows and so runs in one
+transaction, and the jobs that follow from it (a session to run, a drain, a
+dispatch, a push) are enqueued only once that transaction commits. A move
+that loses its race changes nothing and returns False (or raises StateError
+where the caller must answer someone).
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from agents import queues
+from agents.models import Agent, Session, StateError, Submission
+from beads import hook
+from beads.models import Bead
+from knowledge.models import Learning
+from workspace.models import Repository
+
+
+def claim(
+    agent: Agent,
+    repository: Repository | None = None,
+    bead: Bead | None = None,
+    repositories: list[int] | None = None,
+) -> Session:
+    """Claim one ready bead for `agent` and open its session (hook.NothingReady
+    or hook.NotClaimable when there is none)."""
+    return hook.claim(
+        agent.name,
+        lambda claimed: Session.open(agent, claimed),
+        repository=repository,
+        bead=bead,
+        repositories=repositories,
+    )
+
+
+def queue_session(session: Session) -> bool:
+    """A claimed session goes to the session workers."""
+    with transaction.atomic():
+        if not session.queue():
+            return False
+        queues.enqueue_session(session.pk, session_job_timeout(session))
+    return True
+
+
+def session_job_timeout(session: Session) -> int:
+    # The agent's limit, the grace before SIGKILL, and the clone and collection.
+    return session.time_limit_s() + settings.KILL_GRACE_SECONDS + 300
+
+
+def hand_in(
+    session: Session, patch: str, summary: str = "", learnings: Iterable[dict[str, Any]] = ()
+) -> Submission:
+    """The session's patch goes to its repository's lead: the session, its bead,
+    a new Submission and the learnings it proposes move together."""
+    with transaction.atomic():
+        if not session.submit(patch, summary):
+            raise StateError(f"session {session.pk} is {session.status}, not live")
+        if not session.bead.submit():
+            raise StateError(f"bead {session.bead_id} is {session.bead.status}, not in progress")
+        repo = session.bead.repository
+        submission = Submission.objects.create(session=session, repository=repo, bead=session.bead)
+        for learning in learnings:
+            propose_learning(session, **learning)
+        queues.enqueue_drain_on_commit(repo)
+    return submission
+
+
+def propose_learning(session: Session, title: str, body: str, tags: Iterable[str] = ()) -> Learning:
+    repo = session.bead.repository
+    return Learning.objects.create(
+        workspace=repo.workspace,
+        repository=repo,
+        title=title,
+        body=body,
+        tags=list(tags),
+        source_session=session,
+        source_bead=session.bead,
+    )
+
+
+def end(session: Session, status: str, reason: str, for_the_bead: str = "") -> bool:
+    """A live session ends badly (failed, timed out, out of scope, cancelled,
+    lost): its bead goes back to the hook with the reason (or `for_the_bead`,
+    said as the next session should read it)."""
+    with transaction.atomic():
+        if not session.end(status, reason):
+            return False
+        session.bead.fail_attempt(for_the_bead or reason)
+        queues.enqueue_dispatch()  # a slot is free, and the bead may be ready again
+    return True
+
+
+def release(session: Session, reason: str) -> bool:
+    """The agent gives the bead back."""
+    return end(
+        session,
+        Session.Status.CANCELLED,
+        f"Released: {reason}",
+        f"Released by {session.agent}: {reason}",
+    )
+
+
+def cancel(session: Session, by: Any) -> bool:
+    """A person stops the session; its runner sees it and kills the agent."""
+    return end(
+        session,
+        Session.Status.CANCELLED,
+        f"Cancelled by {by}.",
+        f"The session was cancelled by {by}.",
+    )
+
+
+def lose(session: Session) -> bool:
+    """Nobody heard from it within its lease."""
+    return end(
+        session,
+        Session.Status.LOST,
+        "The lease expired.",
+        "The session was lost: its lease expired.",
+    )
+
+
+def land(submission: Submission, sha: str) -> None:
+    """The lead committed `sha`: the submission, session and bead are done,
+    the learnings it was given get credit, a parent epic whose last child this
+    was closes, and its dependents may now be ready."""
+    repo = submission.repository
+    with transaction.atomic():
+        if not submission.commit(sha):
+            return
+        submission.bead.land(sha)
+        submission.session.succeed()
+        Learning.objects.filter(injections__session=submission.session).update(
+            helpful=F("helpful") + 1
+        )
+        close_finished_parents(submission.bead)
+        if repo.push and repo.upstream:
+            queues.after_commit(lambda: queues.enqueue_push(repo))
+        queues.enqueue_dispatch()
+
+
+def close_finished_parents(bead: Bead) -> list[Bead]:
+    """Close each parent whose children have now all closed, and theirs in turn."""
+    closed = []
+    for parent in bead.parents().exclude(status=Bead.Status.CLOSED):
+        if parent.close_if_children_closed():
+            closed += [parent, *close_finished_parents(parent)]
+    return closed
+
+
+def refuse(submission: Submission, status: str, reason: str) -> bool:
+    """The lead turns a submission down (a gate, a conflict, a failure): the
+    session failed after all and the bead goes back to the hook."""
+    with transaction.atomic():
+        if not submission.refuse(status, reason):
+            return False
+        submission.session.fail_submission(reason)
+        submission.bead.fail_attempt(reason)
+        queues.enqueue_dispatch()
+    return True
+
+
+def review(submission: Submission, user: Any, approve: bool, reason: str = "") -> bool:
+    """A person's decision on a submission awaiting review; False if it was not waiting."""
+    with transaction.atomic():
+        if approve:
+            if not submission.approve(user):
+                return False
+            queues.enqueue_drain_on_commit(submission.repository)
+            return True
+        if not submission.reject(user, reason or f"Rejected by {user}."):
+            return False
+        submission.session.fail_submission(submission.reason)
+        submission.bead.fail_attempt(submission.reason)
+        queues.enqueue_dispatch()
+    return True
+
+
+def request_revert(bead: Bead) -> bool:
+    """Ask the lead to revert a closed bead's commit; False if there is none."""
+    if bead.status != Bead.Status.CLOSED or not bead.commit_sha:
+        return False
+    queues.enqueue_revert(bead.repository, bead.pk)
+    return True
+
+
+def reverted(bead: Bead, revert_sha: str) -> bool:
+    """The lead landed the revert: the bead is open again and may be claimed."""
+    with transaction.atomic():
+        if not bead.revert_landed(revert_sha):
+            return False
+        queues.enqueue_dispatch()
+    return True

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path
+
+from corral import views
+from corral.api import api
+from corral.api import not_found as api_not_found
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("repos/<slug:slug>/", views.repository, name="repository"),
+    path("repos/<slug:slug>/dispatch/pause", views.pause_dispatch, name="dispatch-pause"),
+    path("repos/<slug:slug>/dispatch/resume", views.resume_dispatch, name="dispatch-resume"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("agents.urls")),
+    path("hook/", views.hook_page, name="hook"),
+    path("api/v1/", api.urls),
+    re_path(r"^api/v1/", api_not_found),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,110 @@
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Prefetch, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from agents import queues
+from agents.display import session_clock
+from agents.models import Session
+from beads import hook
+from beads.models import Bead, Dependency, with_bead_counts
+from workspace.htmx import is_partial
+from workspace.models import Repository, Workspace
+
+READY_SHOWN = 10  # ready beads shown per repository on the hook page
+CLAIM_FIELDS = ["status", "lease_expires_at", "agent__name", "bead__title", "bead__repository"]
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    workspace = Workspace.default()
+    repositories = with_bead_counts(workspace.repositories.all())
+    ctx = {"workspace": workspace, "repositories": repositories, "statuses": Bead.Status}
+    return render(request, "corral/overview.html", ctx)
+
+
+def running_sessions(repo: Repository) -> list[Session]:
+    """The repository's live sessions with their time left, in one query."""
+    live = Session.objects.filter(bead__repository=repo, status__in=Session.LIVE)
+    live = live.select_related("agent", "bead").order_by("created_at", "pk")
+    now = timezone.now()
+    sessions = list(live)
+    for session in sessions:
+        session.bead.repository = repo  # the time limit reads it: no query per row
+        session.clock = session_clock(session, now)  # type: ignore[attr-defined]  # for the page
+    return sessions
+
+
+@login_required
+def repository(request: HttpRequest, slug: str) -> HttpResponse:
+    repo = get_object_or_404(Repository, slug=slug)
+    blocks = Dependency.objects.select_related("depends_on__repository").order_by("depends_on_id")
+    beads = repo.beads.prefetch_related(Prefetch("dependencies", queryset=blocks))
+    groups = [
+        (label, [b for b in beads if b.status == value]) for value, label in Bead.Status.choices
+    ]
+    ctx = {"repo": repo, "groups": groups, "total": len(beads), "running": running_sessions(repo)}
+    return render(request, "corral/repository.html", ctx)
+
+
+def set_dispatch(request: HttpRequest, slug: str, paused: bool) -> HttpResponse:
+    repo = get_object_or_404(Repository, slug=slug)
+    changed = repo.set_dispatch_paused(paused)
+    if not changed:
+        state = "paused" if paused else "running"
+        messages.info(request, f"Dispatch in {repo.name} was already {state}.")
+    elif paused:
+        messages.success(
+            request,
+            f"Dispatch paused: Corral's agents take no new work in {repo.name}. "
+            "Sessions already running go on.",
+        )
+    else:
+        queues.enqueue_dispatch()
+        messages.success(request, f"Dispatch resumed: {repo.name}'s ready beads can be taken.")
+    return redirect(repo)
+
+
+@login_required
+@require_POST
+def pause_dispatch(request: HttpRequest, slug: str) -> HttpResponse:
+    return set_dispatch(request, slug, paused=True)
+
+
+@login_required
+@require_POST
+def resume_dispatch(request: HttpRequest, slug: str) -> HttpResponse:
+    return set_dispatch(request, slug, paused=False)
+
+
+@login_required
+@vary_on_headers("HX-Request")
+def hook_page(request: HttpRequest) -> HttpResponse:
+    workspace = Workspace.default()
+    busy = Count("beads", filter=Q(beads__status=Bead.Status.IN_PROGRESS))
+    active = workspace.repositories.filter(active=True).annotate(in_progress=busy).order_by("name")
+    # Any: the page gives each repository attributes of its own (hook_beads, claims, ...).
+    repos: dict[int, Any] = {repo.pk: repo for repo in active}
+    for repo in repos.values():
+        repo.hook_beads, repo.ready_count, repo.claims = [], 0, []
+        repo.full = repo.in_progress >= repo.max_agents
+    for bead in hook.first_ready_per_repository(workspace, READY_SHOWN):
+        if repo := repos.get(bead.repository_id):  # not there: added since the first read
+            bead.repository = repo  # its URL needs no query
+            repo.hook_beads.append(bead)
+            repo.ready_count = bead.ready_count  # type: ignore[attr-defined]  # annotated
+    live = Session.objects.filter(status__in=Session.LIVE, bead__repository__in=list(repos))
+    live = live.select_related("agent", "bead").only(*CLAIM_FIELDS)
+    for session in live.order_by("lease_expires_at", "pk"):
+        if repo := repos.get(session.bead.repository_id):
+            session.bead.repository = repo
+            repo.claims.append(session)
+    ctx = {"workspace": workspace, "repositories": list(repos.values())}
+    template = "corral/hook.html#hook" if is_partial(request) else "corral/hook.html"
+    return render(request, template, ctx)

@@ -1,0 +1,155 @@
+"""The lead queue under load and failure: real lead processes, real Redis."""
+
+import os
+import re
+import signal
+
+import pytest
+
+from agents.models import Agent, Submission
+from beads.models import Bead
+from tests.factories import git, make_patch, submit
+from tests.procs import Running, group_members, wait_until
+from tests.races import race
+from workspace.models import Repository
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def lead_worker(env, repo, *args):
+    return Running(["manage.py", "leadworker", repo.slug, *args], env)
+
+
+def all_finished(repo, n):
+    def done():
+        finished = Submission.objects.filter(repository=repo, finished_at__isnull=False)
+        return finished.count() >= n
+
+    return done
+
+
+def assert_serialized(repo):
+    """No two submissions of the repository were ever being landed at the same time."""
+    spans = sorted(
+        Submission.objects.filter(repository=repo).values_list("started_at", "finished_at")
+    )
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert end <= start, "two submissions were landed at once"
+
+
+def assert_one_commit_per_bead(repo, beads, base):
+    path = repo.canonical_path
+    shas = git(path, "rev-list", f"{base}..{repo.branch}").split()
+    assert len(shas) == len(beads)
+    assert git(path, "rev-list", "--merges", f"{base}..{repo.branch}") == ""  # linear
+    git(path, "fsck", "--full", "--strict")
+    for bead in beads:
+        bead.refresh_from_db()
+        assert bead.status == "closed"
+        files = git(path, "show", "--format=", "--name-only", bead.commit_sha).split()
+        assert files == [f"{bead.scope[0].rstrip('/*')}/done.txt"]
+        assert f"Bead: {bead.id}" in git(path, "log", "-1", "--format=%B", bead.commit_sha)
+
+
+def produce(repo_id, agent_id, base, patches):
+    repo, agent = Repository.objects.get(pk=repo_id), Agent.objects.get(pk=agent_id)
+    for folder, patch in patches:
+        bead = Bead.objects.create(repository=repo, title=f"Write {folder}", scope=[f"{folder}/**"])
+        submit(bead, agent, patch, base)
+    return len(patches)
+
+
+def patches_for(repo, n):
+    base = git(repo.canonical_path, "rev-parse", repo.branch)
+    made = [(f"b{i}", make_patch(repo, {f"b{i}/done.txt": f"bead {i}\n"})[1]) for i in range(n)]
+    return base, made
+
+
+def test_forty_submissions_from_eight_producers_land_as_forty_commits(
+    repo, agent, rq_redis, subprocess_env
+):
+    base, made = patches_for(repo, 40)
+    worker = lead_worker(subprocess_env, repo)
+    try:
+        produced = race(produce, [(repo.pk, agent.pk, base, made[i::8]) for i in range(8)])
+        assert sum(produced) == 40
+        wait_until(all_finished(repo, 40), what="40 submissions")
+    finally:
+        worker.kill_group()
+    assert set(Submission.objects.values_list("status", flat=True)) == {"committed"}
+    assert_one_commit_per_bead(repo, list(Bead.objects.filter(repository=repo)), base)
+    assert_serialized(repo)
+
+
+def test_two_lead_workers_on_one_queue_still_commit_one_at_a_time(
+    repo, agent, rq_redis, subprocess_env
+):
+    base, made = patches_for(repo, 16)
+    produce(repo.pk, agent.pk, base, made)
+    workers = [lead_worker(subprocess_env, repo, "--burst") for _ in range(2)]
+    try:
+        for worker in workers:
+            assert worker.wait(120) == 0
+    finally:
+        for worker in workers:
+            worker.kill_group()
+    assert Submission.objects.filter(status="committed").count() == 16
+    assert_one_commit_per_bead(repo, list(Bead.objects.filter(repository=repo)), base)
+    assert_serialized(repo)
+
+
+def test_a_lead_killed_mid_job_loses_nothing_and_commits_once(
+    repo, agent, rq_redis, subprocess_env
+):
+    repo.check_command = 'python3 -c "import time; time.sleep(2)"'
+    repo.save()
+    base, made = patches_for(repo, 1)
+    produce(repo.pk, agent.pk, base, made)
+    sub = Submission.objects.get()
+    worker = lead_worker(subprocess_env, repo)
+    try:
+        wait_until(lambda: sub.gate_results.filter(gate="apply").exists(), what="the check")
+        os.kill(worker.proc.pid, signal.SIGKILL)  # holding the lock, in the check
+        worker.wait(10)
+    finally:
+        worker.kill_group()
+    sub.refresh_from_db()
+    assert sub.status == "checking"
+    restarted = lead_worker(subprocess_env, repo, "--burst")
+    try:
+        assert restarted.wait(120) == 0, restarted.output
+    finally:
+        restarted.kill_group()
+    sub.refresh_from_db()
+    assert sub.status == "committed"
+    assert "queued again" in restarted.output
+    trailer = f"Session: {sub.session_id}"
+    log = git(repo.canonical_path, "log", "--format=%H", "-F", f"--grep={trailer}", repo.branch)
+    assert log.split() == [sub.commit_sha]
+
+
+def test_the_supervisor_keeps_one_worker_per_active_repository(
+    repo, make_repo, rq_redis, subprocess_env
+):
+    supervisor = Running(["manage.py", "lead", "--interval", "0.3"], subprocess_env)
+    try:
+        first = int(supervisor.wait_for(rf"started lead worker for {repo.slug} \(pid (\d+)\)")[1])
+        other = make_repo("other")
+        supervisor.wait_for(rf"started lead worker for {other.slug} \(pid \d+\)", timeout=10)
+        os.kill(first, signal.SIGKILL)
+        supervisor.wait_for(rf"lead worker for {repo.slug} exited with code -9", timeout=10)
+        again = supervisor.wait_for(
+            rf"started lead worker for {repo.slug} \(pid (\d+)\)", timeout=10, start=2
+        )
+        assert int(again[1]) != first
+        Repository.objects.filter(pk=other.pk).update(active=False)
+        supervisor.wait_for(rf"stopped lead worker for {other.slug}", timeout=20)
+        os.killpg(supervisor.proc.pid, signal.SIGTERM)
+        assert supervisor.wait(30) == 0
+    finally:
+        supervisor.kill_group()
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", supervisor.output)]
+        left = [pid for pid in pids if group_members(pid)]
+        for pid in left:
+            os.killpg(pid, signal.SIGKILL)
+    assert pids and not left

@@ -1,0 +1,162 @@
+"""Agent sessions: private clones, context packs, limits against drift, live logs.
+
+The agents are small real programs under tests/programs/, run as subprocesses.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agents import flow
+from agents.models import Agent, LogChunk, Session, Submission
+from agents.runner import run_session
+from beads.models import Bead
+from knowledge.models import Learning
+from tests.factories import git, program_agent, run_in_thread, run_lead, wait_for
+from tests.procs import group_members
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def quick_limits(settings):
+    settings.KILL_GRACE_SECONDS = 1
+    settings.WATCH_INTERVAL_SECONDS = 0.2
+
+
+def start(repo, agent, scope=("src/**",), **fields):
+    bead = Bead.objects.create(repository=repo, title="Do the thing", scope=list(scope), **fields)
+    session = flow.claim(agent, bead=bead)
+    session.queue()
+    run_session(session.pk)
+    session.refresh_from_db()
+    bead.refresh_from_db()
+    return session, bead
+
+
+def log_text(session):
+    return "".join(LogChunk.objects.filter(session=session).values_list("text", flat=True))
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+
+
+def test_a_well_behaved_agent_lands_its_work(repo, rq_redis):
+    agent = program_agent("editor", "src/feature.py=FEATURE = 1")
+    session, bead = start(repo, agent)
+    assert session.status == "submitted", session.error
+    assert session.changed_files == ["src/feature.py"]
+    assert session.summary == "Wrote the files I was asked to.\n"
+    assert ".agents" not in session.patch
+    assert f"session {session.pk} bead {bead.id}" in log_text(session)
+    assert not Path(session.workdir).exists()  # the patch is kept, the clone is not
+    assert Learning.objects.get(source_session=session).title == "Small edits land fast"
+    run_lead(repo)
+    bead.refresh_from_db()
+    assert bead.status == "closed"
+    assert git(repo.canonical_path, "show", f"{bead.commit_sha}:src/feature.py") == "FEATURE = 1"
+
+
+def test_the_demo_agent_carries_out_the_edits_in_the_description(repo, rq_redis):
+    agent = Agent.objects.create(name="demo", preset="demo")
+    description = (
+        "Greet properly.\n\n```corral replace src/app.py\nprint('hello')\n=====\n"
+        "print('hello, world')\n```\n```corral write src/extra.py\nX = 2\n```\n"
+    )
+    session, bead = start(repo, agent, description=description)
+    assert session.status == "submitted", log_text(session) + session.error
+    run_lead(repo)
+    bead.refresh_from_db()
+    assert bead.status == "closed"
+    path = repo.canonical_path
+    assert git(path, "show", f"{bead.commit_sha}:src/app.py") == "print('hello, world')"
+    assert git(path, "show", f"{bead.commit_sha}:src/extra.py") == "X = 2"
+
+
+def test_an_agent_that_sleeps_past_its_limit_is_timed_out(repo):
+    session, bead = start(repo, program_agent("sleeper"), time_limit_s=1)
+    assert session.status == "timed_out" and "time limit of 1s" in session.error
+    assert (bead.status, bead.attempts) == ("open", 1)
+    assert not group_members(session.pid)
+    assert not Submission.objects.exists()
+
+
+def test_an_agent_ignoring_sigterm_and_its_child_are_both_killed(repo):
+    session, _ = start(repo, program_agent("stubborn"), time_limit_s=1)
+    assert session.status == "timed_out"
+    child = int((Path(session.workdir) / ".agents" / "pids").read_text())
+    assert not alive(child) and not alive(session.pid)
+    assert not group_members(session.pid)
+
+
+def test_an_agent_writing_outside_its_scope_is_stopped_and_nothing_submitted(repo):
+    session, bead = start(repo, program_agent("trespasser"), scope=["src/**"])
+    assert session.status == "out_of_scope"
+    assert "outside.txt" in session.error
+    assert not Submission.objects.exists()
+    assert (Path(session.workdir) / "src" / "inside.py").read_text() == "ok = True\n"  # kept
+    assert (bead.status, bead.attempts) == ("open", 1)
+
+
+def test_an_agent_that_exits_non_zero_fails_and_returns_the_bead(repo):
+    session, bead = start(repo, program_agent("crasher"))
+    assert session.status == "failed" and session.exit_code == 3
+    assert "exited with code 3" in session.error
+    assert (bead.status, bead.attempts) == ("open", 1)
+    assert "about to fail" in log_text(session)
+
+
+def test_changing_more_files_than_the_cap_fails(repo):
+    agent = program_agent("editor", "src/a=1", "src/b=2", "src/c=3", max_changed_files=2)
+    session, bead = start(repo, agent)
+    assert session.status == "failed" and "over the cap of 2" in session.error
+    assert not Submission.objects.exists()
+
+
+def test_the_context_pack_says_why_the_last_attempt_failed_within_its_budget(repo):
+    agent = program_agent("reader", context_budget_chars=1500)
+    reason = "The check failed: test_totals expected 3, got 4."
+    session, _ = start(repo, agent, last_failure=reason, acceptance_criteria="Totals add up.")
+    printed = log_text(session)
+    assert "## Why the last attempt failed" in printed and reason in printed
+    assert "Totals add up." in printed
+    assert 0 < session.context_chars <= 1500
+
+
+def test_a_long_description_is_cut_to_the_budget_and_the_cut_is_said(repo):
+    agent = program_agent("reader", context_budget_chars=2000)
+    session, _ = start(repo, agent, description="word " * 2000)
+    assert session.context_chars <= 2000
+    assert "[Context cut:" in log_text(session)
+
+
+def test_the_log_is_cut_at_its_cap_and_says_so(repo, settings):
+    settings.SESSION_LOG_CAP_CHARS = 500
+    session, _ = start(repo, program_agent("chatty", "100", "0"))
+    text = log_text(session)
+    assert text.endswith("[log cut: over 500 characters]\n")
+    assert len(text) < 600
+    assert session.status == "submitted"
+
+
+def test_a_person_cancelling_a_session_stops_its_agent(repo, user):
+    bead = Bead.objects.create(repository=repo, title="x", scope=["src/**"])
+    session = flow.claim(program_agent("sleeper"), bead=bead)
+    session.queue()
+    runner = run_in_thread(session.pk)
+    wait_for(lambda: Session.objects.get(pk=session.pk).pid)
+    session.refresh_from_db()
+    assert flow.cancel(session, user)
+    runner.join(timeout=20)
+    assert not runner.is_alive()
+    session.refresh_from_db()
+    bead.refresh_from_db()
+    assert session.status == "cancelled" and "Cancelled by alice" in session.error
+    assert (bead.status, bead.attempts) == ("open", 1)
+    assert not group_members(session.pid)

@@ -1,0 +1,98 @@
+"""`manage.py addrepo` clones a canonical bare copy, or refuses with one clear line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from tests.factories import git
+from workspace.models import Repository
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def addrepo(*args):
+    call_command("addrepo", *[str(a) for a in args])
+    return Repository.objects.get()
+
+
+@pytest.mark.django_db
+def test_registers_a_local_repository_with_its_history(make_source, settings):
+    source = make_source("payments", commits=[{"a.txt": "1"}, {"b.txt": "2"}, {"a.txt": "3"}])
+    repo = addrepo(source, "--check-command", "python3 -m pytest -q", "--review", "human")
+    assert (repo.name, repo.slug, repo.branch, repo.bead_prefix) == (
+        "payments",
+        "payments",
+        "main",
+        "payments",
+    )
+    assert repo.canonical_path == settings.REPOS_DIR / "payments.git"
+    assert git(repo.canonical_path, "rev-parse", "--is-bare-repository") == "true"
+    assert git(repo.canonical_path, "rev-list", "--count", "main") == "3"
+    assert git(repo.canonical_path, "rev-parse", "main") == git(source, "rev-parse", "HEAD")
+    assert repo.upstream == str(source)
+    assert repo.check_argv() == ["python3", "-m", "pytest", "-q"]
+    assert repo.review_mode == "human"
+
+
+@pytest.mark.django_db
+def test_takes_the_sources_default_branch_and_a_given_name(make_source):
+    source = make_source("svc", branch="trunk")
+    repo = addrepo(source, "--name", "Billing Service")
+    assert (repo.slug, repo.branch, repo.bead_prefix) == ("billing-service", "trunk", "billings")
+
+
+@pytest.mark.django_db
+def test_a_path_that_is_not_a_git_repository_is_refused(tmp_path, settings):
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(CommandError, match="not a git repository"):
+        addrepo(tmp_path / "plain")
+    with pytest.raises(CommandError, match="no such file or folder"):
+        addrepo(tmp_path / "missing")
+    assert not Repository.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_missing_branch_leaves_nothing_behind(make_source, settings):
+    with pytest.raises(CommandError, match="no branch 'release'"):
+        addrepo(make_source("app"), "--branch", "release")
+    assert not Repository.objects.exists()
+    assert not (settings.REPOS_DIR / "app.git").exists()
+
+
+@pytest.mark.django_db
+def test_an_unparsable_check_command_leaves_nothing_behind(make_source, settings):
+    with pytest.raises(CommandError, match="Cannot parse the command"):
+        addrepo(make_source("app"), "--check-command", "pytest 'unclosed")
+    assert not Repository.objects.exists()
+    assert not (settings.REPOS_DIR / "app.git").exists()
+
+
+@pytest.mark.django_db
+def test_the_same_name_twice_is_refused_and_prefixes_stay_unique(make_source, make_repo):
+    first = make_repo("app")
+    with pytest.raises(CommandError, match="already registered"):
+        addrepo(make_source("other"), "--name", "app")
+    second = Repository.register(str(make_source("app2")), first.workspace, name="a-pp")
+    assert first.bead_prefix == "app" and second.bead_prefix == "app2"
+
+
+def test_from_the_shell_a_bad_path_exits_non_zero_with_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["CORRAL_HOME"] = str(tmp_path / "home")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "addrepo", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"CommandError: {tmp_path}: not a git repository"

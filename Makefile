@@ -2,9 +2,20 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# Debian's chromium package; the browser tests drive it (Playwright's download is not used).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test bench lint format clean
+
+# `make test` without Chromium: root gets it from apt (the recipe below); anyone
+# else gets one line saying what to install.
+ifneq ($(filter test,$(MAKECMDGOALS)),)
+ifeq ($(wildcard $(CHROMIUM)),)
+ifneq ($(shell id -u),0)
+$(error make test needs Chromium at $(CHROMIUM): run "sudo apt-get install chromium" (Debian's package), or make test as root)
+endif
+endif
+endif
 
 $(BIN)/corral-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,21 +23,29 @@ $(BIN)/corral-installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+$(CHROMIUM):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+	@test -x $@ || { echo "apt-get installed chromium but there is no $@" >&2; exit 1; }
+
 run: $(BIN)/corral-installed
 	$(BIN)/python manage.py up
 
-# Tests use the Redis at 127.0.0.1:6379 (database 15) unless REDIS_URL says
-# otherwise, and PostgreSQL when DATABASE_URL points at it (SQLite if not).
-test: $(BIN)/corral-installed
-	CORRAL_HOME=$(CURDIR)/.corral/test REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-		$(BIN)/pytest $(PYTEST_ARGS)
+# Tests need nothing running: Redis is an embedded one that pytest starts
+# (tests/embedded_redis.py) unless REDIS_URL is set, and the database SQLite
+# unless DATABASE_URL points at PostgreSQL.
+test: $(BIN)/corral-installed $(CHROMIUM)
+	CORRAL_HOME=$(CURDIR)/.corral/test $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(BIN)/corral-installed
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
+# Formatting, lint, the layers (import-linter, pyproject's [tool.importlinter]) and types.
 lint: $(BIN)/corral-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(BIN)/corral-installed
 	$(BIN)/ruff format .

@@ -7,9 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CORRAL_HOME=/data
 
-# git: Corral's canonical repositories, session clones and commits.
+# git: Corral's canonical repositories, session clones and commits. bubblewrap:
+# the sandbox check commands and agent sessions run in (docker-compose.yml
+# gives the containers the user namespaces it needs).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
+    && apt-get install -y --no-install-recommends git bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -4,6 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian's chromium package; the browser tests drive it (Playwright's download is not used).
 CHROMIUM := /usr/bin/chromium
+# Debian's bubblewrap package: check commands and agent sessions run in its sandbox.
+BWRAP := /usr/bin/bwrap
+# CORRAL_UNSANDBOXED=1 make run: the local single-user trial, which runs without it.
+ifeq ($(filter 1 true yes on,$(CORRAL_UNSANDBOXED)),)
+RUN_BWRAP := $(BWRAP)
+endif
 
 .PHONY: run test bench lint format clean
 
@@ -13,6 +19,15 @@ ifneq ($(filter test,$(MAKECMDGOALS)),)
 ifeq ($(wildcard $(CHROMIUM)),)
 ifneq ($(shell id -u),0)
 $(error make test needs Chromium at $(CHROMIUM): run "sudo apt-get install chromium" (Debian's package), or make test as root)
+endif
+endif
+endif
+
+# `make run` or `make test` without bubblewrap: the same, root gets it from apt.
+ifneq ($(filter test,$(MAKECMDGOALS))$(if $(RUN_BWRAP),$(filter run,$(MAKECMDGOALS))),)
+ifeq ($(wildcard $(BWRAP)),)
+ifneq ($(shell id -u),0)
+$(error make $(MAKECMDGOALS) needs bubblewrap at $(BWRAP): run "sudo apt-get install bubblewrap" (Debian's package), or make as root)
 endif
 endif
 endif
@@ -28,13 +43,18 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 	@test -x $@ || { echo "apt-get installed chromium but there is no $@" >&2; exit 1; }
 
-run: $(BIN)/corral-installed
+$(BWRAP):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y bubblewrap
+	@test -x $@ || { echo "apt-get installed bubblewrap but there is no $@" >&2; exit 1; }
+
+run: $(BIN)/corral-installed $(RUN_BWRAP)
 	$(BIN)/python manage.py up
 
 # Tests need nothing running: Redis is an embedded one that pytest starts
 # (tests/embedded_redis.py) unless REDIS_URL is set, and the database SQLite
 # unless DATABASE_URL points at PostgreSQL.
-test: $(BIN)/corral-installed $(CHROMIUM)
+test: $(BIN)/corral-installed $(CHROMIUM) $(BWRAP)
 	CORRAL_HOME=$(CURDIR)/.corral/test $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(BIN)/corral-installed

@@ -1,8 +1,9 @@
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
@@ -13,11 +14,22 @@ from agents import flow, patches
 from agents.auth import may_act_on, the_agent
 from agents.models import Session, StateError
 from beads import hook
-from beads.api import BeadDetail, repository_or_404
+from beads.api import (
+    BeadDetail,
+    BeadIn,
+    Line,
+    Text,
+    field_errors,
+    repository_or_404,
+    with_dependencies,
+)
+from beads.api import router as beads_router
 from beads.models import Bead
 from knowledge import inject
 from knowledge.models import Learning
+from workspace import gitops
 from workspace.models import Workspace
+from workspace.scrub import scrub
 
 router = Router(tags=["sessions"])
 MAX_LOG_CHARS = 64_000
@@ -49,18 +61,24 @@ class LeaseOut(Schema):
 
 
 class LogIn(Strict):
-    text: str = Field(..., max_length=MAX_LOG_CHARS)
+    # Output keeps its escapes and tabs, but a NUL cannot be stored (PostgreSQL).
+    text: Annotated[str, Field(pattern=r"^[^\x00]*$")] = Field(..., max_length=MAX_LOG_CHARS)
 
 
 class SubmittedLearning(Strict):
-    title: str = Field(..., min_length=1, max_length=200)
-    body: str = Field(..., min_length=1)
-    tags: list[str] = []
+    title: Line = Field(..., min_length=1, max_length=200)
+    body: Text = Field(..., min_length=1)
+    tags: list[Line] = []
+
+
+# The summary goes into a commit message: no control characters but newlines,
+# tabs and carriage returns (a CRLF handoff), none of DEL or C1 either.
+Summary = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
 
 
 class SubmitIn(Strict):
     patch: str = Field(..., description="`git diff --binary` against the base SHA")
-    summary: str = Field("", description="the handoff: what was done, what is left")
+    summary: Summary = Field("", description="the handoff: what was done, what is left")
     learnings: list[SubmittedLearning] = []
 
 
@@ -71,7 +89,7 @@ class SubmitOut(Schema):
 
 
 class ReleaseIn(Strict):
-    reason: str = Field(..., min_length=1, max_length=2000)
+    reason: Text = Field(..., min_length=1, max_length=2000)
 
 
 def own_session(request: HttpRequest, session_id: UUID) -> Session:
@@ -141,12 +159,19 @@ def log(request: HttpRequest, session_id: UUID, data: LogIn) -> dict[str, int]:
 )
 def submit(request: HttpRequest, session_id: UUID, data: SubmitIn) -> Status[dict[str, Any]]:
     session = own_session(request, session_id)
-    if len(data.patch.encode()) > settings.MAX_PATCH_BYTES:
+    # surrogatepass: a lone surrogate is counted here and refused by parse() below.
+    if len(data.patch.encode("utf-8", "surrogatepass")) > settings.MAX_PATCH_BYTES:
         raise HttpError(413, f"The patch is over {settings.MAX_PATCH_BYTES} bytes.")
     try:
         patches.parse(data.patch)
+        # What the lead will do with it: git reads it and applies it to the base.
+        gitops.check_patch(session.bead.repository.canonical_path, session.base_sha, data.patch)
     except patches.PatchError as e:
         raise HttpError(400, str(e)) from None
+    except gitops.GitError as e:
+        raise HttpError(
+            400, f"git cannot apply the patch to {session.base_sha[:12]}: {e}"
+        ) from None
     learnings = [item.model_dump() for item in data.learnings]
     try:
         submission = flow.hand_in(session, data.patch, data.summary, learnings)
@@ -171,9 +196,9 @@ def release(request: HttpRequest, session_id: UUID, data: ReleaseIn) -> dict[str
 
 
 class LearningIn(Strict):
-    title: str = Field(..., min_length=1, max_length=200)
-    body: str = Field(..., min_length=1)
-    tags: list[str] = []
+    title: Line = Field(..., min_length=1, max_length=200)
+    body: Text = Field(..., min_length=1)
+    tags: list[Line] = []
     repo: str | None = None
     session: UUID | None = Field(None, description="the session it came from, if any")
 
@@ -206,3 +231,57 @@ def propose(request: HttpRequest, data: LearningIn) -> Status[Learning]:
         source_bead=session.bead if session else None,
     )
     return Status(201, learning)
+
+
+# Beads as the caller may see and file them. Declared on the beads router, where
+# `GET beads` lives (Django sends a path to the first router that has it), but
+# here, because both depend on the caller's sessions.
+
+
+def may_see_failure(request: HttpRequest, bead: Bead) -> bool:
+    """Why a bead's last attempt failed quotes gate output, which may hold what
+    the agent's code printed: only people and the agents working on the bead
+    see it."""
+    agent = getattr(request, "agent", None)
+    if agent is None:
+        return bool(request.user.is_authenticated)
+    return flow.holds_live_session(agent, bead)
+
+
+@beads_router.get(
+    "beads/{bead_id}",
+    response=BeadDetail,
+    summary="Show one bead",
+    operation_id="beads_api_show_bead",
+)
+def show_bead(request: HttpRequest, bead_id: str) -> Bead:
+    bead = get_object_or_404(Bead.objects.select_related("repository"), pk=bead_id)
+    # Scrubbed when stored; again here for rows stored before scrubbing was.
+    bead.last_failure = scrub(bead.last_failure) if may_see_failure(request, bead) else ""
+    return with_dependencies(bead)
+
+
+@beads_router.post(
+    "beads",
+    response={201: BeadDetail},
+    summary="Create a bead",
+    description="A person's bead is open. An agent's must be discovered_from a bead it holds "
+    "a live session on; it goes to that bead's repository, its scope must lie within that "
+    "bead's, and it is proposed (not ready) until a person accepts it, unless the repository "
+    "lets agents file ready beads.",
+    operation_id="beads_api_create_bead",
+)
+def create_bead(request: HttpRequest, data: BeadIn) -> Status[Bead]:
+    parent = get_object_or_404(Bead, pk=data.discovered_from) if data.discovered_from else None
+    repo = repository_or_404(data.repo) or (parent.repository if parent else None)
+    if repo is None:
+        raise HttpError(422, "Give repo, or discovered_from to file it beside that bead.")
+    bead = Bead(repository=repo, **data.dict(exclude={"repo", "discovered_from"}))
+    try:
+        bead.full_clean(exclude=["id"])
+        flow.file_bead(bead, parent, agent=getattr(request, "agent", None), person=request.user)
+    except flow.FilingRefused as e:
+        raise HttpError(403, str(e)) from None
+    except ValidationError as e:
+        raise HttpError(422, field_errors(e)) from None
+    return Status(201, with_dependencies(bead))

@@ -1,5 +1,6 @@
 """Who calls the agents' API: an agent by its bearer token, or a person by
-their dashboard login (who may read but not act as an agent)."""
+their dashboard login (who may read, write only as their role allows, and
+never act as an agent)."""
 
 from typing import Any
 
@@ -8,6 +9,9 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer, SessionAuth
 
 from agents.models import Agent, Session
+from workspace import roles
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class AgentToken(HttpBearer):
@@ -26,6 +30,14 @@ class BrowserSession(SessionAuth):
         if not request.user.is_authenticated:
             return None
         return super().__call__(request)
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
+        """The person, once the CSRF check passed; a write needs the operator role."""
+        user = super().authenticate(request, key)
+        if user is not None and request.method not in SAFE_METHODS:
+            if not user.has_perm(roles.API_WRITE):
+                raise HttpError(403, roles.refusal(roles.API_WRITE))
+        return user
 
 
 def the_agent(request: HttpRequest) -> Agent:

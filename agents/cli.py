@@ -433,7 +433,14 @@ def cmd_new(args: argparse.Namespace) -> None:
     }
     body = {k: v for k, v in body.items() if v is not None}
     bead = client_of(args).request("POST", "beads", body)
-    emit(args, bead, lambda d: d["id"])
+    emit(args, bead, filed)
+
+
+def filed(bead: dict[str, Any]) -> str:
+    """The new bead's ID, and what its status means when it is not ready work yet."""
+    if bead.get("status") == "proposed":
+        return f"{bead['id']} (proposed: ready once a person accepts it)"
+    return str(bead["id"])
 
 
 def cmd_inject(args: argparse.Namespace) -> None:

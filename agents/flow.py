@@ -8,19 +8,23 @@ that loses its race changes nothing and returns False (or raises StateError
 where the caller must answer someone).
 """
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 
 from agents import queues
 from agents.models import Agent, Session, StateError, Submission
 from beads import hook
-from beads.models import Bead
+from beads.models import Bead, Dependency
 from knowledge.models import Learning
+from workspace import roles
 from workspace.models import Repository
+from workspace.scrub import scrub
 
 
 def claim(
@@ -38,6 +42,172 @@ def claim(
         bead=bead,
         repositories=repositories,
     )
+
+
+class FilingRefused(Exception):
+    """The caller may not file this bead (403); the message says why."""
+
+
+def file_bead(
+    bead: Bead, discovered_from: Bead | None, agent: Agent | None = None, person: Any = None
+) -> Bead:
+    """File a new bead (not yet saved) and its discovered-from dependency, together.
+
+    A person's bead is open at once, if their role lets them file here
+    (person_may_file). An agent's comes from a bead it works on: it names
+    that bead as discovered_from and must hold a live session on it (a
+    session token: that very session); the new bead goes to the same
+    repository, its scope must lie within that bead's (agent_scope_beyond),
+    and it is proposed, for a person to accept, unless the repository lets
+    agents file ready work (agents_file_ready). Internal agents then never
+    run what an agent wrote until a person has looked at it.
+
+    Raises FilingRefused (403) or ValidationError (422, naming the field).
+    """
+    with transaction.atomic():
+        if agent is not None:
+            admit_agents_bead(bead, discovered_from, agent)
+        else:
+            admit_persons_bead(bead, person)
+        bead.save()
+        if discovered_from is not None:
+            Dependency.objects.create(
+                issue=bead, depends_on=discovered_from, type=Dependency.Type.DISCOVERED_FROM
+            )
+    return bead
+
+
+def person_may_file(person: Any, repository: Repository) -> bool:
+    """Whether a person may file beads in `repository`: their role's permission
+    (operators and admins). Per-repository rules would go here."""
+    return bool(getattr(person, "is_authenticated", False) and person.has_perm(roles.FILE_BEADS))
+
+
+def admit_persons_bead(bead: Bead, person: Any) -> None:
+    if not person_may_file(person, bead.repository):
+        raise FilingRefused(roles.refusal(roles.FILE_BEADS))
+    bead.filed_by = person
+    bead.status = Bead.Status.OPEN
+
+
+def admit_agents_bead(bead: Bead, parent: Bead | None, agent: Agent) -> None:
+    if parent is None:
+        raise ValidationError(
+            {"discovered_from": "An agent files a bead from the bead it works on: name it."}
+        )
+    if not holds_live_session(agent, parent):
+        raise FilingRefused(
+            f"You hold no live session on {parent.pk}: an agent files beads only from "
+            "the bead it is working on."
+        )
+    if bead.repository_id != parent.repository_id:
+        raise FilingRefused(
+            f"An agent files beads only in the repository it works in "
+            f"({parent.repository.slug}), not in {bead.repository.slug}."
+        )
+    beyond = agent_scope_beyond(bead.scope, parent.scope, parent.repository.allow_unscoped)
+    if beyond:
+        raise ValidationError(
+            {
+                "scope": f"{', '.join(beyond)} may reach beyond the scope of {parent.pk} "
+                f"({', '.join(parent.scope) or 'none'}). Give patterns under it; a person "
+                "can widen the scope once the bead is filed."
+            }
+        )
+    bead.filed_by_agent = agent.name
+    ready = bead.repository.agents_file_ready
+    bead.status = Bead.Status.OPEN if ready else Bead.Status.PROPOSED
+
+
+def holds_live_session(agent: Agent, bead: Bead) -> bool:
+    """Whether the agent works on the bead now (a session token: in its own session)."""
+    sessions = Session.objects.filter(agent=agent, bead=bead, status__in=Session.LIVE)
+    only = getattr(agent, "only_session", None)
+    if only is not None:
+        sessions = sessions.filter(pk=only)
+    return sessions.exists()
+
+
+# Scopes compared as patterns (gitignore-style, matched with pathspec). Sound and
+# conservative: a pattern is accepted only where it provably matches no path the
+# parent's scope does not, and anything unclear is refused (a person can widen).
+GLOB = re.compile(r"[*?\[\]\\]")
+EVERYTHING = {"*", "**", "/**", "**/*"}
+
+
+def agent_scope_beyond(scope: list[str], parent: list[str], unscoped_ok: bool) -> list[str]:
+    """The patterns of `scope` that may match a path `parent` does not ([] if none).
+
+    A pattern lies within the parent's scope when the parent has the same
+    pattern, or one matching everything, or a directory pattern `dir/**` or
+    `dir/` (anchored, `dir` without wildcards) and the pattern is anchored
+    under `dir/` (`dir/sub/**`, `dir/*.py`). Negations in `scope` only narrow
+    it; the parent's (`!dir/secret/**`) must provably miss every pattern. An
+    empty scope means any path where the repository allows unscoped beads.
+    """
+    if not parent:
+        return [] if unscoped_ok or not scope else list(scope)
+    if not scope:
+        return ["(no scope, which is any path)"]
+    included = [p for p in parent if adds_paths(p)]
+    excluded = [p[1:] for p in parent if p.startswith("!")]
+    return [
+        pattern
+        for pattern in scope
+        if adds_paths(pattern)
+        and not (
+            any(pattern_within(pattern, q) for q in included)
+            and all(disjoint(pattern, x) for x in excluded)
+        )
+    ]
+
+
+def adds_paths(pattern: str) -> bool:
+    """Not a negation, a comment or a blank line (those add no path)."""
+    return bool(pattern.strip()) and not pattern.startswith(("!", "#"))
+
+
+def anchored(pattern: str) -> bool:
+    """Matched from the repository's root, not at any depth (git's rule: a
+    slash at the start or in the middle; one at the end does not count)."""
+    return "/" in pattern.rstrip("/") and not pattern.startswith("**/")
+
+
+def literal_root(pattern: str) -> str:
+    """The leading path segments of an anchored pattern that hold no wildcard:
+    every path it matches is that path or lies under it ("" if none)."""
+    segments = []
+    for segment in pattern.strip("/").split("/"):
+        if not segment or GLOB.search(segment):
+            break
+        segments.append(segment)
+    return "/".join(segments)
+
+
+def pattern_within(pattern: str, parent: str) -> bool:
+    if pattern == parent or parent in EVERYTHING:
+        return True
+    if {".", ".."} & set(pattern.split("/")):
+        return False  # not a path git can hold; refused rather than reasoned about
+    directory = parent.removesuffix("/**") if parent.endswith("/**") else None
+    if directory is None and parent.endswith("/") and anchored(parent):
+        directory = parent.rstrip("/")
+    if not directory or not anchored(parent) or GLOB.search(directory):
+        return False
+    prefix = directory.lstrip("/") + "/"
+    below = pattern.lstrip("/") if anchored(pattern) else ""
+    return below.startswith(prefix) and len(below) > len(prefix)
+
+
+def disjoint(pattern: str, negated: str) -> bool:
+    """Whether no path matches both: both anchored under roots neither of which
+    lies under the other."""
+    if not (anchored(pattern) and anchored(negated)):
+        return False
+    mine, theirs = literal_root(pattern), literal_root(negated)
+    if not mine or not theirs:
+        return False
+    return not (mine == theirs or mine.startswith(theirs + "/") or theirs.startswith(mine + "/"))
 
 
 def queue_session(session: Session) -> bool:
@@ -157,7 +327,10 @@ def close_finished_parents(bead: Bead) -> list[Bead]:
 
 def refuse(submission: Submission, status: str, reason: str) -> bool:
     """The lead turns a submission down (a gate, a conflict, a failure): the
-    session failed after all and the bead goes back to the hook."""
+    session failed after all and the bead goes back to the hook. The reason
+    quotes gate output (a check's, from the agent's code): its secrets are
+    scrubbed before it is stored where the next session and pages read it."""
+    reason = scrub(reason)
     with transaction.atomic():
         if not submission.refuse(status, reason):
             return False
@@ -167,8 +340,29 @@ def refuse(submission: Submission, status: str, reason: str) -> bool:
     return True
 
 
+class ReviewRefused(Exception):
+    """This person may not decide on this submission; the message says why."""
+
+
+def reviews_own_bead(submission: Submission, user: Any) -> bool:
+    """The repository wants review by another person, and `user` filed the bead."""
+    filed_by = submission.bead.filed_by_id
+    return (
+        submission.repository.review_by_other
+        and filed_by is not None
+        and filed_by == getattr(user, "pk", None)
+    )
+
+
 def review(submission: Submission, user: Any, approve: bool, reason: str = "") -> bool:
-    """A person's decision on a submission awaiting review; False if it was not waiting."""
+    """A person's decision on a submission awaiting review; False if it was not
+    waiting. Raises ReviewRefused when the repository wants someone other than
+    the bead's filer to review it and `user` filed it."""
+    if reviews_own_bead(submission, user):
+        raise ReviewRefused(
+            f"You filed {submission.bead_id}, and {submission.repository.name} wants its "
+            "work reviewed by another person: ask another operator to approve or reject it."
+        )
     with transaction.atomic():
         if approve:
             if not submission.approve(user):

@@ -2,24 +2,27 @@
 
 Each gate takes the Landing (agents/lead.py) and returns a Verdict. They run
 in GATES order; the first that fails ends the run with its refusal status.
+
+The apply gate goes first: git builds the tree the commit would have, and the
+paths, scope and size gates judge what git would write (its paths, modes,
+blob sizes and symlink targets), never Corral's own reading of the patch text.
 """
 
 import os
-import posixpath
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
-from agents import patches
 from agents.models import Agent, Session, Submission
-from agents.patches import SYMLINK_MODE, FileChange
 from beads.models import Bead
-from workspace import gitops
+from workspace import gitops, sandbox
+from workspace.gitops import TreeChange
 from workspace.models import Repository
-from workspace.processes import kill_group, spawn
+from workspace.processes import kill_group
 
 REJECTED, CONFLICT, FAILED = (
     Submission.Status.REJECTED,
@@ -29,6 +32,7 @@ REJECTED, CONFLICT, FAILED = (
 OUTPUT_TAIL_CHARS = 4000
 # The check runs code an agent wrote: it gets no Corral secrets, only these.
 CHECK_ENV_KEYS = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"]
+BLOB_KINDS = ("file", "exec", "symlink")
 
 
 @dataclass
@@ -48,44 +52,87 @@ class Landing(Protocol):
     repository: Repository
     path: Path
     head: str
-    changes: list[FileChange]
-    files: list[str]
     tree: str | None  # set by the apply gate
+    written: list[TreeChange]  # set by the apply gate: what git would commit
+    files: list[str]  # the paths of `written`
+
+
+def folded(name: str) -> str:
+    """A path part as a case-insensitive file system (and Windows) would see it."""
+    return name.lower().rstrip(". ")
+
+
+def is_dot_git(name: str) -> bool:
+    return folded(name) in (".git", "git~1")
+
+
+def is_gitmodules(name: str) -> bool:
+    return folded(name) == ".gitmodules" or folded(name).startswith("gitmod~")
 
 
 def path_problem(path: str) -> str | None:
-    """Why a path named by a patch may not be written, or None."""
-    parts = PurePosixPath(path).parts
+    """Why a path may not be written, or None."""
+    parts = path.split("/")
     if not path or path.startswith("/") or (len(path) > 1 and path[1] == ":"):
         return "an absolute path"
-    if ".." in parts:
-        return "a path that climbs out with .."
-    if any(part.lower() == ".git" for part in parts):
+    if any(part in ("", ".", "..") for part in parts):
+        return "a path that climbs out with .. (or has an empty or . part)"
+    if any(is_dot_git(part) for part in parts):
         return "a path inside .git/"
+    if folded(parts[0]) == ".agents":
+        return "a path under .agents/, which is Corral's (the context pack)"
     return None
 
 
-def link_escapes(link_path: str, target: str) -> bool:
-    """True when a symlink at link_path pointing at target leaves the repository or enters .git."""
-    if target.startswith("/"):
-        return True
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(link_path), target))
-    parts = PurePosixPath(resolved).parts
-    return resolved == ".." or resolved.startswith("../") or ".git" in [p.lower() for p in parts]
+def submodule_problem(change: TreeChange) -> str | None:
+    if "gitlink" in (change.kind, change.old_kind):
+        return "a submodule (gitlink)"
+    if any(is_gitmodules(part) for part in change.path.split("/")):
+        return "a .gitmodules file"
+    return None
+
+
+def link_problem(link: str, target: str, modes: dict[str, str], changed: set[str]) -> str | None:
+    """Why a symlink in the new tree may not land, or None. A link the patch
+    changed is judged whole; any other only for passing through one it changed
+    (a folder the patch turned into a symlink can carry an old link outside)."""
+    resolved, through = gitops.resolve_link(link, target, modes)
+    if link not in changed:
+        if moved := [p for p in through if p in changed]:
+            return f"a symlink to {target!r} that now passes through the symlink {moved[0]}"
+        return None
+    if not target or "\0" in target:
+        return "a symlink with an empty target or a NUL in it"
+    if resolved is None:
+        return f"a symlink to {target!r}, outside the repository"
+    if through:
+        return f"a symlink to {target!r} through the symlink {through[0]}"
+    parts = resolved.split("/")
+    if any(is_dot_git(part) for part in parts):
+        return f"a symlink to {target!r}, inside .git/"
+    if folded(parts[0]) == ".agents":
+        return f"a symlink to {target!r}, inside .agents/"
+    return None
+
+
+def link_problems(landing: Landing) -> list[str]:
+    changed = {c.path for c in landing.written if c.kind == "symlink"}
+    if not changed:
+        return []
+    assert landing.tree is not None  # the apply gate, passed, set it
+    modes, targets = gitops.symlinks(landing.path, landing.tree)
+    return [
+        f"{link}: {why}"
+        for link, target in sorted(targets.items())
+        if (why := link_problem(link, target, modes, changed))
+    ]
 
 
 def paths(landing: Landing) -> Verdict:
-    problems = []
-    for change in landing.changes:
-        problems += [f"{p}: {why}" for p in change.paths if (why := path_problem(p))]
-        if change.new_mode == SYMLINK_MODE:
-            # parse() accepts a change with no path (both sides /dev/null): as a
-            # symlink, it fails the lead (FAILED) here rather than passing.
-            assert change.path is not None, "a symlink change that names no path"
-            if link_escapes(change.path, change.symlink_target or ""):
-                problems.append(
-                    f"{change.path}: a symlink to {change.symlink_target!r} outside the repository"
-                )
+    problems = [f"{c.path}: {why}" for c in landing.written if (why := path_problem(c.path))]
+    if not landing.repository.allow_submodules:
+        problems += [f"{c.path}: {why}" for c in landing.written if (why := submodule_problem(c))]
+    problems += link_problems(landing)
     if problems:
         return Verdict(False, "Refused paths:\n" + "\n".join(problems))
     return Verdict(True, f"{len(landing.files)} path(s), all inside the repository")
@@ -104,29 +151,49 @@ def scope(landing: Landing) -> Verdict:
 
 
 def size(landing: Landing) -> Verdict:
-    agent = landing.agent
-    files = len(landing.files)
-    # Read once at hand-in; a row from before that was stored is read here.
-    summary = landing.session.patch_summary or patches.summarize(landing.changes)
-    lines = summary["lines"]
+    """The agent's caps on files and lines (git's numstat of the two trees), and
+    the repository's on bytes written, measured as git's blob sizes."""
+    agent, repo = landing.agent, landing.repository
+    files = len(landing.written)
+    lines = sum(change.lines or 0 for change in landing.written)
+    blobs = [change for change in landing.written if change.kind in BLOB_KINDS]
+    total = sum(change.size for change in blobs)
+    too_big = [
+        f"{change.path}: {change.size} bytes, over the cap of {repo.max_blob_bytes} per file"
+        for change in blobs
+        if change.size > repo.max_blob_bytes
+    ]
     detail = (
         f"{files} file(s) (cap {agent.max_changed_files}), "
-        f"{lines} line(s) (cap {agent.max_changed_lines})"
+        f"{lines} line(s) (cap {agent.max_changed_lines}), "
+        f"{total} byte(s) written (cap {repo.max_total_bytes})"
     )
-    return Verdict(files <= agent.max_changed_files and lines <= agent.max_changed_lines, detail)
+    passed = (
+        files <= agent.max_changed_files
+        and lines <= agent.max_changed_lines
+        and total <= repo.max_total_bytes
+        and not too_big
+    )
+    return Verdict(passed, "\n".join([detail, *too_big]))
 
 
 def apply(landing: Landing) -> Verdict:
+    """Git builds the tree: the branch head plus the patch (three-way if needed)."""
     try:
-        landing.tree = gitops.apply_patch(
+        tree = gitops.apply_patch(
             landing.path, landing.session.base_sha, landing.head, landing.session.patch
         )
     except gitops.MergeConflict as e:
         return Verdict(False, f"Conflicts with {landing.head[:12]}: {', '.join(e.paths)}", CONFLICT)
     except gitops.PatchDoesNotApply as e:
         return Verdict(False, f"The patch does not apply to its base: {e}")
+    landing.tree = tree
+    landing.written = gitops.tree_changes(landing.path, landing.head, tree)
+    landing.files = sorted(change.path for change in landing.written)
+    if not landing.written:
+        return Verdict(False, f"The patch changes nothing on {landing.head[:12]}.")
     moved = "" if landing.head == landing.session.base_sha else " (the branch had moved)"
-    return Verdict(True, f"Applies to {landing.head[:12]}{moved}")
+    return Verdict(True, f"Applies to {landing.head[:12]}{moved}: {len(landing.files)} path(s)")
 
 
 def check(landing: Landing) -> Verdict:
@@ -134,38 +201,66 @@ def check(landing: Landing) -> Verdict:
     argv = repo.check_argv()
     if not argv:
         return Verdict(True, "No check command.")
-    with tempfile.TemporaryDirectory(prefix="corral-check-") as scratch:
+    # Cleaned up whatever modes the check left on what it wrote.
+    with tempfile.TemporaryDirectory(prefix="corral-check-", ignore_cleanup_errors=True) as scratch:
         # The apply gate runs before this one and, passed, set the tree.
         assert landing.tree is not None, "the check gate runs after the apply gate"
         gitops.checkout(landing.path, landing.tree, scratch)
-        return run_check(argv, scratch, repo.check_timeout_s)
+        policy = sandbox.Policy(
+            Path(scratch),
+            network=repo.check_network,
+            read_only=tuple(Path(p) for p in repo.check_read_paths if isinstance(p, str)),
+            own_user=True,  # Corral as root: the check runs as nobody, not as root's uid
+            die_with_parent=True,  # a lead worker killed mid-check leaves nothing running
+        )
+        return run_check(argv, policy, repo.check_timeout_s)
 
 
-def run_check(argv: list[str], cwd: str, timeout: float) -> Verdict:
+def run_check(argv: list[str], policy: sandbox.Policy, timeout: float) -> Verdict:
+    """The check command in the sandbox (see workspace/sandbox.py), with a timeout."""
     env = {key: os.environ[key] for key in CHECK_ENV_KEYS if key in os.environ}
+    sandboxed = sandbox.available()
+    if sandboxed:
+        env["TMPDIR"] = "/tmp"  # the sandbox's own; Corral's may be a hidden folder
+    if not findable(argv[0], policy.writable, env.get("PATH", os.defpath)):
+        return Verdict(False, f"Cannot run {argv[0]!r}: no such program", FAILED)
     try:
-        # Its own group, so that a timeout can stop everything it started.
-        proc = spawn(
+        proc = sandbox.spawn(
             argv,
-            cwd=cwd,
+            policy,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
+    except sandbox.Unavailable as e:
+        return Verdict(
+            False,
+            f"Refused to run the check outside a sandbox: {e}. Install bubblewrap, or set "
+            "CORRAL_UNSANDBOXED=1 for a local single-user trial.",
+            FAILED,
+        )
     except OSError as e:
         return Verdict(False, f"Cannot run {argv[0]!r}: {e.strerror}", FAILED)
+    note = "" if sandboxed else "Ran outside the sandbox (CORRAL_UNSANDBOXED=1).\n"
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc.pid)
         out, _ = proc.communicate()
-        return Verdict(False, f"Timed out after {timeout}s.\n{tail(out)}")
+        return Verdict(False, f"{note}Timed out after {timeout}s.\n{tail(out)}")
     finally:
         kill_group(proc.pid)  # anything the check left running
     if proc.returncode != 0:
-        return Verdict(False, f"Exit code {proc.returncode}.\n{tail(out)}")
-    return Verdict(True, f"Passed.\n{tail(out)}")
+        return Verdict(False, f"{note}Exit code {proc.returncode}.\n{tail(out)}")
+    return Verdict(True, f"{note}Passed.\n{tail(out)}")
+
+
+def findable(program: str, cwd: Path, path: str) -> bool:
+    """Whether the check's program exists: on PATH, or a path into the checkout."""
+    if "/" in program:
+        return os.access(cwd / program, os.X_OK)
+    return shutil.which(program, path=path) is not None
 
 
 def tail(output: bytes) -> str:
@@ -188,10 +283,10 @@ def review(landing: Landing) -> Verdict:
 
 
 GATES: list[tuple[str, Callable[[Landing], Verdict]]] = [
+    ("apply", apply),
     ("paths", paths),
     ("scope", scope),
     ("size", size),
-    ("apply", apply),
     ("check", check),
     ("review", review),
 ]

@@ -3,21 +3,26 @@
 Jobs run on the repository's `lead:<slug>` queue and, whatever runs them, the
 commit step holds the repository's Redis lock. Every job re-reads its row and
 is idempotent: a lead killed between `update-ref` and saving its row finds
-its commit by the `Session:` trailer instead of committing twice.
+its commit by the `Session:` trailer instead of committing twice. Trailers are
+Corral's alone: an agent's summary goes into the message with every line git
+could read as a trailer taken out, and Corral's own block is the last paragraph.
 """
 
 import logging
 import time
 from collections.abc import Collection
+from pathlib import Path
 
 from django.db import close_old_connections
 from django.utils import timezone
 
-from agents import flow, gates, patches, queues
+from agents import flow, gates, queues
 from agents.models import GateResult, Submission
 from beads.models import Bead
 from workspace import gitops
+from workspace.gitops import TreeChange
 from workspace.models import Repository
+from workspace.scrub import scrub
 
 log = logging.getLogger(__name__)
 CAS_TRIES = 3  # the branch moved under us (someone wrote to it outside the lead)
@@ -74,15 +79,12 @@ class Landing:
         self.repository = submission.repository
         self.path = self.repository.canonical_path
         self.tree: str | None = None  # the apply gate's result
+        self.written: list[TreeChange] = []  # and what git would commit with it
+        self.files: list[str] = []
 
     def run(self, resumed: bool) -> None:
         if resumed and (sha := self.already_committed()):
             return self.committed(sha)
-        try:
-            self.changes = patches.parse(self.session.patch)
-        except patches.PatchError as e:
-            return self.refuse(Submission.Status.REJECTED, f"paths gate: {e}")
-        self.files = sorted({p for change in self.changes for p in change.paths})
         stale_results = resumed or self.submission.reviewed_at is not None
         for _ in range(CAS_TRIES):
             self.head = gitops.head_sha(self.path, self.repository.branch)
@@ -92,9 +94,8 @@ class Landing:
             if not self.pass_gates():
                 return
             assert self.tree is not None  # the apply gate, passed, set it
-            sha = gitops.commit_tree(
-                self.path, self.tree, self.head, self.message(), author=self.author()
-            )
+            message = self.message()
+            sha = gitops.commit_tree(self.path, self.tree, self.head, message, author=self.author())
             if gitops.update_branch(self.path, self.repository.branch, sha, self.head):
                 return self.committed(sha)
         self.refuse(Submission.Status.FAILED, "The branch kept moving during the commit.")
@@ -115,7 +116,7 @@ class Landing:
                         submission=self.submission,
                         gate=name,
                         passed=verdict.passed,
-                        detail=verdict.detail,
+                        detail=scrub(verdict.detail),  # a check prints what the agent's code does
                         duration_ms=round((time.monotonic() - started) * 1000),
                     )
                 )
@@ -131,13 +132,25 @@ class Landing:
 
     def already_committed(self) -> str | None:
         return gitops.commit_with_trailer(
-            self.path, self.repository.branch, self.session.base_sha, f"Session: {self.session.pk}"
+            self.path,
+            self.repository.branch,
+            self.session.base_sha,
+            "Session",
+            str(self.session.pk),
         )
 
+    def trailers(self) -> list[tuple[str, str]]:
+        return [
+            ("Bead", self.bead.id),
+            ("Agent", self.agent.name),
+            ("Session", str(self.session.pk)),
+        ]
+
     def message(self) -> str:
+        """Title, the agent's summary without trailers, Corral's trailers."""
         summary = self.session.summary.strip() or "(no summary)"
-        trailers = f"Bead: {self.bead.id}\nAgent: {self.agent.name}\nSession: {self.session.pk}"
-        return f"{self.bead.title} ({self.bead.id})\n\n{summary}\n\n{trailers}\n"
+        title = f"{self.bead.title} ({self.bead.id})"
+        return checked_message(self.path, title, summary, self.trailers())
 
     def author(self) -> tuple[str, str]:
         return (self.agent.name, f"{self.agent.name}@agents.corral.invalid")
@@ -162,7 +175,7 @@ def revert(bead_id: str) -> None:
         target = bead.commit_sha
         try:
             sha = gitops.commit_with_trailer(
-                repo.canonical_path, repo.branch, target, f"Reverts: {target}"
+                repo.canonical_path, repo.branch, target, "Reverts", target
             )
             sha = sha or land_revert(bead, target)
         except gitops.GitError as e:
@@ -178,9 +191,11 @@ def land_revert(bead: Bead, target: str) -> str:
     undo = gitops.commit_tree(
         path, gitops.tree_of(path, gitops.parent_of(path, target)), target, "undo"
     )
-    message = (
-        f'Revert "{bead.title}" ({bead.id})\n\nThis reverts commit {target}.\n\n'
-        f"Bead: {bead.id}\nReverts: {target}\n"
+    message = checked_message(
+        path,
+        f'Revert "{bead.title}" ({bead.id})',
+        f"This reverts commit {target}.",
+        [("Bead", bead.id), ("Reverts", target)],
     )
     for _ in range(CAS_TRIES):
         head = gitops.head_sha(path, repo.branch)
@@ -188,6 +203,15 @@ def land_revert(bead: Bead, target: str) -> str:
         if gitops.update_branch(path, repo.branch, sha, head):
             return sha
     raise gitops.GitError("the branch kept moving during the revert")
+
+
+def checked_message(path: Path, title: str, body: str, trailers: list[tuple[str, str]]) -> str:
+    """The commit message; GitError if git would read any trailer but `trailers`."""
+    message = gitops.commit_message(title, body, trailers)
+    expected = [(key, gitops.one_line(value)) for key, value in trailers]
+    if gitops.trailers_of(path, message) != expected:
+        raise gitops.GitError("the commit message would carry trailers that are not Corral's")
+    return message
 
 
 def push_branch(repository_id: int) -> None:

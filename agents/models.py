@@ -178,6 +178,7 @@ class Session(Transitions, models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "lease_expires_at"])]
+        permissions = [("cancel_session", "Can cancel a live session")]
 
     def __str__(self) -> str:
         return f"{self.agent} on {self.bead_id} ({self.get_status_display()})"
@@ -344,6 +345,7 @@ class Submission(Transitions, models.Model):
     class Meta:
         ordering = ["queued_at"]
         indexes = [models.Index(fields=["repository", "status", "queued_at"])]
+        permissions = [("review_submission", "Can approve or reject a submission")]
 
     def __str__(self) -> str:
         return f"submission for {self.bead_id} ({self.get_status_display()})"

@@ -1,7 +1,9 @@
-"""Read a git diff (`git diff --binary`) without applying it.
+"""Read a git diff (`git diff --binary`) without applying it, for showing it.
 
-The gates judge a patch by what it names: which paths, which modes, how many
-lines. Git's own `apply` decides whether it applies; this only reads.
+What a patch changes is shown (and stored with its session) from here; the
+gates never read it: they judge the tree git builds from the patch, since this
+reading and git's may differ (see agents/gates.py). Any input either parses
+or raises PatchError.
 """
 
 import re
@@ -9,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SYMLINK_MODE = "120000"
+QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+OCTAL = re.compile("[0-3][0-7][0-7]")  # one byte, as git writes it
 QUOTED_ESCAPES = {"a": "\a", "b": "\b", "t": "\t", "n": "\n", "v": "\v", "f": "\f", "r": "\r"}
 
 
@@ -36,26 +40,35 @@ class FileChange:
 
 
 def unquote(raw: str) -> str:
-    """Undo git's C-style quoting of a path ("a/\\303\\251.txt")."""
+    """Undo git's C-style quoting of a path ("a/\\303\\251.txt"); PatchError if it is not."""
     if not raw.startswith('"'):
         return raw
+    if len(raw) < 2 or not raw.endswith('"'):
+        raise PatchError(f"a quoted path without its closing quote: {raw[:60]!r}")
     body, out, i = raw[1:-1], bytearray(), 0
     while i < len(body):
         ch = body[i]
         if ch != "\\":
             out += ch.encode()
             i += 1
-        elif body[i + 1] in "01234567":
+        elif OCTAL.fullmatch(body, i + 1, i + 4):
             out.append(int(body[i + 1 : i + 4], 8))
             i += 4
-        else:
+        elif body[i + 1 : i + 2] in QUOTED_ESCAPES or body[i + 1 : i + 2] in ('"', "\\"):
             out += QUOTED_ESCAPES.get(body[i + 1], body[i + 1]).encode()
             i += 2
-    return out.decode("utf-8", "surrogateescape")
+        else:
+            raise PatchError(f"a bad escape in the quoted path {raw[:60]!r}")
+    # For showing only: the gates read paths from git, never from here.
+    return out.decode("utf-8", "replace")
 
 
 def strip_prefix(path: str, prefix: str) -> str | None:
-    path = unquote(path.split("\t")[0] if not path.startswith('"') else path)
+    if path.startswith('"'):
+        quoted = QUOTED.match(path)
+        path = unquote(quoted[0] if quoted else path)
+    else:
+        path = path.split("\t")[0]
     if path == "/dev/null":
         return None
     return path[len(prefix) :] if path.startswith(prefix) else path
@@ -64,7 +77,7 @@ def strip_prefix(path: str, prefix: str) -> str | None:
 def paths_from_header(line: str) -> tuple[str | None, str | None]:
     """Both paths of `diff --git a/X b/Y`; only exact when X == Y or quoted."""
     rest = line[len("diff --git ") :]
-    quoted = re.findall(r'"(?:[^"\\]|\\.)*"', rest)
+    quoted = QUOTED.findall(rest)
     if len(quoted) == 2:
         return strip_prefix(quoted[0], "a/"), strip_prefix(quoted[1], "b/")
     half = (len(rest) - 1) // 2
@@ -75,7 +88,13 @@ HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 
 
 def parse(text: str) -> list[FileChange]:
-    """The list of FileChanges in a git diff; PatchError if it is not one."""
+    """The list of FileChanges in a git diff; PatchError (and nothing else) if it is not one."""
+    if "\0" in text:
+        raise PatchError("not a git diff: it holds a NUL byte")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise PatchError("not a git diff: it is not UTF-8 text (a lone surrogate)") from None
     changes: list[FileChange] = []
     current: FileChange | None = None
     old_left = new_left = 0  # lines still to come in the current hunk

@@ -5,6 +5,10 @@ idempotent, so enqueueing twice is harmless and losing a job loses no work.
 Jobs are enqueued only after the transaction that made their row commits.
 This module reads no rows: what to enqueue is decided in agents.flow,
 agents.lead and agents.reconcile.
+
+A job that runs is never deleted or replaced (its worker would fail to record
+its end). Only a job that finished, failed or was stopped makes room for a new
+one with its id, and that check and delete are one Redis transaction.
 """
 
 import logging
@@ -20,12 +24,18 @@ from django.db import transaction
 from rq import Queue
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.utils import as_text
 
 from workspace.models import Repository
 
 log = logging.getLogger(__name__)
-PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+# Not started yet (queued, scheduled, deferred, …): its work begins after any ask seen now.
+WAITING = set(JobStatus) - DONE - {JobStatus.STARTED}
+PENDING = WAITING | {JobStatus.STARTED}
 LOCK_PREFIX = "corral:lead-lock:"
+TRIES = 10
+MAX_RUNS = 8  # runs of one job name started at once (one per worker on its queue, at most)
 
 
 @cache
@@ -64,33 +74,101 @@ def lead_queue(repository: Repository) -> Queue:
     return Queue(lead_queue_name(repository), connection=connection())
 
 
-def enqueue_once(
+def enqueue_once(queue: Queue, func: str, *args: Any, job_id: str, timeout: int) -> Job:
+    """Enqueue unless a job with this id waits or runs (it covers this ask); return the job.
+
+    For work whose job reads its row when it starts and needs no second run
+    for a later ask: a session, a revert, a push. Many processes may ask at
+    once: a job that vanishes or finishes between two calls means another try.
+    """
+    for _ in range(TRIES):
+        if job := take_id(queue, func, args, job_id, timeout, covers=PENDING):
+            return job
+    raise RuntimeError(f"could not enqueue {job_id}")
+
+
+def enqueue_run(queue: Queue, func: str, *args: Any, name: str, timeout: int) -> Job:
+    """Ask for a run of `func` that starts after this call; return its job.
+
+    For work that reads what waits when it starts (a dispatch reads the
+    hook, a drain the lead's queue): a run already waiting serves every ask
+    made before it starts, but one already running may have looked before
+    this ask's change and must not be touched, so a follow-up waits behind
+    it. Runs take the ids `name`, then `next1-name`, `next2-name`…: the first
+    one not running, so a follow-up never reuses a running job's id.
+    """
+    ids = run_ids(name)
+    for _ in range(TRIES):
+        found = statuses(queue.connection, ids)
+        waiting = [job_id for job_id, status in zip(ids, found, strict=True) if status in WAITING]
+        free = [job_id for job_id, status in zip(ids, found, strict=True) if status not in PENDING]
+        if not waiting and not free:
+            raise RuntimeError(f"{len(ids)} runs of {name} are running at once")
+        # Take a waiting one before filling a free id: one waiting run serves all.
+        job_id = (waiting or free)[0]
+        if job := take_id(queue, func, args, job_id, timeout, covers=WAITING):
+            return job
+    raise RuntimeError(f"could not enqueue {name}")
+
+
+def run_ids(name: str) -> list[str]:
+    # A prefix, not a suffix: "drain-app-1" could be another repository's drain.
+    return [name, *(f"next{n}-{name}" for n in range(1, MAX_RUNS))]
+
+
+def statuses(connection: redis.Redis, job_ids: list[str]) -> list[JobStatus | None]:
+    """Each job's status, None where there is no such job, in one round trip."""
+    pipe = connection.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hget(Job.key_for(job_id), "status")
+    return [JobStatus(as_text(s)) if s else None for s in pipe.execute()]
+
+
+def take_id(
     queue: Queue,
     func: str,
-    *args: Any,
+    args: tuple[Any, ...],
     job_id: str,
     timeout: int,
-    pending: Collection[JobStatus] = PENDING,
-) -> Job:
-    """Enqueue unless a job with this id is still `pending`; return the job.
+    covers: Collection[JobStatus],
+) -> Job | None:
+    """Enqueue a job under `job_id`, or return the job holding it if its status
+    `covers` this ask; None when the id was busy otherwise and the caller should
+    look again (it started meanwhile, vanished, or finished and was cleared)."""
+    try:
+        return queue.enqueue_call(
+            func, args=args, job_id=job_id, timeout=timeout, result_ttl=0, unique=True
+        )
+    except DuplicateJobError:
+        pass
+    try:
+        job = Job.fetch(job_id, connection=queue.connection)
+        status = job.get_status(refresh=True)
+    except (NoSuchJobError, InvalidJobOperation):
+        return None  # it vanished between two calls
+    if status in covers:
+        return job
+    if status in DONE:
+        delete_if_done(job)  # make room for a fresh run
+    return None
 
-    Many processes may ask at once: a job that vanishes or finishes between
-    two calls just means another try.
-    """
-    for _ in range(10):
+
+def delete_if_done(job: Job) -> bool:
+    """Delete a job that finished, failed or was stopped, never one that waits
+    or runs: the status check and the delete are one transaction (WATCH), so a
+    job enqueued again under the id in between is left alone."""
+    with job.connection.pipeline() as pipe:
         try:
-            return queue.enqueue_call(
-                func, args=args, job_id=job_id, timeout=timeout, result_ttl=0, unique=True
-            )
-        except DuplicateJobError:
-            try:
-                job = Job.fetch(job_id, connection=queue.connection)
-                if job.get_status(refresh=True) in pending:
-                    return job
-            except (NoSuchJobError, InvalidJobOperation):
-                continue  # it vanished between two calls
-            job.delete()  # finished or failed long ago: make room for a fresh run
-    raise RuntimeError(f"could not enqueue {job_id}")
+            pipe.watch(job.key)
+            status = pipe.hget(job.key, "status")
+            if not status or JobStatus(as_text(status)) not in DONE:
+                return False
+            pipe.multi()
+            job.delete(pipeline=pipe)
+            pipe.execute()
+        except redis.WatchError:
+            return False  # the job changed meanwhile: the caller looks again
+    return True
 
 
 def lead_timeout(repository: Repository) -> int:
@@ -105,17 +183,20 @@ def enqueue_lead_job(repo: Repository, func: str, arg: Any, job_id: str) -> None
     )
 
 
+def drain_name(repo: Repository) -> str:
+    return f"drain-{repo.slug}"
+
+
 def enqueue_drain(repo: Repository) -> Job:
     """Ask the repository's lead to land what waits. A drain already queued
     will see this submission; one already running may have looked before it
-    was there, so only a queued one counts."""
-    return enqueue_once(
+    was there, so a follow-up drain waits behind it (enqueue_run)."""
+    return enqueue_run(
         lead_queue(repo),
         "agents.lead.drain",
         repo.pk,
-        job_id=f"drain-{repo.slug}",
+        name=drain_name(repo),
         timeout=-1,  # as long as there is work; each check command has its own timeout
-        pending={JobStatus.QUEUED},
     )
 
 
@@ -177,18 +258,15 @@ def repo_lock(repository: Repository) -> Iterator[None]:
         lock.release()
 
 
+DISPATCH = "dispatch"
+
+
 def enqueue_dispatch() -> None:
     """Ask for a dispatch soon; many asks while one waits make one run. A
     dispatch already running may have read the hook before this ask's bead
-    was there, so only a queued one counts."""
+    was there, so a follow-up waits behind it (enqueue_run)."""
     after_commit(
-        lambda: enqueue_once(
-            queue(DEFAULT),
-            "agents.dispatch.dispatch",
-            job_id="dispatch",
-            timeout=300,
-            pending={JobStatus.QUEUED},
-        )
+        lambda: enqueue_run(queue(DEFAULT), "agents.dispatch.dispatch", name=DISPATCH, timeout=300)
     )
 
 
@@ -196,9 +274,11 @@ def job_missing(job_id: str) -> bool:
     return not Job.exists(job_id, connection=connection())
 
 
+def runs_pending(name: str) -> bool:
+    """A run of `name` (see enqueue_run) waits or runs."""
+    return any(status in PENDING for status in statuses(connection(), run_ids(name)))
+
+
 def drain_pending(repo: Repository) -> bool:
     """A drain of the repository is queued or running (so its waiting work will land)."""
-    job_id = f"drain-{repo.slug}"
-    if job_missing(job_id):
-        return False
-    return Job.fetch(job_id, connection=connection()).get_status(refresh=True) in PENDING
+    return runs_pending(drain_name(repo))

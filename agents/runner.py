@@ -12,6 +12,7 @@ import os
 import queue
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -24,10 +25,10 @@ from uuid import UUID
 from django.conf import settings
 from django.utils import timezone
 
-from agents import flow, queues
+from agents import flow, presets, queues
 from agents.models import Session, StateError
 from knowledge import inject
-from workspace import gitops, processes
+from workspace import gitops, processes, sandbox
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +132,22 @@ class Run:
         gitops.clone_for_session(
             self.repository.canonical_path, self.workdir, self.session.base_sha
         )
-        self.index = gitops.SessionIndex(self.workdir, self.session.base_sha)
+        self.index = self.session_index()
         context = inject.render_context(self.session, self.agent.context_budget_chars)
         pack = self.workdir / ".agents"
+        # The pack is Corral's: whatever a commit put there (a folder, a symlink
+        # out of the clone, from before the paths gate refused them) goes first.
+        remove(pack)
         (pack / "learnings").mkdir(parents=True)
         (pack / "context.md").write_text(context)
         (pack / "bead.json").write_text(json.dumps(self.bead_json(), indent=2))
         self.session.record_context(str(self.workdir), context)
+
+    def session_index(self) -> gitops.SessionIndex:
+        """Reads the clone without its .git (the agent's: its config could run programs)."""
+        return gitops.SessionIndex(
+            self.workdir, self.session.base_sha, objects_from=self.repository.canonical_path
+        )
 
     def bead_json(self) -> dict[str, Any]:
         bead = self.bead
@@ -160,20 +170,38 @@ class Run:
             raise OSError(f"the agent {self.agent} has no command")
         context_path = self.workdir / ".agents" / "context.md"
         argv = render_argv(self.agent.command, context_path, self.workdir, self.bead.id)
-        # Its own process group: one signal stops everything it starts.
-        self.proc = processes.spawn(
-            argv,
-            cwd=self.workdir,
-            env=self.environment(context_path),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        policy = sandbox.Policy(
+            self.workdir,
+            network=True,  # the CLI talks to its model's API, and to Corral's
+            read_only=presets.home_programs(self.agent.preset),
+            # The clone is `git clone --shared`: its history is the canonical objects.
+            borrowed=(self.repository.canonical_path.resolve() / "objects",),
+            home_files=presets.home_files(self.agent.preset),
         )
+        # In the sandbox, bwrap leading its own process group: one signal stops
+        # everything it starts. Not killed with this worker: like any agent, it
+        # is stopped by the runner, or by reconcile() once its lease runs out.
+        try:
+            self.proc = sandbox.spawn(
+                argv,
+                policy,
+                env=self.environment(context_path),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        except sandbox.Unavailable as e:
+            raise OSError(
+                f"refused to run the agent without a sandbox ({e}): install bubblewrap, "
+                "or set CORRAL_UNSANDBOXED=1 for a local single-user trial"
+            ) from None
         self.started = time.monotonic()
         Session.objects.filter(pk=self.session.pk).update(pid=self.proc.pid)
 
     def environment(self, context_path: Path) -> dict[str, str]:
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+        if sandbox.available():
+            env["TMPDIR"] = "/tmp"  # the sandbox's own; Corral's may be a hidden folder
         env.update({str(k): str(v) for k, v in self.agent.env.items()})
         env.update(
             CORRAL_URL=settings.CORRAL_URL,
@@ -264,7 +292,7 @@ class Run:
         """A clean exit: the final look, then the patch goes to the lead."""
         assert self.index is not None  # prepared (and closed) before the agent ran
         try:
-            self.index = gitops.SessionIndex(self.workdir, self.session.base_sha)
+            self.index = self.session_index()
             self.look()
             patch = self.index.patch()
         except Stop as stop:
@@ -275,10 +303,9 @@ class Run:
             self.index.close()
         if not patch.strip():
             return self.end(Session.Status.FAILED, "The agent changed nothing.")
-        pack = self.workdir / ".agents"
-        summary = read_text(pack / "handoff.md")
+        summary = read_text(read_agent_file(self.workdir, ".agents", "handoff.md"))
         try:
-            flow.hand_in(self.session, patch, summary, read_learnings(pack / "learnings"))
+            flow.hand_in(self.session, patch, summary, read_learnings(self.workdir))
         except StateError as e:
             log.warning("session %s could not hand in: %s", self.session.pk, e)
             return
@@ -293,24 +320,81 @@ class Run:
             shutil.rmtree(self.workdir, ignore_errors=True)  # nothing ran: nothing to keep
 
 
-def read_learnings(folder: Path) -> list[dict[str, Any]]:
+def remove(path: Path) -> None:
+    """Remove a file, a symlink (never what it points at) or a folder."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def read_learnings(workdir: Path) -> list[dict[str, Any]]:
     """The agent's .agents/learnings/*.md: `# Title`, then the body."""
     learnings = []
-    for path in sorted(folder.glob("*.md")):
-        text = read_text(path).strip()
+    for name in sorted(list_agent_folder(workdir, ".agents", "learnings")):
+        if not name.endswith(".md"):
+            continue
+        text = read_text(read_agent_file(workdir, ".agents", "learnings", name)).strip()
         if not text:
             continue
         first, _, rest = text.partition("\n")
-        title = first.lstrip("# ").strip()[:200] or path.stem
+        title = first.lstrip("# ").strip()[:200] or name.removesuffix(".md")
         learnings.append({"title": title, "body": rest.strip() or first})
     return learnings
 
 
-def read_text(path: Path, limit: int = 100_000) -> str:
+def read_text(data: bytes) -> str:
+    """A file the agent left (a handoff, a learning), without control characters:
+    it may hold anything, and a NUL cannot even be stored (PostgreSQL)."""
+    return gitops.without_controls(data.decode(errors="replace"))
+
+
+# The agent's files are read by Corral, outside the sandbox: every step is
+# opened without following a symlink, so a handoff linked to a host file (the
+# secret key, another clone) reads as nothing, and only regular files are read
+# (a FIFO would hang the runner).
+NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_within(workdir: Path, parts: tuple[str, ...], flags: int) -> int:
+    fd = os.open(workdir, NOFOLLOW | os.O_DIRECTORY)
     try:
-        return path.read_text(errors="replace")[:limit]
+        for n, part in enumerate(parts):
+            last = n == len(parts) - 1
+            step = flags if last else NOFOLLOW | os.O_DIRECTORY
+            next_fd = os.open(part, step, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
     except OSError:
-        return ""
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_agent_file(workdir: Path, *parts: str, limit: int = 100_000) -> bytes:
+    """Up to `limit` bytes of a regular file inside the clone; b"" for anything else."""
+    try:
+        fd = open_within(workdir, parts, NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def list_agent_folder(workdir: Path, *parts: str) -> list[str]:
+    """The names in a folder inside the clone, reached without following symlinks."""
+    try:
+        fd = open_within(workdir, parts, NOFOLLOW | os.O_DIRECTORY)
+    except OSError:
+        return []
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
 
 
 class LogWriter:

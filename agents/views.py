@@ -30,7 +30,7 @@ from agents import flow, queues
 from agents.display import context_budget, session_clock
 from agents.models import Session, Submission
 from beads.models import Bead
-from workspace import gitops
+from workspace import gitops, roles
 from workspace.htmx import is_partial
 from workspace.models import Repository
 
@@ -91,7 +91,11 @@ def lead_queue(request: HttpRequest, slug: str) -> HttpResponse:
 def submission(request: HttpRequest, pk: int) -> HttpResponse:
     related = submissions().select_related("repository", "reviewed_by", "bead__repository")
     sub = get_object_or_404(related, pk=pk)
-    ctx = {"sub": sub, "in_flight": sub.status in Submission.UNFINISHED}
+    ctx = {
+        "sub": sub,
+        "in_flight": sub.status in Submission.UNFINISHED,
+        "own_bead": flow.reviews_own_bead(sub, request.user),
+    }
     template = "agents/submission.html#status" if is_partial(request) else "agents/submission.html"
     return render(request, template, ctx)
 
@@ -99,7 +103,12 @@ def submission(request: HttpRequest, pk: int) -> HttpResponse:
 def decide(request: HttpRequest, pk: int, approve: bool) -> HttpResponse:
     sub = get_object_or_404(Submission.objects.select_related("session", "bead"), pk=pk)
     reason = request.POST.get("reason", "").strip()
-    if not flow.review(sub, request.user, approve=approve, reason=reason):
+    try:
+        decided = flow.review(sub, request.user, approve=approve, reason=reason)
+    except flow.ReviewRefused as refused:
+        messages.error(request, str(refused))
+        return redirect("submission", pk=sub.pk)
+    if not decided:
         messages.error(request, "This submission is no longer waiting for review.")
     elif approve:
         messages.success(request, "Approved: the lead will commit it.")
@@ -108,19 +117,19 @@ def decide(request: HttpRequest, pk: int, approve: bool) -> HttpResponse:
     return redirect("submission", pk=sub.pk)
 
 
-@login_required
+@roles.requires(roles.REVIEW)
 @require_POST
 def approve(request: HttpRequest, pk: int) -> HttpResponse:
     return decide(request, pk, approve=True)
 
 
-@login_required
+@roles.requires(roles.REVIEW)
 @require_POST
 def reject(request: HttpRequest, pk: int) -> HttpResponse:
     return decide(request, pk, approve=False)
 
 
-@login_required
+@roles.requires(roles.REVERT)
 @require_POST
 def revert(request: HttpRequest, bead_id: str) -> HttpResponse:
     bead = get_object_or_404(Bead.objects.select_related("repository"), pk=bead_id)
@@ -195,7 +204,7 @@ def session_log(request: HttpRequest, pk: UUID) -> HttpResponse:
     return response
 
 
-@login_required
+@roles.requires(roles.CANCEL)
 @require_POST
 def cancel_session(request: HttpRequest, pk: UUID) -> HttpResponse:
     session = get_object_or_404(Session.objects.select_related("bead"), pk=pk)
@@ -210,7 +219,7 @@ def cancel_session(request: HttpRequest, pk: UUID) -> HttpResponse:
     return redirect(session)
 
 
-@login_required
+@roles.requires(roles.RUN_DISPATCH)
 @require_POST
 def run_dispatch(request: HttpRequest) -> HttpResponse:
     """Ask for a dispatch now, and say plainly whether any worker will act on it."""

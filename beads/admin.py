@@ -134,7 +134,14 @@ class BeadAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    actions = ["close", "reopen", "defer", "block", *(priority_action(p) for p in range(5))]
+    actions = [
+        "accept",
+        "close",
+        "reopen",
+        "defer",
+        "block",
+        *(priority_action(p) for p in range(5)),
+    ]
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Bead | None = None
@@ -146,11 +153,18 @@ class BeadAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Bead, form: "forms.ModelForm[Bead]", change: bool
     ) -> None:
         if not change:
+            # Who filed it: a repository may want its work reviewed by someone else.
+            obj.filed_by = request.user  # type: ignore[assignment]  # the admin needs a login
             return super().save_model(request, obj, form, change)
         # Write only what the form changed: workers move status, assignee and
         # attempts meanwhile, and a full save would put back what we read.
         if form.changed_data:
             obj.save(update_fields=[*form.changed_data, "updated_at"])
+
+    @admin.action(description="Accept proposed beads (they become ready)", permissions=["change"])
+    def accept(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
+        # An agent's proposal joins the hook; the ticker's next dispatch sees it.
+        apply_moves(self, request, queryset, Bead.accept, "Accepted")
 
     @admin.action(description="Close")
     def close(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:

@@ -1,15 +1,15 @@
 from datetime import datetime
+from typing import Annotated
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Router, Schema
 from ninja.errors import HttpError
 from pydantic import ConfigDict
 
 from beads import hook
-from beads.models import Bead, Dependency
+from beads.models import Bead
 from workspace.models import Repository
 
 router = Router(tags=["beads"])
@@ -62,20 +62,35 @@ class BeadDetail(BeadOut):
     dependencies: list[DependencyOut] = Field(..., alias="dependency_list")
 
 
+# Text an agent or a person writes: no C0 control character (a NUL cannot be
+# stored in PostgreSQL nor put in a commit message); multi-line text keeps tab,
+# newline and carriage return. Declared as patterns, so the OpenAPI document
+# says so and a violation is a 422 naming the field.
+Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f]*$")]
+Text = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$")]
+
+
 class BeadIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     repo: str | None = Field(None, description="repository slug; defaults to discovered_from's")
-    title: str = Field(..., min_length=1, max_length=500)
-    description: str = ""
-    design: str = ""
-    acceptance_criteria: str = ""
-    notes: str = ""
+    title: Line = Field(..., min_length=1, max_length=500)
+    description: Text = ""
+    design: Text = ""
+    acceptance_criteria: Text = ""
+    notes: Text = ""
     priority: int = Field(2, ge=0, le=4)
     issue_type: Bead.Type = Bead.Type.TASK
-    labels: list[str] = []
-    scope: list[str] = []
-    discovered_from: str | None = Field(None, description="the bead whose work found this one")
+    labels: list[Line] = []
+    scope: list[Line] = Field(
+        [],
+        description="gitignore-style patterns; an agent's must lie within discovered_from's scope",
+    )
+    discovered_from: str | None = Field(
+        None,
+        description="the bead whose work found this one (an agent: a bead it holds a live "
+        "session on; the new bead goes to that bead's repository)",
+    )
 
 
 def repository_or_404(slug: str | None) -> Repository | None:
@@ -111,28 +126,21 @@ def list_beads(
     return list(beads[: limit_of(limit)])
 
 
-@router.get("beads/{bead_id}", response=BeadDetail, summary="Show one bead")
-def show_bead(request: HttpRequest, bead_id: str) -> Bead:
-    bead = get_object_or_404(Bead.objects.select_related("repository"), pk=bead_id)
+# `GET beads/{id}` and `POST beads` are declared on this router in agents/api.py:
+# what a bead shows and who may file one depend on the caller's sessions.
+
+
+def with_dependencies(bead: Bead) -> Bead:
+    """The bead with what BeadDetail lists of its dependencies."""
     bead.dependency_list = list(bead.dependencies.select_related("depends_on"))
     return bead
 
 
-@router.post("beads", response={201: BeadDetail}, summary="Create a bead")
-def create_bead(request: HttpRequest, data: BeadIn) -> Status[Bead]:
-    found = get_object_or_404(Bead, pk=data.discovered_from) if data.discovered_from else None
-    repo = repository_or_404(data.repo) or (found.repository if found else None)
-    if repo is None:
-        raise HttpError(422, "Give repo, or discovered_from to file it beside that bead.")
-    fields = data.dict(exclude={"repo", "discovered_from"})
-    bead = Bead(repository=repo, **fields)
-    try:
-        bead.full_clean(exclude=["id"])
-    except ValidationError as e:
-        raise HttpError(422, "; ".join(e.messages)) from None
-    with transaction.atomic():
-        bead.save()
-        if found:
-            Dependency.objects.create(issue=bead, depends_on=found, type="discovered-from")
-    bead.dependency_list = list(bead.dependencies.select_related("depends_on"))
-    return Status(201, bead)
+def field_errors(error: ValidationError) -> str:
+    """A model's validation errors as one line naming each field."""
+    if not hasattr(error, "error_dict"):
+        return "; ".join(error.messages)
+    return "; ".join(
+        f"{name}: {' '.join(messages)}" if name != NON_FIELD_ERRORS else " ".join(messages)
+        for name, messages in error.message_dict.items()
+    )

@@ -1,7 +1,9 @@
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import pathspec
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import IntegrityError, connection, models, transaction
@@ -19,6 +21,7 @@ MAX_ATTEMPTS = 3  # failed attempts before a bead is blocked for a person to loo
 
 class Bead(Transitions, models.Model):
     class Status(models.TextChoices):
+        PROPOSED = "proposed"  # filed by an agent: waits for a person to accept it
         OPEN = "open"
         IN_PROGRESS = "in_progress", "in progress"
         REVIEW = "review"
@@ -34,9 +37,10 @@ class Bead(Transitions, models.Model):
         CHORE = "chore"
 
     # People may close, reopen, defer and block only beads no session holds.
-    IDLE = [Status.OPEN, Status.BLOCKED, Status.DEFERRED]
+    IDLE = [Status.PROPOSED, Status.OPEN, Status.BLOCKED, Status.DEFERRED]
     HELD = [Status.IN_PROGRESS, Status.REVIEW]
     MOVES = {
+        "accept": move(Status.PROPOSED, Status.OPEN),  # a person takes an agent's proposal
         "start": move(Status.OPEN, Status.IN_PROGRESS),  # claimed from the hook
         "submit": move(Status.IN_PROGRESS, Status.REVIEW),
         "land": move(Status.REVIEW, Status.CLOSED),
@@ -73,6 +77,15 @@ class Bead(Transitions, models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_failure = models.TextField(blank=True, help_text="why the last attempt came back")
     commit_sha = models.CharField(max_length=40, blank=True)
+    filed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="the person who filed it (empty: an agent, an import or the demo)",
+    )
+    filed_by_agent = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -87,6 +100,7 @@ class Bead(Transitions, models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=4), name="priority_0_to_4"),
         ]
+        permissions = [("revert_bead", "Can revert a closed bead's commit")]
 
     # What the API's detail schema lists (set by the views that show it).
     dependency_list: "list[Dependency]"
@@ -123,8 +137,27 @@ class Bead(Transitions, models.Model):
             raise ValidationError({"labels": "Give a list of strings."})
         if not isinstance(self.scope, list) or not all(isinstance(x, str) for x in self.scope):
             raise ValidationError({"scope": "Give a list of path patterns."})
+        errors = {
+            name: problem
+            for name, values, multiline in self.texts()
+            if (problem := control_characters(values, multiline))
+        }
+        if errors:
+            raise ValidationError(errors)
+
+    def texts(self) -> list[tuple[str, list[str], bool]]:
+        """(field, its text values, whether it may span lines) for what people and agents write."""
+        single = [("title", [self.title]), ("assignee", [self.assignee])]
+        single += [("labels", self.labels), ("scope", self.scope)]
+        multi = ["description", "design", "acceptance_criteria", "notes"]
+        return [(name, values, False) for name, values in single] + [
+            (name, [getattr(self, name)], True) for name in multi
+        ]
 
     # Transitions. Each returns True when this call made the move.
+
+    def accept(self) -> bool:
+        return self.move("accept")
 
     def start(self, assignee: str) -> bool:
         return self.move("start", assignee=assignee)
@@ -213,6 +246,24 @@ def with_bead_counts(
         for status in Bead.Status.values
     }
     return repositories.annotate(count_total=models.Count("beads"), **counts)
+
+
+# C0 control characters: a NUL cannot be stored in PostgreSQL nor put in a
+# commit message, and the others garble a terminal or a page. Multi-line
+# text keeps tab, newline and carriage return (a browser's textarea sends CRLF).
+CONTROL = re.compile(r"[\x00-\x1f]")
+CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def control_characters(values: Iterable[str], multiline: bool = False) -> str:
+    """Why these texts are refused (a message naming the first bad character), or ""."""
+    pattern = CONTROL_IN_TEXT if multiline else CONTROL
+    for value in values:
+        if isinstance(value, str) and (match := pattern.search(value)):
+            code = f"U+{ord(match.group()):04X}"
+            allowed = " (tab and line breaks are allowed)" if multiline else ""
+            return f"Contains the control character {code}; remove it{allowed}."
+    return ""
 
 
 class DependencyCycle(ValidationError):

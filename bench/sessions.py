@@ -199,24 +199,24 @@ DISPATCH_ASKS = []
 
 
 def observe_dispatch_asks():
-    """Wrap queues.enqueue_once in this process only, to note each dispatch ask's fate."""
+    """Wrap queues.enqueue_run in this process only, to note each dispatch ask's fate."""
     from agents import queues
 
-    enqueue_once = queues.enqueue_once
+    enqueue_run = queues.enqueue_run
 
-    def observed(queue, func, *args, job_id, **kwargs):
+    def observed(queue, func, *args, name, **kwargs):
         try:
-            job = enqueue_once(queue, func, *args, job_id=job_id, **kwargs)
+            job = enqueue_run(queue, func, *args, name=name, **kwargs)
         except Exception as e:
-            if job_id == "dispatch":
+            if name == queues.DISPATCH:
                 DISPATCH_ASKS.append(type(e).__name__)
             raise
-        if job_id == "dispatch":
+        if name == queues.DISPATCH:
             status = job.get_status(refresh=False)
             DISPATCH_ASKS.append(getattr(status, "value", str(status)))
         return job
 
-    queues.enqueue_once = observed
+    queues.enqueue_run = observed
     # An ask that raises is logged with its traceback by after_commit(); here it
     # is counted in DISPATCH_ASKS and summed up at the end instead.
     logging.getLogger("agents.queues").setLevel(logging.CRITICAL)
@@ -380,7 +380,7 @@ def idle():
     from agents.models import Session
 
     return (
-        queues.job_missing("dispatch")
+        not queues.runs_pending(queues.DISPATCH)
         and not Session.objects.filter(status__in=Session.LIVE).exists()
     )
 

@@ -1,6 +1,9 @@
 """Django settings for Corral. Everything an operator sets comes from the environment."""
 
+from datetime import timedelta
 from pathlib import Path
+
+from csp.constants import NONE, SELF
 
 from workspace import config
 
@@ -29,6 +32,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_rq",
     "ninja",  # its API docs page then uses its own static files, not a CDN
+    "axes",
     "workspace",
     "beads",
     "agents",
@@ -38,6 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -46,6 +51,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as axes asks: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "corral.urls"
@@ -61,6 +68,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "corral.context_processors.sandbox_state",
             ],
         },
     },
@@ -74,6 +82,49 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (django-axes): this many failed logins in a row for one
+# username from one address lock that pair out for the cool-off time, even
+# with the right password; a successful login clears the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = config.env_int("CORRAL_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=config.env_int("CORRAL_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "corral.views.locked_out"
+
+# Cookies: never read by scripts, not sent on cross-site posts; over HTTPS
+# (CORRAL_HTTPS=1, behind a proxy that terminates TLS and sets
+# X-Forwarded-Proto) only sent over HTTPS, and browsers told to keep to it.
+HTTPS = config.env_bool("CORRAL_HTTPS", default=False)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = config.env_int("CORRAL_HSTS_SECONDS", default=31_536_000, minimum=0)
+
+# Content Security Policy (django-csp): scripts and styles only from Corral's
+# own static files, no inline script, no eval (htmx needs none: no hx-on here).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -109,6 +160,24 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_PATCH_BYTES + 1_000_000
 # How long a lead's per-repository lock outlives a lead that died holding it.
 LEAD_LOCK_SECONDS = config.env_int("CORRAL_LEAD_LOCK_SECONDS", default=15)
 
+# The sandbox (bubblewrap) that check commands and agent sessions run in. Where
+# bwrap cannot start, both are refused unless CORRAL_UNSANDBOXED=1 allows
+# running them as Corral's own user (a local single-user trial; every page says so).
+BWRAP = config.bwrap()
+UNSANDBOXED = config.env_bool("CORRAL_UNSANDBOXED", default=False)
+# Limits on each sandboxed process (0: none): CPU seconds, data memory (not
+# address space), the size of one file, processes of its user; each tmpfs's size.
+SANDBOX_CPU_SECONDS = config.sandbox_limit("CORRAL_SANDBOX_CPU_SECONDS", 3600)
+SANDBOX_MEMORY_MB = config.sandbox_limit("CORRAL_SANDBOX_MEMORY_MB", 4096)
+SANDBOX_FILE_MB = config.sandbox_limit("CORRAL_SANDBOX_FILE_MB", 1024)
+SANDBOX_PROCS = config.sandbox_limit("CORRAL_SANDBOX_PROCS", 512)
+SANDBOX_TMP_MB = config.sandbox_limit("CORRAL_SANDBOX_TMP_MB", 1024)
+# Who sandboxed code is when Corral runs as root (nobody by default).
+SANDBOX_UID = config.env_int("CORRAL_SANDBOX_UID", default=65534)
+SANDBOX_GID = config.env_int("CORRAL_SANDBOX_GID", default=65534)
+# Extra read-only paths for every sandbox, e.g. an agent CLI installed in the home.
+SANDBOX_READ_PATHS = config.absolute_paths("CORRAL_SANDBOX_READ_PATHS")
+
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for name in ("default", "sessions")}
 
 LOGGING = {
@@ -116,5 +185,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # axes tells every start and login; failed logins and lock-outs are warnings.
+        "axes": {"level": "WARNING"},
+    },
 }

@@ -1,5 +1,7 @@
+import math
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Prefetch, Q
@@ -14,6 +16,7 @@ from agents.display import session_clock
 from agents.models import Session
 from beads import hook
 from beads.models import Bead, Dependency, with_bead_counts
+from workspace import roles
 from workspace.htmx import is_partial
 from workspace.models import Repository, Workspace
 
@@ -53,6 +56,18 @@ def repository(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "corral/repository.html", ctx)
 
 
+def locked_out(
+    request: HttpRequest,
+    original_response: HttpResponse | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """The login page's answer while axes holds a lock on this username and address."""
+    minutes = max(1, math.ceil(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    ctx = {"username": username, "minutes": minutes}
+    return render(request, "registration/locked_out.html", ctx, status=429)
+
+
 def set_dispatch(request: HttpRequest, slug: str, paused: bool) -> HttpResponse:
     repo = get_object_or_404(Repository, slug=slug)
     changed = repo.set_dispatch_paused(paused)
@@ -71,13 +86,13 @@ def set_dispatch(request: HttpRequest, slug: str, paused: bool) -> HttpResponse:
     return redirect(repo)
 
 
-@login_required
+@roles.requires(roles.PAUSE_DISPATCH)
 @require_POST
 def pause_dispatch(request: HttpRequest, slug: str) -> HttpResponse:
     return set_dispatch(request, slug, paused=True)
 
 
-@login_required
+@roles.requires(roles.PAUSE_DISPATCH)
 @require_POST
 def resume_dispatch(request: HttpRequest, slug: str) -> HttpResponse:
     return set_dispatch(request, slug, paused=False)

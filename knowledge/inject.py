@@ -17,6 +17,7 @@ from django.db.models import F
 from beads.models import Bead
 from knowledge.models import Injection, Learning
 from workspace.models import Repository, Workspace
+from workspace.scrub import scrub
 
 # An agents.models.Session: agents sits above knowledge, so it is not imported here.
 AgentSession = Any
@@ -125,10 +126,13 @@ def render_context(session: AgentSession, budget: int) -> str:
         parts.append("## Acceptance criteria\n\n" + bead.acceptance_criteria.strip() + "\n")
     scope = "\n".join(f"- `{p}`" for p in bead.scope) or "- (any path the repository allows)"
     parts.append("## Scope: the only paths you may change\n\n" + scope + "\n")
+    # Both may quote what an earlier attempt's code printed, secrets included:
+    # scrubbed again here, as rows written before scrubbing existed are not.
     if bead.last_failure:
-        parts.append("## Why the last attempt failed\n\n" + bead.last_failure.strip() + "\n")
+        failure = scrub(bead.last_failure.strip())
+        parts.append("## Why the last attempt failed\n\n" + failure + "\n")
     if handoff := previous_handoff(bead, session):
-        parts.append("## Handoff from the previous session\n\n" + handoff.strip() + "\n")
+        parts.append("## Handoff from the previous session\n\n" + scrub(handoff.strip()) + "\n")
     text = "\n".join(parts)
     cut_note = ""
     if len(text) > budget:

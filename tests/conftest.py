@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from tests.factories import git
+from workspace import roles
 from workspace.models import Repository, Workspace
 
 
@@ -61,13 +62,24 @@ def repo(make_repo):
 
 @pytest.fixture
 def user(db):
-    return get_user_model().objects.create_user("alice", password="correct horse battery")
+    """An operator: the tests that log in exercise operator actions."""
+    alice = get_user_model().objects.create_user("alice", password="correct horse battery")
+    roles.assign(alice, roles.OPERATOR)
+    return alice
 
 
 @pytest.fixture
 def logged_in(client, user):
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def viewer(db):
+    """Someone who may read every page and do nothing."""
+    victor = get_user_model().objects.create_user("victor", password="correct horse battery")
+    roles.assign(victor, roles.VIEWER)
+    return victor
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ message, so a bad value stops start-up with a line an operator can act on.
 
 import os
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -50,7 +52,8 @@ def corral_home(default: str | Path) -> Path:
     raw = os.environ.get("CORRAL_HOME") or str(default)
     home = Path(raw).expanduser().resolve()
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        # Owner only: it holds the database, the secret key and every repository.
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
         raise bad("CORRAL_HOME", raw, f"cannot create the folder ({e.strerror})") from None
     if not os.access(home, os.W_OK):
@@ -61,6 +64,7 @@ def corral_home(default: str | Path) -> Path:
 def database(home: Path) -> dj_database_url.DBConfig:
     raw = os.environ.get("DATABASE_URL", "").strip()
     if not raw:
+        private_files("CORRAL_HOME", str(home), home / "corral.sqlite3")
         return sqlite(home / "corral.sqlite3", test_name=home / "test.sqlite3")
     try:
         # Connections are kept a minute: a new one per request costs more than the query.
@@ -70,12 +74,34 @@ def database(home: Path) -> dj_database_url.DBConfig:
     engine = config.get("ENGINE", "")
     if engine.endswith("sqlite3"):
         name = Path(config["NAME"])
+        private_files("DATABASE_URL", raw, name)
         return sqlite(name, test_name=name.with_name("test-" + name.name))
     if not engine.endswith("postgresql"):
         raise bad("DATABASE_URL", raw, "Corral supports postgres:// and sqlite:// URLs")
     if not config.get("NAME"):
         raise bad("DATABASE_URL", raw, "the URL names no database")
     return config
+
+
+def private_files(name: str, raw: str, database: Path) -> None:
+    """The SQLite database made 0600 before Django opens it: SQLite gives its
+    -wal and -shm files the database's mode. Those made before are tightened."""
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError as e:
+        raise bad(name, raw, f"cannot create the database {database} ({e.strerror})") from None
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        owner_only(path)
+
+
+def owner_only(path: Path) -> None:
+    """Take group and others' access away from a file of ours that has it."""
+    try:
+        st = path.stat()
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            path.chmod(0o600)
+    except FileNotFoundError:
+        pass
 
 
 def sqlite(path: Path, test_name: Path) -> dj_database_url.DBConfig:
@@ -131,9 +157,26 @@ def secret_key(home: Path) -> str:
         return raw
     path = home / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(50))
+    owner_only(path)
     return path.read_text().strip()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `path` 0600 from its first byte, all at once: a process starting
+    beside this one reads either no file or the whole key, and if both write,
+    the first one's key is the one both keep."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    try:
+        os.link(tmp, path)  # fails if another process got there first
+    except FileExistsError:
+        pass
+    except OSError:  # a filesystem without hard links: rename, the last writer wins
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def allowed_hosts() -> list[str]:
@@ -144,3 +187,32 @@ def allowed_hosts() -> list[str]:
     if any(" " in h or "/" in h for h in hosts):
         raise bad("ALLOWED_HOSTS", raw, "give host names separated by commas")
     return hosts
+
+
+# The sandbox (bubblewrap) that checks and sessions run in (workspace/sandbox.py).
+
+
+def bwrap(default: str = "/usr/bin/bwrap") -> str:
+    """CORRAL_BWRAP, bubblewrap's absolute path; unset, bwrap on PATH. Whether it
+    starts is found out when it is first needed: a check is then refused with why."""
+    raw = os.environ.get("CORRAL_BWRAP", "").strip()
+    if not raw:
+        return shutil.which("bwrap") or default
+    if not os.path.isabs(raw):
+        raise bad("CORRAL_BWRAP", raw, "give bubblewrap's absolute path, e.g. /usr/bin/bwrap")
+    return raw
+
+
+def sandbox_limit(name: str, default: int) -> int:
+    """A per-process limit in the sandbox; 0 means none."""
+    return env_int(name, default, minimum=0)
+
+
+def absolute_paths(name: str) -> list[Path]:
+    """A colon-separated list of absolute paths (~ allowed), like PATH."""
+    raw = os.environ.get(name, "")
+    paths = [os.path.expanduser(part.strip()) for part in raw.split(":") if part.strip()]
+    relative = [path for path in paths if not os.path.isabs(path)]
+    if relative:
+        raise bad(name, raw, f"{relative[0]!r} is not an absolute path")
+    return [Path(path) for path in paths]

@@ -1,27 +1,110 @@
-"""Every git operation Corral performs. Commands are argv lists, never shell strings."""
+"""Every git operation Corral performs. Commands are argv lists, never shell strings.
+
+Git runs programs named in its configuration (core.fsmonitor, hooks, filter
+drivers), so every call here runs with an environment built from a short
+allowlist (none of Corral's secrets), without system or global configuration,
+and with those settings forced off. A clone an agent works in is never read
+through its own .git: Corral reads its files through a git dir of its own.
+"""
 
 import os
+import posixpath
+import re
 import subprocess
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Without git on PATH, GitPython would fail at import with a long traceback;
-# quiet lets the first git call fail with a message we can show.
-os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-
-import git  # noqa: E402
 from django.conf import settings
 
 StrPath = str | os.PathLike[str]  # a repository or folder, as a str or a Path
+
+# All a git process gets of Corral's environment: DATABASE_URL, SECRET_KEY,
+# REDIS_URL and tokens stay out of reach of anything git might run.
+KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+# A clone from, or a push to, an upstream needs the operator's credentials (ssh
+# keys and known hosts, credential helpers in ~/.gitconfig, proxies). Only those
+# two calls keep them; both run on Corral's canonical copy, never on an agent's clone.
+REMOTE_ENV = (
+    "HOME",
+    "SSH_AUTH_SOCK",
+    "GIT_SSH_COMMAND",
+    "GIT_SSL_CAINFO",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+)
+ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+# Settings that make git run a program, forced off whatever a config file says:
+# as -c flags and again as GIT_CONFIG_COUNT pairs, which reach git's children too.
+FORCED_CONFIG = (
+    ("core.fsmonitor", "false"),
+    ("core.hooksPath", "/dev/null"),
+    ("protocol.ext.allow", "never"),
+)
+FORCED_FLAGS = tuple(arg for key, value in FORCED_CONFIG for arg in ("-c", f"{key}={value}"))
 
 
 class GitError(Exception):
     """A git operation failed; the message is fit to show a person."""
 
 
-def is_url(source: str) -> bool:
-    return "://" in source or (":" in source and "@" in source.split(":", 1)[0])
+def git_env(extra: dict[str, str] | None = None, remote: bool = False) -> dict[str, str]:
+    """The whole environment of a git process (see KEPT_ENV and REMOTE_ENV)."""
+    kept = KEPT_ENV + (REMOTE_ENV if remote else ())
+    env = {key: os.environ[key] for key in kept if key in os.environ}
+    env.setdefault("HOME", "/nonexistent")  # no ~/.gitconfig, no ~/.config/git/
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ALLOW_PROTOCOL=ALLOWED_PROTOCOLS, GIT_ATTR_NOSYSTEM="1")
+    if not remote:
+        env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null")
+    env["GIT_CONFIG_COUNT"] = str(len(FORCED_CONFIG))
+    for n, (key, value) in enumerate(FORCED_CONFIG):
+        env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = key, value
+    env.update(extra or {})
+    return env
+
+
+def run_git(
+    args: Sequence[str],
+    env: dict[str, str],
+    stdin: str | bytes | None = None,
+    cwd: StrPath | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    """git with the forced settings; `env` is the whole environment (see git_env)."""
+    if isinstance(stdin, str):
+        # A lone surrogate cannot be UTF-8; passed through, git judges the bytes.
+        stdin = stdin.encode("utf-8", "surrogatepass")
+    return subprocess.run(
+        ["git", *FORCED_FLAGS, *args],
+        input=stdin,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+# Sources. `addrepo` takes a local path or a URL. Git's remote helpers are
+# refused (ext:: runs any command, fd:: talks to a file descriptor), and so is
+# anything starting with "-", which git or ssh would read as an option.
+URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+REMOTE_HELPER = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)::")
+URL_SCHEMES = {"http", "https", "ssh", "git", "file", "git+ssh", "ssh+git"}
+SAFE_TRANSPORTS = "use https://, ssh://, git://, user@host:path or a local path"
+
+
+def is_scp_like(source: str) -> bool:
+    """git's `[user@]host:path` (ssh): a colon before any slash."""
+    colon, slash = source.find(":"), source.find("/")
+    return colon > 0 and (slash < 0 or colon < slash)
 
 
 def source_name(source: str) -> str:
@@ -31,16 +114,46 @@ def source_name(source: str) -> str:
 
 
 def check_source(source: str) -> str:
-    """Refuse, with a clear message, a local path that is not a git repository."""
-    if is_url(source):
+    """The source to clone: a URL in a safe transport, or the absolute path of a
+    local git repository. Anything else is a GitError of one line."""
+    if not source.strip() or any(ord(c) < 32 or ord(c) == 127 for c in source):
+        raise GitError(f"{source!r}: a source is one line of printable text")
+    if source.startswith("-"):
+        raise GitError(f"{source}: a source may not start with '-'")
+    if helper := REMOTE_HELPER.match(source):
+        raise GitError(f"{source}: the {helper[1]}:: transport is not allowed; {SAFE_TRANSPORTS}")
+    if url := URL_SCHEME.match(source):
+        if url[1].lower() not in URL_SCHEMES:
+            raise GitError(f"{source}: the {url[1]}:// transport is not allowed; {SAFE_TRANSPORTS}")
+        check_host(source, source[url.end() :].split("/", 1)[0])
         return source
-    path = Path(source).expanduser().resolve()
-    if not path.exists():
-        raise GitError(f"{source}: no such file or folder")
+    if is_scp_like(source):
+        check_host(source, source.split(":", 1)[0])
+        return source
+    return check_local_repository(source)
+
+
+def check_host(source: str, authority: str) -> None:
+    # ssh would read a host (or user) starting with "-" as an option.
+    if authority.rsplit("@", 1)[-1].startswith("-") or authority.startswith("-"):
+        raise GitError(f"{source}: a host may not start with '-'")
+
+
+def check_local_repository(source: str) -> str:
+    path = Path(os.path.expanduser(source)).resolve()  # "~nobody/x" stays as it is
     try:
-        git.Repo(path)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise GitError(f"{source}: not a git repository") from None
+        exists = path.exists()
+    except OSError as e:  # a name too long, a folder we may not read
+        raise GitError(f"{source}: {e.strerror}") from None
+    if not exists:
+        raise GitError(f"{source}: no such file or folder")
+    # The ceiling keeps git from finding a repository above the folder.
+    env = git_env({"GIT_CEILING_DIRECTORIES": str(path.parent)})
+    done = run_git(["rev-parse", "--git-dir"], env=env, cwd=path) if path.is_dir() else None
+    if done is not None and b"dubious ownership" in done.stderr:
+        raise GitError(f"{source}: owned by another user, so git will not read it")
+    if done is None or done.returncode != 0:
+        raise GitError(f"{source}: not a git repository")
     return str(path)
 
 
@@ -51,24 +164,21 @@ def clone_bare(source: str, slug: str) -> Path:
     dest = settings.REPOS_DIR / f"{slug}.git"
     if dest.exists():
         raise GitError(f"{dest} already exists")
-    try:
-        git.Repo.clone_from(source, dest, bare=True, env={"GIT_TERMINAL_PROMPT": "0"})
-    except git.GitCommandError as e:
-        raise GitError(f"cannot clone {source}: {last_line(e.stderr)}") from None
+    argv = ["clone", "--bare", "--quiet", "--template=", "--", source, str(dest)]
+    done = run_git(argv, env=git_env(remote=True), timeout=3600)
+    if done.returncode != 0:
+        raise GitError(f"cannot clone {source}: {last_line(done.stderr.decode(errors='replace'))}")
     return dest
 
 
 def default_branch(path: StrPath) -> str | None:
-    """The branch a bare clone's HEAD points at, or None when it has no commits."""
-    repo = git.Repo(path)
-    try:
-        return repo.head.reference.name
-    except TypeError:  # a detached HEAD
-        return None
+    """The branch a bare clone's HEAD points at, or None when HEAD is detached."""
+    done = git_call(path, "symbolic-ref", "--quiet", "HEAD")
+    return done.stdout.removeprefix("refs/heads/") if done.returncode == 0 else None
 
 
 def has_branch(path: StrPath, branch: str) -> bool:
-    return f"refs/heads/{branch}" in {ref.path for ref in git.Repo(path).references}
+    return git_call(path, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0
 
 
 def head_sha(path: StrPath, branch: str) -> str:
@@ -114,22 +224,29 @@ def git_call(
     stdin: str | bytes | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 120,
+    remote: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run git on the repository at `path`; return the CompletedProcess (text)."""
-    full_env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_DIR=str(path), **(env or {}))
-    done = subprocess.run(
-        ["git", *args],
-        input=stdin.encode() if isinstance(stdin, str) else stdin,
-        env=full_env,
-        capture_output=True,
-        timeout=timeout,
-    )
+    done = git_bytes(path, *args, stdin=stdin, env=env, timeout=timeout, remote=remote)
     return subprocess.CompletedProcess(
         done.args,
         done.returncode,
         stdout=done.stdout.decode(errors="replace").strip(),
         stderr=done.stderr.decode(errors="replace"),
     )
+
+
+def git_bytes(
+    path: StrPath,
+    *args: str,
+    stdin: str | bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    remote: bool = False,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run git on the repository at `path`; its output as bytes, exactly."""
+    full_env = git_env({"GIT_DIR": str(path), **(env or {})}, remote=remote)
+    return run_git(args, env=full_env, stdin=stdin, timeout=timeout)
 
 
 def git_run(path: StrPath, *args: str, **kwargs: Any) -> str:
@@ -184,6 +301,16 @@ def apply_patch(path: StrPath, base_sha: str, head_sha: str, patch: str) -> str:
     return merge_trees(path, head_sha, patched)
 
 
+def check_patch(path: StrPath, base_sha: str, patch: str) -> None:
+    """PatchDoesNotApply unless git reads `patch` and applies it to `base_sha`."""
+    with PrivateIndex(path) as idx:
+        idx.git("read-tree", base_sha)
+        try:
+            idx.git("apply", "--check", "--cached", "--binary", "-", stdin=patch)
+        except GitError as e:
+            raise PatchDoesNotApply(str(e).removeprefix("git apply: ")) from None
+
+
 def merge_trees(path: StrPath, ours: str, theirs: str) -> str:
     """Three-way merge of two commits (merge base found by git); the tree, or MergeConflict."""
     done = git_call(path, "merge-tree", "--write-tree", "--name-only", ours, theirs)
@@ -217,12 +344,209 @@ def update_branch(path: StrPath, branch: str, new: str, old: str) -> bool:
     return git_call(path, "update-ref", f"refs/heads/{branch}", new, old).returncode == 0
 
 
-def commit_with_trailer(path: StrPath, branch: str, since: str, trailer: str) -> str | None:
-    """The newest commit in since..branch whose message carries `trailer`, or None."""
-    out = git_run(
-        path, "log", "--format=%H", "-F", f"--grep={trailer}", f"{since}..refs/heads/{branch}"
+def commit_with_trailer(path: StrPath, branch: str, since: str, key: str, value: str) -> str | None:
+    """The newest commit in since..branch that the lead made with the trailer
+    `key: value` in its trailer block (the message's last paragraph, as git
+    reads it). A line anywhere else in a message, or another committer, is not it."""
+    fmt = f"%H%x1f%cn%x1f%ce%x1f%(trailers:key={key},valueonly,unfold,separator=%x1d)%x1e"
+    done = git_bytes(path, "log", f"--format={fmt}", f"{since}..refs/heads/{branch}")
+    if done.returncode != 0:
+        raise GitError(f"git log: {last_line(done.stderr.decode(errors='replace'))}")
+    # Not stripped: Python counts the separators \x1d-\x1f as white space.
+    out = done.stdout.decode(errors="replace")
+    for record in filter(None, (rec.strip("\n") for rec in out.split("\x1e"))):
+        sha, committer, email, values = record.split("\x1f", 3)
+        if (committer, email) == LEAD_IDENTITY and value in values.strip().split("\x1d"):
+            return sha
+    return None
+
+
+# Commit messages. The lead writes title, body, then its own trailer block; an
+# agent's text goes in the body with every line git could read as a trailer
+# (or as the end of the message, "---") taken out, so that the trailers Corral
+# finds its commits by are only ever its own.
+
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+TRAILER_LINE = re.compile(r"^[A-Za-z0-9-]+[ \t]*:")  # git's token, optional blanks, separator
+GIT_GENERATED = ("Signed-off-by: ", "(cherry picked from commit ")
+DIVIDER = re.compile(r"^---(\s|$)")
+
+
+def without_controls(text: str) -> str:
+    """`text` without control characters (newlines and tabs stay) or lone surrogates."""
+    return CONTROL_CHARS.sub("", text)
+
+
+def reads_as_trailer(line: str) -> bool:
+    return bool(TRAILER_LINE.match(line) or DIVIDER.match(line) or line.startswith(GIT_GENERATED))
+
+
+def without_trailers(text: str) -> str:
+    """`text` without control characters and without any line git could read as a trailer."""
+    lines = without_controls(text).split("\n")
+    return "\n".join(line for line in lines if not reads_as_trailer(line))
+
+
+def one_line(text: str) -> str:
+    return " ".join(without_controls(text).split())
+
+
+def commit_message(title: str, body: str, trailers: Sequence[tuple[str, str]]) -> str:
+    """`title`, a blank line, `body` (without trailers), a blank line, `trailers`."""
+    body = without_trailers(body).strip()
+    block = "\n".join(f"{key}: {one_line(value)}" for key, value in trailers)
+    return (
+        f"{one_line(title)}\n\n{body}\n\n{block}\n" if body else f"{one_line(title)}\n\n{block}\n"
     )
-    return out.splitlines()[0] if out else None
+
+
+def trailers_of(path: StrPath, message: str) -> list[tuple[str, str]]:
+    """The trailers git reads in `message`, as (key, value), in order."""
+    out = git_run(path, "interpret-trailers", "--parse", "--no-divider", stdin=message)
+    return [
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in out.splitlines())
+    ]
+
+
+# What git would commit: the gates judge this, never a reading of the patch text.
+
+KINDS = {"100644": "file", "100755": "exec", "120000": "symlink", "160000": "gitlink"}
+
+
+def kind_of(mode: str) -> str:
+    """file, exec, symlink, gitlink, or absent (mode 000000: no such path on that side)."""
+    return "absent" if set(mode) == {"0"} else KINDS.get(mode, "file")
+
+
+@dataclass
+class TreeChange:
+    """One path whose entry differs between two trees: its modes and blob ids on
+    both sides; of the new side its size in bytes and, for a symlink, its target;
+    and the lines added plus removed (None for a binary file)."""
+
+    path: str
+    old_mode: str
+    new_mode: str
+    old_id: str
+    new_id: str
+    size: int = 0
+    link_target: str | None = None
+    lines: int | None = 0
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.new_mode)
+
+    @property
+    def old_kind(self) -> str:
+        return kind_of(self.old_mode)
+
+
+def tree_changes(path: StrPath, old: str, new: str) -> list[TreeChange]:
+    """Every path that differs from tree-ish `old` to tree-ish `new`, as git sees it."""
+    out = git_bytes(path, "diff-tree", "-r", "-z", "--no-renames", "--raw", old, new)
+    if out.returncode != 0:
+        raise GitError(f"git diff-tree: {last_line(out.stderr.decode(errors='replace'))}")
+    fields = out.stdout.split(b"\0")  # meta, path, meta, path, …, and an empty last
+    changes = []
+    for meta, name in zip(fields[0:-1:2], fields[1::2], strict=True):
+        old_mode, new_mode, old_id, new_id, _ = meta.decode().lstrip(":").split(" ")
+        changes.append(
+            TreeChange(name.decode(errors="replace"), old_mode, new_mode, old_id, new_id)
+        )
+    lines = numstat(path, old, new)
+    for change in changes:
+        change.lines = lines.get(change.path, 0)
+    read_blobs(path, changes)
+    return changes
+
+
+def numstat(path: StrPath, old: str, new: str) -> dict[str, int | None]:
+    """{path: lines added + removed}, None for a binary file."""
+    out = git_bytes(path, "diff-tree", "-r", "-z", "--no-renames", "--numstat", old, new)
+    counts: dict[str, int | None] = {}
+    for record in out.stdout.split(b"\0"):
+        if record:
+            added, removed, name = record.decode(errors="replace").split("\t", 2)
+            counts[name] = None if "-" in (added, removed) else int(added) + int(removed)
+    return counts
+
+
+def read_blobs(path: StrPath, changes: list[TreeChange]) -> None:
+    """Fill in the sizes of the new blobs and the targets of the new symlinks."""
+    blobs = [c for c in changes if c.kind in ("file", "exec", "symlink")]
+    if not blobs:
+        return
+    ids = "".join(f"{c.new_id}\n" for c in blobs)
+    out = git_run(path, "cat-file", "--batch-check=%(objectname) %(objectsize)", stdin=ids)
+    sizes = dict(line.split(" ") for line in out.splitlines())
+    targets = cat_blobs(path, [c.new_id for c in blobs if c.kind == "symlink"])
+    for change in blobs:
+        change.size = int(sizes[change.new_id])
+        if change.kind == "symlink":
+            change.link_target = targets[change.new_id].decode(errors="replace")
+
+
+def cat_blobs(path: StrPath, ids: list[str]) -> dict[str, bytes]:
+    """{id: content} of the blobs `ids`, read by one `git cat-file --batch`."""
+    if not ids:
+        return {}
+    out = git_bytes(path, "cat-file", "--batch", stdin="".join(f"{i}\n" for i in ids)).stdout
+    blobs, at = {}, 0
+    while at < len(out):
+        header_end = out.index(b"\n", at)
+        object_id, kind, size = out[at:header_end].decode().split(" ")
+        if kind != "blob":
+            raise GitError(f"{object_id} is a {kind}, not a blob")
+        start = header_end + 1
+        blobs[object_id] = out[start : start + int(size)]
+        at = start + int(size) + 1  # the content's closing newline
+    return blobs
+
+
+def tree_entries(path: StrPath, tree: str) -> dict[str, tuple[str, str]]:
+    """{path: (mode, object id)} of every entry of `tree`, folders (040000) included."""
+    out = git_bytes(path, "ls-tree", "-r", "-t", "-z", "--full-tree", tree)
+    if out.returncode != 0:
+        raise GitError(f"git ls-tree: {last_line(out.stderr.decode(errors='replace'))}")
+    entries = {}
+    for record in out.stdout.split(b"\0"):
+        if record:
+            meta, _, name = record.partition(b"\t")
+            mode, _, object_id = meta.decode().split(" ")
+            entries[name.decode(errors="replace")] = (mode, object_id)
+    return entries
+
+
+def symlinks(path: StrPath, tree: str) -> tuple[dict[str, str], dict[str, str]]:
+    """({path: mode} of every entry of `tree`, {path: target} of its symlinks)."""
+    entries = tree_entries(path, tree)
+    links = {name: oid for name, (mode, oid) in entries.items() if mode == "120000"}
+    targets = cat_blobs(path, sorted(set(links.values())))
+    modes = {name: mode for name, (mode, _) in entries.items()}
+    return modes, {name: targets[oid].decode(errors="replace") for name, oid in links.items()}
+
+
+def resolve_link(link: str, target: str, modes: dict[str, str]) -> tuple[str | None, list[str]]:
+    """Where a symlink at `link` with `target` points in a tree of `modes`: the path
+    (None if it leaves the repository) and the symlinks it passes through."""
+    if target.startswith("/"):
+        return None, []
+    parts = [p for p in posixpath.dirname(link).split("/") if p]
+    through: list[str] = []
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None, through
+            parts.pop()
+            continue
+        parts.append(part)
+        if modes.get("/".join(parts)) == "120000":
+            through.append("/".join(parts))
+    return "/".join(parts), through
 
 
 def checkout(path: StrPath, tree: str, dest: StrPath) -> None:
@@ -243,7 +567,7 @@ def tree_of(path: StrPath, sha: str) -> str:
 def push(path: StrPath, upstream: str, branch: str) -> None:
     """Fast-forward `branch` on the upstream; never forced. Raises GitError."""
     ref = f"refs/heads/{branch}"
-    git_run(path, "push", "--porcelain", upstream, f"{ref}:{ref}", timeout=300)
+    git_run(path, "push", "--porcelain", "--", upstream, f"{ref}:{ref}", timeout=300, remote=True)
 
 
 def log_with_trailers(path: StrPath, branch: str, limit: int = 20) -> list[dict[str, str]]:
@@ -261,75 +585,78 @@ def log_with_trailers(path: StrPath, branch: str, limit: int = 20) -> list[dict[
     ]
 
 
-# Session clones. The agent owns its clone and may do anything in it; Corral
-# reads it with an index of its own so the agent's index is never touched.
+# Session clones. The agent owns its clone and may do anything in it, its
+# .git/config and hooks included; Corral never runs git with that git dir.
+# It reads the agent's files through a git dir and an index of its own.
 
-
-def worktree_git(
-    workdir: StrPath, *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> str:
-    """Run git inside a session's clone; return stdout, or raise GitError."""
-    full_env = dict(os.environ, GIT_TERMINAL_PROMPT="0", **(env or {}))
-    full_env.pop("GIT_DIR", None)
-    done = subprocess.run(
-        ["git", *args], cwd=workdir, env=full_env, capture_output=True, timeout=timeout
-    )
-    if done.returncode != 0:
-        raise GitError(f"git {args[0]}: {last_line(done.stderr.decode(errors='replace'))}")
-    return done.stdout.decode(errors="replace")
+EXCLUDED = ".agents/\n"  # the context pack and handoff: never part of the work
 
 
 def clone_for_session(path: StrPath, workdir: StrPath, base_sha: str) -> None:
     """A private clone of the canonical repository at `workdir`, detached at base_sha."""
-    git_call(path, "clone", "--quiet", "--shared", "--no-checkout", str(path), str(workdir))
-    if not Path(workdir, ".git").is_dir():
-        raise GitError(f"cannot clone {path} into {workdir}")
-    worktree_git(workdir, "checkout", "--quiet", "--detach", base_sha)
-    with open(Path(workdir, ".git", "info", "exclude"), "a") as exclude:
-        exclude.write("\n.agents/\n")
+    workdir = Path(workdir)
+    argv = ["clone", "--quiet", "--shared", "--no-checkout", "--template=", "--"]
+    done = run_git([*argv, str(path), str(workdir)], env=git_env())
+    if done.returncode != 0 or not (workdir / ".git").is_dir():
+        why = last_line(done.stderr.decode(errors="replace"))
+        raise GitError(f"cannot clone {path} into {workdir}: {why}")
+    # The agent has not run yet: this .git is still the one git just made.
+    dot_git = ["--git-dir", str(workdir / ".git"), "--work-tree", str(workdir)]
+    done = run_git([*dot_git, "checkout", "--quiet", "--detach", base_sha], git_env(), cwd=workdir)
+    if done.returncode != 0:
+        raise GitError(f"git checkout: {last_line(done.stderr.decode(errors='replace'))}")
+    (workdir / ".git" / "info").mkdir(exist_ok=True)
+    (workdir / ".git" / "info" / "exclude").write_text(EXCLUDED)
 
 
 class SessionIndex:
-    """What a session's clone has changed against base_sha, read through a
-    private index: `refresh()`, then `numstat()` or `patch()`."""
+    """What a session's clone has changed against base_sha: `refresh()`, then
+    `numstat()` or `patch()`. Read with a throwaway git dir whose objects borrow
+    the canonical repository's (`objects_from`), with a private index; the
+    clone's own .git is never read."""
 
-    def __init__(self, workdir: StrPath, base_sha: str) -> None:
-        self.workdir, self.base_sha = workdir, base_sha
+    def __init__(self, workdir: StrPath, base_sha: str, objects_from: StrPath) -> None:
+        self.workdir, self.base_sha = Path(workdir), base_sha
         self.tmp = tempfile.TemporaryDirectory(prefix="corral-session-index-")
-        self.env = {"GIT_INDEX_FILE": os.path.join(self.tmp.name, "index")}
-        worktree_git(workdir, "read-tree", base_sha, env=self.env)
+        try:
+            self.git_dir = Path(self.tmp.name, "git")
+            done = run_git(
+                ["init", "--quiet", "--bare", "--template=", str(self.git_dir)], git_env()
+            )
+            if done.returncode != 0:
+                raise GitError(f"git init: {last_line(done.stderr.decode(errors='replace'))}")
+            objects = Path(objects_from).resolve() / "objects"
+            (self.git_dir / "objects" / "info").mkdir(parents=True, exist_ok=True)
+            (self.git_dir / "objects" / "info" / "alternates").write_text(f"{objects}\n")
+            (self.git_dir / "info").mkdir(exist_ok=True)
+            (self.git_dir / "info" / "exclude").write_text(EXCLUDED)
+            self.env = {"GIT_INDEX_FILE": os.path.join(self.tmp.name, "index")}
+            self.git("read-tree", base_sha)
+        except BaseException:
+            self.tmp.cleanup()
+            raise
 
     def close(self) -> None:
         self.tmp.cleanup()
 
+    def git(self, *args: str, timeout: float = 120) -> str:
+        """git on the clone's files, with Corral's git dir and index; stdout, or GitError."""
+        tree = ["--git-dir", str(self.git_dir), "--work-tree", str(self.workdir)]
+        done = run_git([*tree, *args], git_env(self.env), cwd=self.workdir, timeout=timeout)
+        if done.returncode != 0:
+            raise GitError(f"git {args[0]}: {last_line(done.stderr.decode(errors='replace'))}")
+        return done.stdout.decode(errors="replace")
+
     def refresh(self) -> None:
-        # .agents/ is in the clone's info/exclude; should the agent undo that,
-        # it is still taken out of what Corral reads.
-        worktree_git(self.workdir, "add", "-A", "--", ".", env=self.env)
-        worktree_git(
-            self.workdir,
-            "rm",
-            "-r",
-            "-q",
-            "--cached",
-            "--ignore-unmatch",
-            "--",
-            ".agents",
-            env=self.env,
-        )
+        self.git("add", "-A", "--", ".")
+        # .agents/ is Corral's (the context pack), never part of the work: its
+        # entries go back to what base_sha holds there (most often nothing),
+        # whatever a .gitignore of the agent's made `add` take.
+        self.git("reset", "-q", self.base_sha, "--", ".agents")
 
     def numstat(self) -> dict[str, int]:
         """{path: lines added + removed} of every changed path (binary files count 0)."""
-        out = worktree_git(
-            self.workdir,
-            "diff",
-            "--cached",
-            "--numstat",
-            "--no-renames",
-            "-z",
-            self.base_sha,
-            env=self.env,
-        )
+        out = self.git("diff", "--cached", "--numstat", "--no-renames", "-z", self.base_sha)
         changes: dict[str, int] = {}
         for record in out.split("\0"):
             if record:
@@ -338,12 +665,4 @@ class SessionIndex:
         return changes
 
     def patch(self) -> str:
-        return worktree_git(
-            self.workdir,
-            "diff",
-            "--cached",
-            "--binary",
-            "--no-renames",
-            self.base_sha,
-            env=self.env,
-        )
+        return self.git("diff", "--cached", "--binary", "--no-renames", self.base_sha)

@@ -62,11 +62,41 @@ class Repository(models.Model):
         default=False, help_text="Corral's own agents take no new work here while paused."
     )
     active = models.BooleanField(default=True)
+    # What agents' code may do here (the check gate and sessions run in the sandbox).
+    check_network = models.BooleanField(
+        default=False, help_text="Let the check command reach the network."
+    )
+    check_read_paths = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Absolute paths the check may read (a toolchain, a virtualenv), read-only.",
+    )
+    allow_submodules = models.BooleanField(
+        default=False, help_text="Let submissions add gitlinks and .gitmodules."
+    )
+    max_blob_bytes = models.PositiveIntegerField(
+        default=5_000_000, help_text="The largest file a submission may write."
+    )
+    max_total_bytes = models.PositiveIntegerField(
+        default=20_000_000, help_text="The most bytes of files one submission may write."
+    )
+    agents_file_ready = models.BooleanField(
+        default=False,
+        help_text="Beads agents file start open (ready), not proposed for a person to accept.",
+    )
+    review_by_other = models.BooleanField(
+        default=False,
+        help_text="A submission's reviewer must not be the person who filed its bead.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "repositories"
+        permissions = [
+            ("pause_dispatch", "Can pause and resume dispatch in a repository"),
+            ("run_dispatch", "Can run dispatch now"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -40,6 +40,7 @@ def spawn(
     stderr: Redirect = None,
     text: bool = False,
     die_with_parent: bool = False,
+    preexec: Callable[[], object] | None = None,
 ) -> subprocess.Popen:
     """Start argv as the leader of a new process group (and session).
 
@@ -48,9 +49,11 @@ def spawn(
     and we decide how our children stop. argv is never a shell string: what an
     agent or a repository names is one argument each, never shell syntax.
     die_with_parent asks Linux to SIGTERM the child if we die unable to stop it.
+    preexec runs in the child after that, before exec (the sandbox's limits).
     """
     if isinstance(argv, str | bytes):
         raise TypeError("argv is a list of arguments, not a shell string")
+    steps = [step for step in (_die_with_parent if die_with_parent else None, preexec) if step]
     return subprocess.Popen(
         list(argv),
         cwd=cwd,
@@ -60,7 +63,7 @@ def spawn(
         stderr=stderr,
         text=text,
         start_new_session=True,
-        preexec_fn=_die_with_parent if die_with_parent else None,
+        preexec_fn=(lambda: [step() for step in steps]) if steps else None,
     )
 
 

@@ -180,15 +180,17 @@ def test_unknown_ids_are_404(api):
 
 def test_create_a_bead_discovered_from_another(repo, api):
     _, client = api
-    parent = Bead.objects.create(repository=repo, title="parent")
+    parent = Bead.objects.create(repository=repo, title="parent", scope=["src/**"])
+    client.post("claim", {"bead": parent.id})  # an agent files from the bead it works on
     response = client.post(
         "beads", {"title": "Found a bug", "discovered_from": parent.id, "scope": ["src/**"]}
     )
     assert response.status_code == 201
     created = response.json()
     assert created["id"].startswith(f"{repo.bead_prefix}-") and created["repo"] == repo.slug
+    assert created["status"] == "proposed"  # for a person to accept
     assert created["dependencies"] == [
-        {"depends_on": parent.id, "type": "discovered-from", "status": "open"}
+        {"depends_on": parent.id, "type": "discovered-from", "status": "in_progress"}
     ]
     assert Dependency.objects.get(issue_id=created["id"]).type == "discovered-from"
     assert client.get(f"beads/{created['id']}").json()["scope"] == ["src/**"]
@@ -199,6 +201,8 @@ def test_create_refuses_bad_fields(repo, api):
     assert client.post("beads", {"title": "x"}).status_code == 422  # no repository
     assert client.post("beads", {"repo": repo.slug, "title": ""}).status_code == 422
     assert client.post("beads", {"repo": repo.slug, "title": "x", "priority": 9}).status_code == 422
+    assert client.post("beads", {"repo": repo.slug, "title": "a\x00b"}).status_code == 422
+    assert client.post("beads", {"repo": repo.slug, "title": "x"}).status_code == 422  # no parent
     assert not Bead.objects.exists()
 
 

@@ -167,9 +167,10 @@ def test_json_output_parses(repo, corral):
     assert "Acceptance criteria:" in text and "P2" in text
 
 
-def test_new_files_a_bead_discovered_from_another(repo, corral):
-    parent = Bead.objects.create(repository=repo, title="parent")
-    new_id = ok(
+def test_new_files_a_bead_discovered_from_another(repo, corral, tmp_path):
+    parent = Bead.objects.create(repository=repo, title="parent", scope=["src/**"])
+    ok(corral("claim", "--dir", str(tmp_path / "work")))  # it files from the bead it works on
+    out = ok(
         corral(
             "new",
             "Found a bug",
@@ -180,8 +181,11 @@ def test_new_files_a_bead_discovered_from_another(repo, corral):
             "--type",
             "bug",
         )
-    ).strip()
+    )
+    new_id, says = out.strip().split(" ", 1)
+    assert says == "(proposed: ready once a person accepts it)"
     created = Bead.objects.get(pk=new_id)
+    assert created.status == "proposed"
     assert created.title == "Found a bug" and created.repository == repo
     assert created.scope == ["src/**"] and created.issue_type == "bug"
     assert Dependency.objects.get(issue=created).depends_on == parent

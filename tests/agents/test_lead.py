@@ -37,17 +37,20 @@ def test_a_good_submission_lands_as_one_commit_with_trailers(repo, agent, rq_red
     people = git(repo.canonical_path, "log", "-1", "--format=%an|%cn", sha)
     assert people == "agent-1|Corral lead"
     assert git(repo.canonical_path, "show", f"{sha}:src/new.py") == "x = 1"
+    # git builds the tree first; paths, scope and size judge what it would commit.
     assert [r.gate for r in sub.gate_results.all()] == [
+        "apply",
         "paths",
         "scope",
         "size",
-        "apply",
         "check",
         "review",
     ]
     assert all(r.passed for r in sub.gate_results.all())
 
 
+# Each with the gate that refuses it: git itself will not apply a path with ..
+# or inside .git, nor an absolute one; a symlink it does apply is for the paths gate.
 HOSTILE = {
     "dot-dot": "diff --git a/../evil b/../evil\nnew file mode 100644\n--- /dev/null\n"
     "+++ b/../evil\n@@ -0,0 +1 @@\n+x\n",
@@ -62,16 +65,26 @@ HOSTILE = {
 }
 
 
+REFUSED_BY = {
+    "dot-dot": "apply",
+    "absolute": "apply",
+    "git-config": "apply",
+    "symlink": "paths",
+    "symlink-climbing": "paths",
+}
+
+
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
-def test_the_paths_gate_refuses_paths_that_leave_the_repository(repo, agent, rq_redis, kind):
+def test_paths_that_leave_the_repository_are_refused(repo, agent, rq_redis, kind):
     before = commits(repo)
     bead = Bead.objects.create(repository=repo, title="Sneaky", scope=["**"])
     base = git(repo.canonical_path, "rev-parse", repo.branch)
     sub = submit(bead, agent, HOSTILE[kind], base)
     run_lead(repo)
     assert outcome(sub) == ("rejected", "open", "failed")
-    assert gate(sub, "paths").passed is False
-    assert "paths gate" in sub.reason
+    refused_by = REFUSED_BY[kind]
+    assert gate(sub, refused_by).passed is False
+    assert f"{refused_by} gate" in sub.reason
     assert commits(repo) == before
     assert sub.bead.attempts == 1 and sub.bead.last_failure == sub.reason
 
@@ -247,7 +260,6 @@ def test_a_lead_that_died_after_update_ref_does_not_commit_twice(repo, agent, rq
     # The first lead committed, then died before saving its row.
     landing = lead.Landing(sub)
     landing.head = git(repo.canonical_path, "rev-parse", repo.branch)
-    landing.changes, landing.files = [], ["a.txt"]
     landing.tree = gitops.apply_patch(
         repo.canonical_path, sub.session.base_sha, landing.head, sub.session.patch
     )

@@ -19,7 +19,6 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rq import Worker
-from rq.job import Job
 
 from agents import flow, queues
 from agents.dispatch import dispatch
@@ -395,7 +394,7 @@ def session_workers():
 
 
 def dispatch_done():
-    return not Job.exists("dispatch", connection=queues.connection())
+    return not queues.runs_pending(queues.DISPATCH)
 
 
 @session_db

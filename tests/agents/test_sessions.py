@@ -90,9 +90,23 @@ def test_an_agent_that_sleeps_past_its_limit_is_timed_out(repo):
 def test_an_agent_ignoring_sigterm_and_its_child_are_both_killed(repo):
     session, _ = start(repo, program_agent("stubborn"), time_limit_s=1)
     assert session.status == "timed_out"
-    child = int((Path(session.workdir) / ".agents" / "pids").read_text())
-    assert not alive(child) and not alive(session.pid)
+    # The pid it wrote is the sandbox's own (a PID namespace): look for what is left by folder.
+    assert (Path(session.workdir) / ".agents" / "pids").read_text().strip()
+    wait_for(lambda: not working_in(session.workdir), timeout=5)
+    assert not alive(session.pid)
     assert not group_members(session.pid)
+
+
+def working_in(folder):
+    """Live processes whose working folder is `folder`, found from /proc."""
+    found = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if os.readlink(cwd) == str(folder) and alive(int(cwd.parent.name)):
+                found.append(int(cwd.parent.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_an_agent_writing_outside_its_scope_is_stopped_and_nothing_submitted(repo):
@@ -160,3 +174,24 @@ def test_a_person_cancelling_a_session_stops_its_agent(repo, user):
     assert session.status == "cancelled" and "Cancelled by alice" in session.error
     assert (bead.status, bead.attempts) == ("open", 1)
     assert not group_members(session.pid)
+
+
+def test_a_handoff_linked_outside_the_clone_reads_as_nothing(repo, tmp_path):
+    """Corral reads the handoff and learnings outside the sandbox: a symlink to
+    a host file or folder must not carry that file into the submission."""
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("HOST-ONLY-SECRET\n")
+    folder = tmp_path / "host-learnings"
+    folder.mkdir()
+    (folder / "keep.md").write_text("# HOST-ONLY-LEARNING\nfrom the host\n")
+    session, bead = start(repo, program_agent("linker", "links", str(secret), str(folder)))
+    assert session.status == "submitted", session.error + log_text(session)
+    assert "HOST-ONLY" not in session.summary
+    assert not Learning.objects.filter(title__contains="HOST-ONLY").exists()
+    assert bead.status == "review"
+
+
+def test_a_fifo_handoff_does_not_hang_the_runner(repo):
+    session, _ = start(repo, program_agent("linker", "fifo"))
+    assert session.status == "submitted", session.error + log_text(session)
+    assert session.summary == ""

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
+from workspace import roles
+
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,7 +68,10 @@ def live(live_server, transactional_db):
 
 @pytest.fixture
 def browser_user(transactional_db):
-    return get_user_model().objects.create_user(USERNAME, password=PASSWORD)
+    """An operator: the browser tests review, cancel and revert."""
+    user = get_user_model().objects.create_user(USERNAME, password=PASSWORD)
+    roles.assign(user, roles.OPERATOR)
+    return user
 
 
 def log_in(page, live, username, password):

@@ -171,7 +171,7 @@ def one_of_each(repo):
 @pytest.mark.parametrize(
     "action, done, moved, to",
     [
-        ("close", "Closed", [S.OPEN, S.BLOCKED, S.DEFERRED], S.CLOSED),
+        ("close", "Closed", [S.PROPOSED, S.OPEN, S.BLOCKED, S.DEFERRED], S.CLOSED),
         ("reopen", "Reopened", [S.CLOSED, S.BLOCKED, S.DEFERRED], S.OPEN),
         ("defer", "Deferred", [S.OPEN, S.BLOCKED], S.DEFERRED),
         ("block", "Blocked", [S.OPEN, S.DEFERRED], S.BLOCKED),

@@ -118,3 +118,13 @@ def test_dockerfile_uses_python_3_11():
     base = re.search(r"^FROM\s+(\S+)", dockerfile, re.M | re.I)
     assert base and re.fullmatch(r"(docker\.io/(library/)?)?python:3\.11([.-]\S*)?", base[1])
     assert "pip install ." in dockerfile and "git" in dockerfile
+
+
+def test_the_image_has_bubblewrap_and_the_app_services_may_start_it(services):
+    """Checks and sessions run in bubblewrap: the image installs it, and every app
+    service lifts what Docker forbids it, adding no capability."""
+    assert re.search(r"apt-get install[^\n]*\bbubblewrap\b", (ROOT / "Dockerfile").read_text())
+    for name, service in app_services(services).items():
+        options = set(service.get("security_opt", []))
+        assert {"seccomp=unconfined", "systempaths=unconfined"} <= options, name
+        assert not service.get("privileged") and not service.get("cap_add"), name

@@ -165,6 +165,7 @@ def test_approve_and_reject_racing_one_wins(bead, agent, user):
 # The state machines as DESIGN.md draws them, edge by edge.
 DESIGNED = {
     Bead: {
+        ("proposed", "open"),  # accept
         ("open", "in_progress"),  # claim
         ("in_progress", "review"),  # submit
         ("review", "closed"),  # commit
@@ -192,6 +193,7 @@ DESIGNED = {
 }
 # Moves the table allows beyond the drawing, each for a stated reason.
 PEOPLE = {("open", "closed"), ("blocked", "closed"), ("deferred", "closed")}
+PEOPLE |= {("proposed", "closed")}  # a person declines an agent's proposal
 PEOPLE |= {(s, "open") for s in ("blocked", "deferred")}
 PEOPLE |= {("open", "deferred"), ("blocked", "deferred"), ("open", "blocked")}
 PEOPLE |= {("deferred", "blocked")}

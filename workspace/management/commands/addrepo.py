@@ -11,7 +11,9 @@ class Command(BaseCommand):
     help = "Register a repository: clone it into Corral's canonical bare copy."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("source", help="a local path or a git URL")
+        parser.add_argument(
+            "source", help="a local path, or an https://, ssh://, git:// or user@host:path URL"
+        )
         parser.add_argument("--name", help="display name (default: the folder's name)")
         parser.add_argument("--branch", help="branch to land on (default: the source's HEAD)")
         parser.add_argument("--check-command", default="", help='e.g. "pytest -q"')
@@ -37,6 +39,8 @@ class Command(BaseCommand):
             )
         except GitError as e:
             raise CommandError(str(e)) from None
+        except OSError as e:  # git itself missing or not runnable
+            raise CommandError(f"cannot run git: {e.strerror or e}") from None
         except ValidationError as e:
             raise CommandError("; ".join(e.messages)) from None
         self.stdout.write(

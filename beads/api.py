@@ -1,12 +1,12 @@
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
-from pydantic import ConfigDict
+from pydantic import AliasChoices, ConfigDict
 
 from beads import hook
 from beads.models import Bead
@@ -14,25 +14,12 @@ from workspace.models import Repository
 
 router = Router(tags=["beads"])
 MAX_LIMIT = 500
-# What BeadOut shows: a list need not fetch descriptions and notes.
-LIST_FIELDS = [
-    "id",
-    "repository__slug",
-    "title",
-    "status",
-    "priority",
-    "issue_type",
-    "labels",
-    "scope",
-    "assignee",
-    "attempts",
-    "created_at",
-]
 
 
 class BeadOut(Schema):
     id: str
-    repo: str = Field(..., alias="repository.slug")
+    # A bead's repository's slug; the hook's rows (hook.ready_rows) carry it as `repo`.
+    repo: str = Field(..., validation_alias=AliasChoices("repo", "repository.slug"))
     title: str
     status: str
     priority: int
@@ -106,9 +93,9 @@ def limit_of(limit: int) -> int:
 
 
 @router.get("ready", response=list[BeadOut], summary="Ready beads, in hook order")
-def ready(request: HttpRequest, repo: str | None = None, limit: int = 50) -> list[Bead]:
+def ready(request: HttpRequest, repo: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     repository = repository_or_404(repo)
-    return hook.first_ready(limit_of(limit), fields=LIST_FIELDS, repository=repository)
+    return hook.ready_rows(limit_of(limit), repository=repository)
 
 
 @router.get("beads", response=list[BeadOut], summary="List beads")

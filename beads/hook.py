@@ -7,8 +7,10 @@ plan's agents per wave, and its repository is active and under `max_agents`.
 Order: wave number (unplanned beads after planned ones), priority, age.
 """
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -27,8 +29,10 @@ from django.db.models import (
     Window,
 )
 from django.db.models.functions import RowNumber
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from beads.models import Bead, Dependency, Plan, WaveBead
+from beads.models import Bead, Dependency, Plan, Wave, WaveBead
 from workspace.models import Repository, Workspace
 
 T = TypeVar("T")
@@ -260,3 +264,111 @@ def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:
     # Sorted by rank here: filtering on a window wraps the query, and Django
     # 5.2 then keeps only the wave term of the outer ORDER BY when waves are on.
     return sorted(first, key=attrgetter("rank"))
+
+
+# The first page of ready work as one statement, fetched as values: what the
+# agents' API serves on every `ready`. The same rules as eligible(),
+# open_waves() and parts() above, which the tests hold it to on random
+# graphs: the planned part in wave order, then the unplanned part in index
+# order, each stopping at the page's end, and only those rows sorted.
+READY_SQL = """
+WITH busy AS (
+    SELECT repository_id, COUNT(*) AS n FROM {bead}
+    WHERE status = 'in_progress' GROUP BY repository_id
+), room AS (
+    SELECT r.id, r.slug FROM {repository} r LEFT JOIN busy ON busy.repository_id = r.id
+    WHERE r.active AND COALESCE(busy.n, 0) < r.max_agents {repository_filter}
+), member AS (
+    SELECT wb.bead_id, wb.plan_id, w.number, m.status, p.max_agents_per_wave AS cap
+    FROM {wavebead} wb
+    JOIN {plan} p ON p.id = wb.plan_id AND p.status = 'active'
+    JOIN {wave} w ON w.id = wb.wave_id
+    JOIN {bead} m ON m.id = wb.bead_id
+), wave AS (
+    SELECT plan_id, MIN(number) AS number FROM member WHERE status <> 'closed' GROUP BY plan_id
+), open_wave AS (
+    SELECT member.bead_id, member.number FROM member
+    JOIN wave ON wave.plan_id = member.plan_id AND wave.number = member.number
+    WHERE member.status = 'open' AND (
+        SELECT COUNT(*) FROM member AS held WHERE held.plan_id = member.plan_id
+        AND held.number = member.number AND held.status = 'in_progress'
+    ) < member.cap
+), ready AS (
+    SELECT b.id, room.slug AS repo, b.title, b.status, b.priority, b.issue_type, b.labels,
+           b.scope, b.assignee, b.attempts, b.created_at
+    FROM {bead} b JOIN room ON room.id = b.repository_id
+    WHERE b.status = 'open' AND b.issue_type <> 'epic' AND NOT EXISTS (
+        SELECT 1 FROM {dependency} d JOIN {bead} blocker ON blocker.id = d.depends_on_id
+        WHERE d.issue_id = b.id AND d.type = 'blocks' AND blocker.status <> 'closed'
+    )
+)
+SELECT * FROM (
+    SELECT 0 AS part, open_wave.number AS wave, ready.* FROM ready
+    JOIN open_wave ON open_wave.bead_id = ready.id
+    ORDER BY open_wave.number, ready.priority, ready.created_at, ready.id LIMIT %s
+) planned
+UNION ALL
+SELECT * FROM (
+    SELECT 1 AS part, CAST(NULL AS integer) AS wave, ready.* FROM ready
+    WHERE NOT EXISTS (SELECT 1 FROM member WHERE member.bead_id = ready.id)
+    ORDER BY ready.priority, ready.created_at, ready.id LIMIT %s
+) unplanned
+ORDER BY part, wave, priority, created_at, id
+LIMIT %s
+"""
+TABLES = {
+    "bead": Bead._meta.db_table,
+    "repository": Repository._meta.db_table,
+    "wavebead": WaveBead._meta.db_table,
+    "plan": Plan._meta.db_table,
+    "wave": Wave._meta.db_table,
+    "dependency": Dependency._meta.db_table,
+}
+READY_FIELDS = (
+    "id repo title status priority issue_type labels scope assignee attempts created_at"
+).split()
+
+
+def ready_rows(
+    limit: int,
+    repository: Repository | None = None,
+    workspace: Workspace | None = None,
+    repositories: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """The first `limit` ready beads in hook order, as dicts of READY_FIELDS
+    (`repo` is the repository's slug): one round trip, no model instances."""
+    clauses, params = [], []
+    if workspace is not None:
+        clauses.append("AND r.workspace_id = %s")
+        params.append(workspace.pk)
+    if repository is not None:
+        clauses.append("AND r.id = %s")
+        params.append(repository.pk)
+    if repositories is not None:
+        if not repositories:
+            return []
+        clauses.append(f"AND r.id IN ({', '.join(['%s'] * len(repositories))})")
+        params += list(repositories)
+    sql = READY_SQL.format(repository_filter=" ".join(clauses), **TABLES)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit, limit, limit])
+        rows = cursor.fetchall()
+    return [as_bead_values(row[2:]) for row in rows]
+
+
+def as_bead_values(row: Sequence[Any]) -> dict[str, Any]:
+    """A row of READY_FIELDS as Python values, whatever the database returned."""
+    values = dict(zip(READY_FIELDS, row, strict=True))
+    for key in ("labels", "scope"):
+        if isinstance(values[key], str):  # SQLite keeps JSON as text
+            values[key] = json.loads(values[key])
+    values["created_at"] = aware(values["created_at"])
+    return values
+
+
+def aware(value: datetime | str) -> datetime:
+    """SQLite hands back naive UTC datetimes (or text): make them what the ORM gives."""
+    parsed = parse_datetime(value) if isinstance(value, str) else value
+    if parsed is None:
+        raise ValueError(f"not a datetime: {value!r}")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)

@@ -412,9 +412,17 @@ def in_process_ready(sample, runs):
     def workspace():
         assert len(hook.first_ready(LIMIT)) == LIMIT
 
+    def one_repo_sql():
+        assert len(hook.ready_rows(LIMIT, repository=sample)) == LIMIT
+
+    def workspace_sql():
+        assert len(hook.ready_rows(LIMIT)) == LIMIT
+
     return {
         f"hook.first_ready(50, {sample.slug}), in-process": timed(one_repo, runs),
         "hook.first_ready(50), in-process": timed(workspace, runs),
+        f"hook.ready_rows(50, {sample.slug}), in-process": timed(one_repo_sql, runs),
+        "hook.ready_rows(50), in-process": timed(workspace_sql, runs),
     }
 
 

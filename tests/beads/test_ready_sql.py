@@ -1,0 +1,100 @@
+"""The hook's one-statement first page (hook.ready_rows) answers exactly as
+its querysets do (hook.first_ready), on random graphs of beads, blocking
+dependencies, plans with waves and caps, and repositories with caps."""
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from beads import hook
+from beads.models import Bead, Dependency, Plan, Wave, WaveBead
+from workspace.models import Repository, Workspace
+
+STATUSES = ["open"] * 6 + ["in_progress", "in_progress", "review", "closed", "closed", "blocked"]
+FIELDS = ["id", "title", "status", "priority", "issue_type", "labels", "scope", "assignee"]
+
+
+def random_world(rng: random.Random) -> tuple[list[Workspace], list[Repository]]:
+    spaces = [Workspace.objects.create(name=f"w{n}", slug=f"w{n}") for n in range(2)]
+    repos = [
+        Repository.objects.create(
+            workspace=rng.choice(spaces),
+            name=f"r{n}",
+            slug=f"r{n}",
+            bead_prefix=f"r{n}",
+            max_agents=rng.randint(1, 4),
+            active=rng.random() > 0.15,
+        )
+        for n in range(5)
+    ]
+    start = timezone.now() - timedelta(days=10)
+    beads = []
+    for n in range(rng.randint(20, 70)):
+        beads.append(
+            Bead.objects.create(
+                repository=rng.choice(repos),
+                title=f"bead {n}",
+                status=rng.choice(STATUSES),
+                priority=rng.randint(0, 4),
+                issue_type="epic" if rng.random() < 0.08 else "task",
+                labels=[rng.choice(["a", "b"])],
+                scope=[f"src/{n}/**"],
+                created_at=start + timedelta(minutes=rng.randint(0, 30)),  # ties happen
+            )
+        )
+    for n, issue in enumerate(beads):
+        for blocker in rng.sample(beads[:n], k=min(n, rng.choice([0, 0, 1, 2]))):
+            kind = "blocks" if rng.random() < 0.8 else "related"
+            Dependency.objects.create(issue=issue, depends_on=blocker, type=kind)
+    unplanned = beads[:]
+    rng.shuffle(unplanned)
+    for p in range(rng.randint(0, 3)):
+        status = rng.choice(["active", "active", "draft", "done"])
+        plan = Plan.objects.create(
+            workspace=spaces[0], name=f"p{p}", status=status, max_agents_per_wave=rng.randint(1, 3)
+        )
+        for number in range(1, rng.randint(2, 4)):
+            wave = Wave.objects.create(plan=plan, number=number)
+            for _ in range(rng.randint(1, 5)):
+                if unplanned:  # a bead in one plan at most, so in one active plan at most
+                    WaveBead.objects.create(wave=wave, bead=unplanned.pop())
+    return spaces, repos
+
+
+def as_values(bead: Bead) -> dict:
+    return {key: getattr(bead, key) for key in FIELDS} | {"repo": bead.repository.slug}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seed", range(12))
+def test_the_statement_answers_as_the_querysets_do(seed):
+    rng = random.Random(seed)
+    spaces, repos = random_world(rng)
+    some = [r.pk for r in rng.sample(repos, k=3)]
+    filters = [
+        {},
+        {"workspace": spaces[0]},
+        {"workspace": spaces[1]},
+        {"repository": rng.choice(repos)},
+        {"repositories": some},
+        {"workspace": spaces[0], "repositories": some},
+        {"repositories": []},
+    ]
+    for limit in (1, 3, 10, 500):
+        for given in filters:
+            expected = [as_values(b) for b in hook.first_ready(limit, **given)]
+            rows = hook.ready_rows(limit, **given)
+            got = [{key: row[key] for key in [*FIELDS, "repo"]} for row in rows]
+            assert got == expected, (seed, limit, given)
+
+
+@pytest.mark.django_db
+def test_rows_carry_what_the_api_shows(repo):
+    bead = Bead.objects.create(repository=repo, title="x", labels=["ops"], scope=["src/**"])
+    [row] = hook.ready_rows(5)
+    assert row["id"] == bead.id and row["repo"] == repo.slug
+    assert row["labels"] == ["ops"] and row["scope"] == ["src/**"]
+    assert row["created_at"] == Bead.objects.get(pk=bead.pk).created_at
+    assert row["attempts"] == 0 and row["status"] == "open"

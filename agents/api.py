@@ -210,7 +210,11 @@ class LearningOut(Schema):
 
 
 @router.post(
-    "learnings", response={201: LearningOut}, summary="Propose a learning", tags=["knowledge"]
+    "learnings",
+    response={201: LearningOut},
+    summary="Propose a learning",
+    tags=["knowledge"],
+    operation_id="knowledge_api_propose",  # its id from before it moved here
 )
 def propose(request: HttpRequest, data: LearningIn) -> Status[Learning]:
     agent = the_agent(request)

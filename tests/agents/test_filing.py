@@ -12,9 +12,8 @@ from django.test import Client
 from django.urls import reverse
 
 from agents import flow
-from agents.flow import agent_scope_beyond
 from agents.models import Agent, GateResult, Session, Submission
-from beads import hook
+from beads import hook, scopes
 from beads.models import Bead, Dependency
 from tests.factories import make_patch, run_lead, submit
 from workspace import roles
@@ -157,14 +156,14 @@ def test_a_scope_wider_than_the_parents_is_422(repo, working, scope):
     ],
 )
 def test_scopes_are_compared_as_patterns(scope, parent, beyond):
-    assert agent_scope_beyond(scope, parent, unscoped_ok=False) == beyond
+    assert scopes.beyond(scope, parent, unscoped_ok=False) == beyond
 
 
 def test_an_unscoped_parent(db):
     # Unscoped is any path where the repository allows it, none where it does not.
-    assert agent_scope_beyond(["docs/**"], [], unscoped_ok=True) == []
-    assert agent_scope_beyond(["docs/**"], [], unscoped_ok=False) == ["docs/**"]
-    assert agent_scope_beyond([], [], unscoped_ok=False) == []
+    assert scopes.beyond(["docs/**"], [], unscoped_ok=True) == []
+    assert scopes.beyond(["docs/**"], [], unscoped_ok=False) == ["docs/**"]
+    assert scopes.beyond([], [], unscoped_ok=False) == []
 
 
 def test_agents_file_ready_makes_an_agents_bead_open(repo, working):

@@ -293,7 +293,7 @@ WITH busy AS (
         SELECT COUNT(*) FROM member AS held WHERE held.plan_id = member.plan_id
         AND held.number = member.number AND held.status = 'in_progress'
     ) < member.cap
-), ready AS (
+), ready AS NOT MATERIALIZED (
     SELECT b.id, room.slug AS repo, b.title, b.status, b.priority, b.issue_type, b.labels,
            b.scope, b.assignee, b.attempts, b.created_at
     FROM {bead} b JOIN room ON room.id = b.repository_id

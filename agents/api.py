@@ -25,7 +25,7 @@ from beads.api import (
 )
 from beads.api import router as beads_router
 from beads.models import Bead
-from knowledge import inject
+from knowledge import capture, feedback, inject
 from knowledge.models import Learning
 from workspace import gitops
 from workspace.models import Workspace
@@ -225,16 +225,50 @@ def propose(request: HttpRequest, data: LearningIn) -> Status[Learning]:
             raise HttpError(403, "This session belongs to another agent.")
     repository = repository_or_404(data.repo) or (session.bead.repository if session else None)
     workspace = repository.workspace if repository else Workspace.default()
-    learning = Learning.objects.create(
-        workspace=workspace,
-        repository=repository,
-        title=data.title,
-        body=data.body,
+    learning = capture.propose(
+        workspace,
+        repository,
+        data.title,
+        data.body,
         tags=data.tags,
-        source_session=session,
-        source_bead=session.bead if session else None,
+        source={"kind": "api", "agent": agent.name},
+        session=session,
     )
     return Status(201, learning)
+
+
+class MarkIn(Strict):
+    helpful: bool
+    reason: Text = Field("", max_length=2000)
+    session: UUID | None = Field(None, description="the session it was given in, if any")
+
+
+class MarkOut(Schema):
+    id: int
+    status: str
+    utility: float
+    helpful: int
+    harmful: int
+    retired_reason: str
+
+
+@router.post(
+    "learnings/{learning_id}/feedback",
+    response=MarkOut,
+    summary="Mark a learning you were given helpful or harmful",
+    tags=["knowledge"],
+)
+def mark_learning(request: HttpRequest, learning_id: int, data: MarkIn) -> Learning:
+    agent = the_agent(request)
+    learning = get_object_or_404(Learning, pk=learning_id)
+    session_id = data.session or getattr(agent, "only_session", None)
+    session = own_session(request, session_id) if session_id else None
+    try:
+        feedback.mark_by_agent(learning, agent, data.helpful, data.reason, session)
+    except feedback.NotGiven as e:
+        raise HttpError(403, str(e)) from None
+    learning.refresh_from_db()
+    return learning
 
 
 # Beads as the caller may see and file them. Declared on the beads router, where

@@ -470,6 +470,10 @@ def injected_text(found: dict[str, Any]) -> str:
 
 
 def cmd_learn(args: argparse.Namespace) -> None:
+    if args.helpful is not None or args.harmful is not None:
+        return mark_learning(args)
+    if not args.title or args.body is None:
+        raise CliError("give a title and --body, or --helpful ID / --harmful ID")
     body = {
         "title": args.title,
         "body": args.body,
@@ -479,6 +483,29 @@ def cmd_learn(args: argparse.Namespace) -> None:
     body = {k: v for k, v in body.items() if v is not None}
     learning = client_of(args).request("POST", "learnings", body)
     emit(args, learning, lambda d: f"learning {d['id']} ({d['status']}): {d['title']}")
+
+
+def mark_learning(args: argparse.Namespace) -> None:
+    """Mark a learning this agent was given helpful or harmful."""
+    if args.helpful is not None and args.harmful is not None:
+        raise CliError("give --helpful or --harmful, not both")
+    helpful = args.helpful is not None
+    body: dict[str, Any] = {"helpful": helpful, "reason": args.reason or ""}
+    if session := args.session or os.environ.get("CORRAL_SESSION"):
+        body["session"] = session
+    learning_id = args.helpful if helpful else args.harmful
+    found = client_of(args).request("POST", f"learnings/{quote(learning_id)}/feedback", body)
+    emit(args, found, marked_text)
+
+
+def marked_text(found: dict[str, Any]) -> str:
+    text = (
+        f"learning {found['id']}: {found['helpful']} helpful, {found['harmful']} harmful, "
+        f"utility {found['utility']:.2f}"
+    )
+    if found["status"] == "retired":
+        text += f"; retired ({found['retired_reason']})"
+    return text
 
 
 def quote(part: object) -> str:
@@ -560,9 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--q", help="search text")
     p.add_argument("--budget", type=int, default=None, help="at most N characters")
 
-    p = command("learn", cmd_learn, "propose a learning")
-    p.add_argument("title")
-    p.add_argument("--body", required=True)
+    p = command("learn", cmd_learn, "propose a learning, or mark one you were given")
+    p.add_argument("title", nargs="?")
+    p.add_argument("--body")
+    p.add_argument("--helpful", type=int, metavar="ID", help="the learning helped")
+    p.add_argument("--harmful", type=int, metavar="ID", help="the learning misled you")
+    p.add_argument("--reason", help="why (with --helpful or --harmful)")
     p.add_argument("--tags", help="comma-separated")
     p.add_argument("--repo", help="repository slug (default: workspace-wide)")
     return parser

@@ -14,12 +14,12 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
 
 from agents import queues
 from agents.models import Agent, Session, StateError, Submission
 from beads import hook, scopes
 from beads.models import Bead, Dependency
+from knowledge import capture, feedback
 from knowledge.models import Learning
 from workspace import roles
 from workspace.models import Repository
@@ -161,14 +161,15 @@ def hand_in(
 
 def propose_learning(session: Session, title: str, body: str, tags: Iterable[str] = ()) -> Learning:
     repo = session.bead.repository
-    return Learning.objects.create(
-        workspace=repo.workspace,
-        repository=repo,
-        title=title,
-        body=body,
+    return capture.propose(
+        repo.workspace,
+        repo,
+        title,
+        body,
         tags=list(tags),
-        source_session=session,
-        source_bead=session.bead,
+        files=list(session.changed_files or []),
+        source={"kind": "handoff"},
+        session=session,
     )
 
 
@@ -224,9 +225,7 @@ def land(submission: Submission, sha: str) -> None:
             return
         submission.bead.land(sha)
         submission.session.succeed()
-        Learning.objects.filter(injections__session=submission.session).update(
-            helpful=F("helpful") + 1
-        )
+        feedback.settle(submission.session, landed=True)
         close_finished_parents(submission.bead)
         if repo.push and repo.upstream:
             queues.after_commit(lambda: queues.enqueue_push(repo))
@@ -253,6 +252,8 @@ def refuse(submission: Submission, status: str, reason: str) -> bool:
             return False
         submission.session.fail_submission(reason)
         submission.bead.fail_attempt(reason)
+        feedback.settle(submission.session, landed=False)
+        capture.from_refusal(submission.session, reason)
         queues.enqueue_dispatch()
     return True
 
@@ -290,6 +291,8 @@ def review(submission: Submission, user: Any, approve: bool, reason: str = "") -
             return False
         submission.session.fail_submission(submission.reason)
         submission.bead.fail_attempt(submission.reason)
+        feedback.settle(submission.session, landed=False)
+        capture.from_rejection(submission.session, reason, str(user))
         queues.enqueue_dispatch()
     return True
 

@@ -8,18 +8,34 @@ from workspace.admin import ReadOnlyAdmin, apply_moves
 
 @admin.register(Learning)
 class LearningAdmin(admin.ModelAdmin):
-    list_display = ["title", "workspace", "repository", "status", "uses", "helpful", "harmful"]
-    list_filter = ["status", "repository", "workspace"]
+    list_display = [
+        "title",
+        "repository",
+        "status",
+        "maturity",
+        "utility",
+        "uses",
+        "helpful",
+        "harmful",
+    ]
+    list_filter = ["status", "maturity", "repository", "workspace"]
     list_select_related = ["workspace", "repository"]
     search_fields = ["title", "body"]
     # Status moves only through the actions; the counters and sources are the workers'.
     readonly_fields = [
         "status",
+        "maturity",
+        "utility",
+        "confirmed_at",
         "source_session",
         "source_bead",
+        "sources",
+        "occurrences",
         "uses",
         "helpful",
         "harmful",
+        "retired_reason",
+        "agentops",
         "created_at",
     ]
     actions = ["approve", "retire"]
@@ -35,6 +51,6 @@ class LearningAdmin(admin.ModelAdmin):
 
 @admin.register(Injection)
 class InjectionAdmin(ReadOnlyAdmin):
-    list_display = ["learning", "session", "rank", "chars"]
+    list_display = ["learning", "session", "rank", "chars", "score", "outcome", "verdict"]
     list_select_related = ["learning", "session__agent"]
     search_fields = ["learning__title", "session__id"]

@@ -20,6 +20,7 @@ class Injected(Schema):
     tags: list[str]
     repo: str | None
     score: float
+    parts: dict[str, float]
     chars: int
 
 
@@ -56,6 +57,7 @@ def injected(
             "tags": i.learning.tags,
             "repo": getattr(i.learning.repository, "slug", None),
             "score": i.score,
+            "parts": i.parts.as_dict(),
             "chars": len(i.text),
         }
         for i in chosen

@@ -1,71 +1,39 @@
-"""Rank learnings for a piece of work, fit them to a budget, render the context.
+"""Fit ranked learnings to a budget, record what went in, render the context.
 
-Relevance is plain word overlap between the work (title, description,
-labels, scope) and each approved learning (title, body, tags), with tags
-counting triple, a bonus for the same repository, and the learning's record
-(helpful minus harmful). Learnings from any repository of the workspace
-compete: that is how knowledge crosses repositories.
+Ranking itself is knowledge/rank.py (full text in the database, then the
+score's parts). Learnings from any repository of the workspace compete:
+that is how knowledge crosses repositories.
 """
 
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import F
 
 from beads.models import Bead
 from knowledge.models import Injection, Learning
+from knowledge.rank import Ranked, Work, rank
 from workspace.models import Repository, Workspace
 from workspace.scrub import scrub
 
 # An agents.models.Session: agents sits above knowledge, so it is not imported here.
 AgentSession = Any
 
-WORD = re.compile(r"[a-z0-9_]{3,}")
-STOP = {"the", "and", "for", "with", "that", "this", "from", "into", "when", "are", "not", "all"}
-
-
-@dataclass
-class Ranked:
-    learning: Learning
-    score: float
-
-    @property
-    def text(self) -> str:
-        return f"### {self.learning.title}\n\n{self.learning.body.strip()}\n"
-
-
-def words(*texts: object) -> set[str]:
-    """Lowercase words of three letters or more, a plural's `s` dropped ("models" ~ "model")."""
-    found = {w for text in texts for w in WORD.findall(str(text).lower())} - STOP
-    return {w[:-1] if len(w) > 4 and w.endswith("s") else w for w in found}
-
-
-def rank(
-    workspace: Workspace,
-    repository: Repository | None = None,
-    text: str = "",
-    tags: Sequence[str] = (),
-    limit: int = 50,
-) -> list[Ranked]:
-    """Approved learnings of the workspace, most relevant first (only those with any relevance)."""
-    wanted, wanted_tags = words(text, *tags), {t.lower() for t in tags}
-    candidates = Learning.objects.filter(workspace=workspace, status=Learning.Status.APPROVED)
-    scored: list[Ranked] = []
-    for learning in candidates.select_related("repository"):
-        overlap = len(wanted & words(learning.title, learning.body))
-        tag_hits = len(wanted_tags & {t.lower() for t in learning.tags})
-        local = learning.repository_id is None or learning.repository_id == getattr(
-            repository, "pk", None
-        )
-        if not (overlap or tag_hits or (local and not text)):
-            continue
-        score: float = overlap + 3 * tag_hits + (2 if local else 0)
-        score += 0.5 * (learning.helpful - learning.harmful)
-        scored.append(Ranked(learning, round(score, 2)))
-    scored.sort(key=lambda r: (-r.score, -r.learning.pk))
-    return scored[:limit]
+# The share of an agent's context window a pack may take, at most.
+CONTEXT_SHARE = 0.4
+CHARS_PER_TOKEN = 4
+# Context windows by agent preset (tokens), conservative: the smallest model a
+# CLI commonly runs. An unknown preset (a shell command) gets the default.
+WINDOW_TOKENS = {
+    "claude-code": 200_000,
+    "codex": 272_000,
+    "gemini": 1_000_000,
+    "aider": 128_000,
+    "opencode": 128_000,
+}
+DEFAULT_WINDOW_TOKENS = 32_000
+# Kept free for the note on what was cut.
+NOTE_ROOM = 400
 
 
 def fit(ranked: Iterable[Ranked], budget: int) -> list[Ranked]:
@@ -81,15 +49,14 @@ def fit(ranked: Iterable[Ranked], budget: int) -> list[Ranked]:
 
 
 def for_bead(bead: Bead, budget: int) -> tuple[list[Ranked], int]:
-    text = " ".join([bead.title, bead.description, *bead.scope])
-    ranked = rank(bead.repository.workspace, bead.repository, text, bead.labels)
+    ranked = rank(bead.repository.workspace, Work.of(bead))
     return fit(ranked, budget), len(ranked)
 
 
 def search(
     workspace: Workspace, repository: Repository | None, query: str, budget: int
 ) -> tuple[list[Ranked], int]:
-    ranked = rank(workspace, repository, query)
+    ranked = rank(workspace, Work(repository, query))
     return fit(ranked, budget), len(ranked)
 
 
@@ -97,7 +64,13 @@ def record(session: AgentSession, chosen: Sequence[Ranked]) -> None:
     """Note what went into a session's context, and count the uses."""
     Injection.objects.bulk_create(
         [
-            Injection(learning=item.learning, session=session, rank=n, chars=len(item.text))
+            Injection(
+                learning=item.learning,
+                session=session,
+                rank=n,
+                chars=len(item.text),
+                score=item.score,
+            )
             for n, item in enumerate(chosen, 1)
         ],
         ignore_conflicts=True,
@@ -114,12 +87,39 @@ def previous_handoff(bead: Bead, session: AgentSession | None = None) -> str:
     return last.summary if last else ""
 
 
-def render_context(session: AgentSession, budget: int) -> str:
-    """The context pack's text for a session, within `budget` characters.
+def pack_limit(preset: str, budget: int) -> tuple[int, str]:
+    """The most characters a pack may hold, and why: the agent's budget, but never
+    more than CONTEXT_SHARE of its CLI's context window (the essay: at 15 workers
+    the context overflowed, and 40% was the rule that worked)."""
+    window = WINDOW_TOKENS.get(preset, DEFAULT_WINDOW_TOKENS)
+    cap = int(window * CHARS_PER_TOKEN * CONTEXT_SHARE)
+    if cap < budget:
+        return cap, f"40% of a {window:,}-token context window, {cap:,} characters"
+    return budget, f"the agent's budget of {budget:,} characters"
 
-    The bead itself always goes in; learnings fill what the budget leaves,
-    and anything cut is said at the end.
+
+def render_context(session: AgentSession, budget: int) -> str:
+    """The context pack's text for a session, within `budget` characters and
+    pack_limit's cap.
+
+    The bead itself always goes in; learnings fill what is left, best first,
+    and the end says which were cut and why.
     """
+    limit, why = pack_limit(session.agent.preset, budget)
+    text, cut_note = bead_text(session, limit - NOTE_ROOM)
+    ranked = rank(session.bead.repository.workspace, Work.of(session.bead))
+    chosen = fit(ranked, limit - len(text) - len(cut_note) - NOTE_ROOM)
+    left_out = [r for r in ranked if r not in chosen]
+    if chosen:
+        text += "\n## Learnings from earlier work\n\n" + "\n".join(i.text for i in chosen)
+    if left_out:
+        cut_note += cut_learnings(left_out, why)
+    record(session, chosen)
+    return (text + cut_note)[:limit]  # only a limit below NOTE_ROOM cuts into the note
+
+
+def bead_text(session: AgentSession, room: int) -> tuple[str, str]:
+    """The bead's part of the pack, and a note if it had to be cut to `room`."""
     bead = session.bead
     parts = [f"# {bead.title} ({bead.id})\n", bead.description.strip() + "\n"]
     if bead.acceptance_criteria.strip():
@@ -134,14 +134,20 @@ def render_context(session: AgentSession, budget: int) -> str:
     if handoff := previous_handoff(bead, session):
         parts.append("## Handoff from the previous session\n\n" + scrub(handoff.strip()) + "\n")
     text = "\n".join(parts)
-    cut_note = ""
-    if len(text) > budget:
-        cut_note = f"\n[Context cut: {len(text) - budget} characters of the bead did not fit.]\n"
-        text = text[: max(0, budget - len(cut_note))]
-    chosen, found = for_bead(bead, budget - len(text) - len(cut_note) - 200)
-    if chosen:
-        text += "\n## Learnings from earlier work\n\n" + "\n".join(i.text for i in chosen)
-    if found > len(chosen):
-        cut_note += f"\n[{found - len(chosen)} more relevant learning(s) left out by the budget.]\n"
-    record(session, chosen)
-    return text + cut_note
+    if len(text) <= room:
+        return text, ""
+    note = f"\n[Context cut: {len(text) - room} characters of the bead did not fit.]\n"
+    return text[: max(0, room - len(note))], note
+
+
+def cut_learnings(left_out: Sequence[Ranked], why: str) -> str:
+    """Which relevant learnings did not fit, and why, within NOTE_ROOM characters."""
+    head = f"\n[{len(left_out)} more relevant learning(s) left out by the limit ({why}):"
+    names = ""
+    for shown, item in enumerate(left_out):
+        name = f" #{item.learning.pk} {item.learning.title[:60]!r} (score {item.score});"
+        if len(head) + len(names) + len(name) + len(" and 99999 more]") > NOTE_ROOM:
+            names += f" and {len(left_out) - shown} more"
+            break
+        names += name
+    return (head + names).rstrip(";") + "]\n"

@@ -2,7 +2,8 @@
 
 - viewer: reads every page (and, with staff status, the admin read-only);
 - operator: also approves and rejects submissions, reverts beads, cancels
-  sessions, pauses and resumes dispatch, runs dispatch, files and edits beads;
+  sessions, pauses and resumes dispatch, runs dispatch, files and edits beads,
+  curates learnings (approve, edit, merge, mark, retire);
 - admin: every permission, and the admin site. A superuser is an admin.
 
 The actions' permissions are declared in their models' Meta; the groups are
@@ -34,6 +35,7 @@ PAUSE_DISPATCH = "workspace.pause_dispatch"
 RUN_DISPATCH = "workspace.run_dispatch"
 FILE_BEADS = "beads.add_bead"
 EDIT_BEADS = "beads.change_bead"
+CURATE_LEARNINGS = "knowledge.curate_learning"
 # The one write the API takes from a person (agents act by their tokens).
 API_WRITE = FILE_BEADS
 
@@ -47,6 +49,7 @@ OPERATOR_ACTIONS = (
     RUN_DISPATCH,
     FILE_BEADS,
     EDIT_BEADS,
+    CURATE_LEARNINGS,
     # A bead's dependencies are edited inline with it.
     "beads.add_dependency",
     "beads.change_dependency",

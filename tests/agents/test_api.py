@@ -222,6 +222,13 @@ def test_inject_ranks_learnings_within_the_budget(repo, make_repo, api):
     titles = [item["title"] for item in body["learnings"]]
     assert titles[:2] == ["Migrations", "Migrations elsewhere"]  # across repositories
     assert "Unrelated" not in titles
+    assert set(body["learnings"][0]["parts"]) == {
+        "relevance",
+        "affinity",
+        "freshness",
+        "utility",
+        "maturity",
+    }
     small = client.get("inject", repo=repo.slug, q="migrations models", budget=60).json()
     assert small["chars"] <= 60 and small["found"] >= 2
     assert client.get("inject").status_code == 422

@@ -11,8 +11,8 @@ import pytest
 
 from agents.models import Agent, Session, Submission
 from beads.models import Bead, Dependency
-from knowledge.models import Learning
-from tests.factories import git, run_lead
+from knowledge.models import Injection, Learning
+from tests.factories import git, land, run_lead
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,3 +251,15 @@ def test_a_failed_clone_gives_the_claim_back(repo, corral, tmp_path):
     assert line.endswith("(the claim was released)")
     bead.refresh_from_db()
     assert bead.status == "open" and Session.objects.get().status == "cancelled"
+
+
+def test_learn_marks_a_learning_it_was_given(repo, corral, rq_redis):
+    agent = Agent.objects.get(name="outside-agent")
+    learning = Learning.objects.create(workspace=repo.workspace, title="T", body="B")
+    _, sub = land(repo, agent, {"a.txt": "1\n"})
+    Injection.objects.create(learning=learning, session=sub.session, rank=1, chars=1)
+    out = ok(corral("learn", "--helpful", str(learning.pk), "--reason", "saved a run"))
+    assert out.startswith(f"learning {learning.pk}: 1 helpful, 0 harmful, utility 0.55")
+    refused(corral("learn", "--harmful", str(learning.pk)), "marked it already")
+    refused(corral("learn", "--helpful", "1", "--harmful", "2"), "not both")
+    refused(corral("learn"), "give a title and --body")

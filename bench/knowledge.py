@@ -1,0 +1,349 @@
+"""How fast learnings rank at scale, and how often the right one is in the top 5.
+
+Run from the repository root:
+
+    .venv/bin/python bench/knowledge.py [--learnings 20000] [--repos 30] [--rounds 5]
+
+SQLite in a temporary CORRAL_HOME, or PostgreSQL when DATABASE_URL is set (a
+database this run creates and drops: it must not exist yet), e.g.
+DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_knowledge.
+
+The workspace: --repos repositories and --learnings approved learnings. 52 of
+them come from bench/data/knowledge_pairs.json, written by hand before any
+tuning: each with the bead it should be given (usually in another repository,
+saying its lesson in other words). The rest are generated from the words of
+bench/data/knowledge_words.txt and of those 52 (so they compete), with random
+repositories, tags, files, ages (0-52 weeks), utility and maturity (seed 11).
+
+Figures:
+1. rank() for one bead (knowledge.rank, as a session's context pack runs it):
+   p50/p95 over --rounds rounds of the 52 beads. Goal: p95 under 30 ms.
+2. recall@5: the share of the 52 beads whose learning ranks in the top 5
+   (and recall@1), by the full score and by full-text relevance alone, with
+   the ranking's parameters as shipped and as they were before tuning
+   (BEFORE_TUNING below). The generated learnings' ages are uniform over a
+   year, the hand-written ones' too: by agentops' decay (17% a week) a
+   learning unconfirmed for months is meant to fade, so the full score's
+   recall sits below the full text's by design.
+
+Tuning (on SQLite and PostgreSQL, with this data): fewer text matches go on
+to be scored (TOP_MATCHES 200 -> 20), title and tags weigh twice the body in
+SQLite's bm25 (was ten times), PostgreSQL ranks by cover density normalised
+by the number of unique words (it has no IDF), and generic words of work
+("add", "fix", "support", ...) are left out of the search.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from statistics import quantiles
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+GOAL_P95_MS = 30.0
+# The ranking's parameters when the pairs were written, before any tuning.
+BEFORE_TUNING = {
+    "TOP_MATCHES": 200,
+    "SQLITE_WEIGHTS": (10.0, 10.0, 4.0, 1.0),
+    "POSTGRES_NORMALIZATION": 0,
+    "POSTGRES_COVER_DENSITY": False,
+    "STOP": {
+        "the",
+        "and",
+        "for",
+        "with",
+        "that",
+        "this",
+        "from",
+        "into",
+        "when",
+        "are",
+        "not",
+        "all",
+    },
+}
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--learnings", type=int, default=20_000)
+    p.add_argument("--repos", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--misses", action="store_true", help="list the beads whose learning missed")
+    return p.parse_args()
+
+
+class ScratchDatabase:
+    """The PostgreSQL database DATABASE_URL names: created here, dropped at the end."""
+
+    def __init__(self, url):
+        import dj_database_url
+
+        self.config = dj_database_url.parse(url)
+        self.name = self.config["NAME"]
+
+    def admin(self):
+        import psycopg
+
+        c = self.config
+        return psycopg.connect(
+            dbname="postgres",
+            user=c.get("USER") or None,
+            password=c.get("PASSWORD") or None,
+            host=c.get("HOST") or None,
+            port=c.get("PORT") or None,
+            autocommit=True,
+        )
+
+    def create(self):
+        from psycopg import sql
+
+        with self.admin() as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.name])
+            if found.fetchone() is not None:
+                sys.exit(f"bench/knowledge.py: database {self.name} exists; give a new name")
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+
+    def drop(self):
+        from psycopg import sql
+
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
+            )
+
+
+def setup_django(home):
+    os.environ["CORRAL_HOME"] = str(home)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "corral.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def build(args, rng):
+    """The repositories, the generated learnings and the hand-written pairs."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from beads.models import Bead
+    from knowledge.models import Learning
+    from workspace.models import Repository, Workspace
+
+    workspace = Workspace.default()
+    repos = [
+        Repository.objects.create(
+            workspace=workspace, name=f"r{i:02d}", slug=f"r{i:02d}", bead_prefix=f"r{i:02d}"
+        )
+        for i in range(args.repos)
+    ]
+    pairs = json.loads((DATA / "knowledge_pairs.json").read_text())["pairs"]
+    words = (DATA / "knowledge_words.txt").read_text().split()
+    for pair in pairs:
+        item = pair["learning"]
+        words += (item["title"] + " " + item["body"]).lower().split()
+    dirs = ["src", "web", "api", "tests", "deploy", "common", "jobs", "billing", "auth", "infra"]
+    now = timezone.now()
+
+    def phrase(lo, hi):
+        return " ".join(rng.choice(words) for _ in range(rng.randint(lo, hi)))
+
+    def learning(repo, title, body, tags, files):
+        return Learning(
+            workspace=workspace,
+            repository=repo,
+            title=title[:200],
+            body=body,
+            tags=tags,
+            files=files,
+            status=Learning.Status.APPROVED,
+            maturity=rng.choice(Learning.Maturity.values),
+            utility=round(rng.uniform(0.2, 0.9), 3),
+            confirmed_at=now - timedelta(weeks=rng.uniform(0, 52)),
+        )
+
+    generated = [
+        learning(
+            rng.choice(repos),
+            phrase(4, 9).capitalize(),
+            phrase(15, 45) + ".",
+            [rng.choice(words) for _ in range(rng.randint(0, 3))],
+            [f"{rng.choice(dirs)}/{rng.choice(words)}.py" for _ in range(rng.randint(0, 2))],
+        )
+        for _ in range(args.learnings - len(pairs))
+    ]
+    t0 = time.perf_counter()
+    Learning.objects.bulk_create(generated, batch_size=1000)
+    wanted = []
+    beads = []
+    for n, pair in enumerate(pairs):
+        item, work = pair["learning"], pair["bead"]
+        made = learning(
+            repos[item["repo"] % len(repos)],
+            item["title"],
+            item["body"],
+            item["tags"],
+            item["files"],
+        )
+        made.save()
+        wanted.append(made.pk)
+        beads.append(
+            Bead(
+                id=f"{repos[work['repo'] % len(repos)].bead_prefix}-p{n:02d}",
+                repository=repos[work["repo"] % len(repos)],
+                title=work["title"],
+                description=work["description"],
+                labels=work["labels"],
+                scope=work["scope"],
+            )
+        )
+    Bead.objects.bulk_create(beads)  # no dispatch asked: nothing runs them
+    inserted = time.perf_counter() - t0
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return workspace, beads, wanted, inserted
+
+
+def recall(workspace, beads, wanted, k=5, text_only=False):
+    """(recall@k, recall@1, the titles of the beads whose learning was not in the top k).
+    text_only: ranked by full-text relevance alone (the other parts set to 1)."""
+    from knowledge import rank
+
+    shipped_parts = rank.parts
+    if text_only:
+        rank.parts = lambda row, relevance, work, now: rank.Parts(relevance, 1, 1, 1, 1)
+    hits_k = hits_1 = 0
+    misses = []
+    try:
+        for bead, pk in zip(beads, wanted, strict=True):
+            top = [r.learning.pk for r in rank.rank(workspace, rank.Work.of(bead), limit=k)]
+            hits_k += pk in top
+            hits_1 += bool(top) and top[0] == pk
+            if pk not in top:
+                misses.append(bead.title)
+    finally:
+        rank.parts = shipped_parts
+    return hits_k / len(beads), hits_1 / len(beads), misses
+
+
+def latency(workspace, beads, rounds):
+    """p50 and p95 of rank() for one bead: wall-clock ms and this process's CPU ms."""
+    from knowledge.rank import Work, rank
+
+    wall, cpu = [], []
+    for _ in range(rounds):
+        for bead in beads:
+            t0, c0 = time.perf_counter(), time.process_time()
+            rank(workspace, Work.of(bead))
+            wall.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
+    wall_cuts, cpu_cuts = quantiles(wall, n=100), quantiles(cpu, n=100)
+    return (wall_cuts[49], wall_cuts[94]), (cpu_cuts[49], cpu_cuts[94]), len(wall)
+
+
+def matching(beads):
+    """How many learnings a bead's words match on average: what the database
+    ranks before the best TOP_MATCHES are kept."""
+    from django.db import connection
+
+    from knowledge.rank import Work, terms
+
+    counts = []
+    for bead in beads:
+        words = terms(Work.of(bead).text)
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    "SELECT count(*) FROM knowledge_learning "
+                    "WHERE search @@ to_tsquery('english', %s)",
+                    [" | ".join(words)],
+                )
+            else:
+                cursor.execute(
+                    "SELECT count(*) FROM knowledge_learning_fts "
+                    "WHERE knowledge_learning_fts MATCH %s",
+                    [" OR ".join(f'"{w}"' for w in words)],
+                )
+            counts.append(cursor.fetchone()[0])
+    return sum(counts) / len(counts)
+
+
+def with_parameters(values):
+    """Set the ranking's tunables; returns the values they had."""
+    from knowledge import rank
+
+    old = {name: getattr(rank, name) for name in values}
+    for name, value in values.items():
+        setattr(rank, name, value)
+    return old
+
+
+def benchmark(args):
+    from django.db import connection
+
+    rng = random.Random(11)
+    print(f"bench/knowledge.py on {connection.vendor}; load average {os.getloadavg()}")
+    workspace, beads, wanted, inserted = build(args, rng)
+    print(
+        f"{args.learnings} learnings over {args.repos} repositories, inserted in {inserted:.1f} s"
+    )
+    (p50, p95), (cpu50, cpu95), n = latency(workspace, beads, args.rounds)
+    met = "met" if p95 < GOAL_P95_MS else "MISSED"
+    print(
+        f"rank() for one bead over {n}: p50 {p50:.1f} ms, p95 {p95:.1f} ms wall clock "
+        f"({met}: p95 < 30 ms); CPU of this process p50 {cpu50:.1f} ms, p95 {cpu95:.1f} ms "
+        "(the database's own, on PostgreSQL, not included)"
+    )
+    print(f"a bead's words match {matching(beads):.0f} learnings on average")
+    for when, values in [("as shipped", {}), ("before tuning", BEFORE_TUNING)]:
+        shipped = with_parameters(values)
+        try:
+            at5, at1, misses = recall(workspace, beads, wanted)
+            text5, text1, _ = recall(workspace, beads, wanted, text_only=True)
+        finally:
+            with_parameters(shipped)
+        print(
+            f"recall@5 {when}: {at5:.2f} (recall@1 {at1:.2f}); full-text relevance alone: "
+            f"{text5:.2f} (recall@1 {text1:.2f}); {len(beads)} pairs"
+        )
+        if args.misses and not values:
+            for title in misses:
+                print(f"  missed: {title}")
+    print(f"load average at the end {os.getloadavg()}")
+
+
+def main():
+    args = parse_args()
+    home = Path(tempfile.mkdtemp(prefix="corral-bench-knowledge-"))
+    scratch = None
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url.startswith(("postgres://", "postgresql://")):
+        scratch = ScratchDatabase(url)
+        scratch.create()
+    try:
+        setup_django(home)
+        try:
+            benchmark(args)
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+    finally:
+        if scratch is not None:
+            scratch.drop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from knowledge import agentops
+from knowledge.models import Learning
+from workspace.models import Repository, Workspace
+
+
+class Command(BaseCommand):
+    help = "Import and export agentops .agents/learnings/*.md files."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        load = sub.add_parser("import", help="import a learnings file or folder (all or nothing)")
+        load.add_argument("path")
+        load.add_argument("--repo", help="the repository they belong to (default: workspace-wide)")
+        dump = sub.add_parser("export", help="write learnings as agentops files")
+        dump.add_argument("--repo", help="only this repository's (default: every one)")
+        dump.add_argument("--output", required=True, help="the folder to write into")
+
+    def handle(self, *args: Any, action: str, **opts: Any) -> None:
+        getattr(self, f"do_{action}")(**opts)
+
+    def do_import(self, path: str, repo: str | None, **_: Any) -> None:
+        source = Path(path)
+        if not source.exists():
+            raise CommandError(f"{path}: no such file or folder")
+        repository = repository_named(repo)
+        parts, broken = agentops.read_all(source)
+        if broken:
+            raise CommandError(
+                f"{len(broken)} broken file(s), nothing imported: " + "; ".join(broken)
+            )
+        workspace = repository.workspace if repository else Workspace.default()
+        created, updated = agentops.import_parts(parts, workspace, repository)
+        self.stdout.write(f"Imported {created} new and {updated} updated learning(s).")
+
+    def do_export(self, repo: str | None, output: str, **_: Any) -> None:
+        repository = repository_named(repo)
+        learnings = Learning.objects.exclude(status=Learning.Status.RETIRED)
+        if repository is not None:
+            learnings = learnings.filter(repository=repository)
+        files = agentops.export_files(learnings.order_by("pk"))
+        target = Path(output)
+        if target.exists() and not target.is_dir():
+            raise CommandError(f"{output}: not a folder")
+        try:
+            agentops.write(files, target)
+        except (agentops.BrokenFile, OSError) as e:
+            raise CommandError(str(e)) from None
+        self.stdout.write(f"Wrote {len(files)} file(s) to {output}.")
+
+
+def repository_named(slug: str | None) -> Repository | None:
+    if slug is None:
+        return None
+    repository = Repository.objects.filter(slug=slug).first()
+    if repository is None:
+        raise CommandError(f"no repository {slug!r}")
+    return repository

@@ -1,0 +1,149 @@
+"""Ranking in the database: full text (PostgreSQL tsvector, SQLite FTS5)
+times affinity, freshness, utility and maturity, on a small fixed set."""
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from beads.models import Bead
+from knowledge import fts
+from knowledge.models import Learning
+from knowledge.rank import Work, rank
+
+DATA = Path(__file__).parent / "data" / "ranking.json"
+
+
+@pytest.fixture
+def fixed_set(make_repo, workspace):
+    data = json.loads(DATA.read_text())
+    repos = {name: make_repo(name) for name in data["repositories"]}
+    keys = {}
+    for item in data["learnings"]:
+        learning = Learning.objects.create(
+            workspace=workspace,
+            repository=repos.get(item["repo"]),
+            title=item["title"],
+            body=item["body"],
+            tags=item["tags"],
+            files=item["files"],
+            status=item.get("status", "approved"),
+            confirmed_at=timezone.now() - timedelta(weeks=item.get("weeks_old", 0)),
+        )
+        keys[learning.pk] = item["key"]
+    return data, repos, keys
+
+
+def learning(title, workspace, repo=None, **fields):
+    fields.setdefault("status", "approved")
+    return Learning.objects.create(
+        workspace=workspace, repository=repo, title=title, body=fields.pop("body", title), **fields
+    )
+
+
+def test_each_bead_gets_its_expected_learnings_first(fixed_set, workspace):
+    data, repos, keys = fixed_set
+    for case in data["beads"]:
+        bead = Bead.objects.create(
+            repository=repos[case["repo"]],
+            title=case["title"],
+            description=case["description"],
+            labels=case["labels"],
+            scope=case["scope"],
+        )
+        found = [keys[r.learning.pk] for r in rank(workspace, Work.of(bead))]
+        assert found[: len(case["top"])] == case["top"], (case["title"], found)
+        assert not set(case["absent"]) & set(found), (case["title"], found)
+        if "before" in case:
+            first, then = case["before"]
+            assert found.index(first) < found.index(then), (case["title"], found)
+
+
+def test_the_score_is_the_product_of_its_parts(fixed_set, workspace):
+    _, repos, _ = fixed_set
+    ranked = rank(workspace, Work(repos["api"], "migrations for the model"))
+    assert max(r.parts.relevance for r in ranked) == 1.0  # divided by the best match's
+    for r in ranked:
+        p = r.parts
+        assert r.score == round(p.relevance * p.affinity * p.freshness * p.utility * p.maturity, 4)
+        assert 0 < p.relevance <= 1.0
+        assert p.affinity == (1.0 if r.learning.repository == repos["api"] else 0.6)
+    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+
+
+def test_a_useful_mature_learning_outranks_an_equally_relevant_one(repo, workspace):
+    plain = learning("Pin the toolchain version", workspace, repo)
+    useful = learning("Pin the toolchain version", workspace, repo, utility=0.9, maturity="proven")
+    ranked = rank(workspace, Work(repo, "toolchain version"))
+    assert [r.learning for r in ranked] == [useful, plain]
+    assert ranked[0].parts.utility == pytest.approx(1.4)
+    assert ranked[0].parts.maturity > ranked[1].parts.maturity
+
+
+def test_freshness_decays_17_percent_a_week_and_confirmation_renews_it(repo, workspace):
+    old = learning(
+        "Vendor the parser", workspace, repo, confirmed_at=timezone.now() - timedelta(weeks=4)
+    )
+    (ranked,) = rank(workspace, Work(repo, "parser"))
+    assert ranked.parts.freshness == pytest.approx(0.5066, abs=1e-3)  # exp(-0.17 × 4)
+    old.confirm()
+    (ranked,) = rank(workspace, Work(repo, "parser"))
+    assert ranked.parts.freshness == pytest.approx(1.0, abs=1e-3)
+
+
+def test_another_repository_sharing_paths_is_closer_than_one_that_does_not(make_repo, workspace):
+    here, near, far = make_repo("here"), make_repo("near"), make_repo("far")
+    sharing = learning("Generated client code", workspace, near, files=["client/gen.py"])
+    apart = learning("Generated client code", workspace, far, files=["docs/x.md"])
+    ranked = rank(workspace, Work(here, "generated client", scope=["client/**"]))
+    assert [r.learning for r in ranked] == [sharing, apart]
+    assert [r.parts.affinity for r in ranked] == [0.8, 0.6]
+
+
+def test_the_index_follows_inserts_updates_and_deletes(repo, workspace):
+    first = learning("Quokka handling", workspace, repo, body="b")
+    Learning.objects.bulk_create(
+        [Learning(workspace=workspace, title="Wombat rules", body="b", status="approved")]
+    )
+    assert [r.learning.title for r in rank(workspace, Work(repo, "wombat"))] == ["Wombat rules"]
+    Learning.objects.filter(pk=first.pk).update(title="Platypus handling")
+    assert rank(workspace, Work(repo, "quokka")) == []
+    assert [r.learning for r in rank(workspace, Work(repo, "platypus"))] == [first]
+    first.delete()
+    assert rank(workspace, Work(repo, "platypus")) == []
+
+
+def test_only_approved_learnings_of_the_workspace_are_ranked(repo, workspace):
+    learning("Narwhal candidate", workspace, repo, status="candidate")
+    learning("Narwhal retired", workspace, repo, status="retired")
+    assert rank(workspace, Work(repo, "narwhal")) == []
+
+
+def test_search_words_cannot_break_the_query(repo, workspace):
+    learning("Quotes and operators", workspace, repo, body='He said "NEAR" OR AND ( * ^')
+    hostile = "quotes\" OR body:* NEAR( -- '; DROP TABLE x; ^ & | ! :*"
+    assert [r.learning.title for r in rank(workspace, Work(repo, hostile))] == [
+        "Quotes and operators"
+    ]
+
+
+@pytest.mark.django_db
+def test_the_index_triggers_are_installed_after_every_migration():
+    """A later migration that remakes knowledge_learning on SQLite drops its
+    triggers; it must call knowledge.fts.install again."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            assert fts.SQLITE_TRIGGERS <= {name for (name,) in cursor.fetchall()}
+        else:
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgname = 'knowledge_learning_search'"
+            )
+            assert cursor.fetchall()
+            cursor.execute(
+                "SELECT 1 FROM pg_indexes WHERE indexname = 'knowledge_learning_search_gin'"
+            )
+            assert cursor.fetchall()

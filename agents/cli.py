@@ -481,6 +481,27 @@ def cmd_learn(args: argparse.Namespace) -> None:
     emit(args, learning, lambda d: f"learning {d['id']} ({d['status']}): {d['title']}")
 
 
+def cmd_usage(args: argparse.Namespace) -> None:
+    session = session_of(args)
+    body = {
+        "input": args.input,
+        "output": args.output,
+        "cache_read": args.cache_read,
+        "cache_write": args.cache_write,
+    }
+    if args.model:
+        body["model"] = args.model
+    answer = client_of(args).request("POST", f"sessions/{quote(session)}/usage", body)
+    emit(args, answer, usage_text)
+
+
+def usage_text(answer: dict[str, Any]) -> str:
+    return "\n".join(
+        f"{model}: " + ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+        for model, kinds in answer["tokens"].items()
+    )
+
+
 def quote(part: object) -> str:
     from urllib.parse import quote as url_quote
 
@@ -559,6 +580,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", help="search this repository's learnings")
     p.add_argument("--q", help="search text")
     p.add_argument("--budget", type=int, default=None, help="at most N characters")
+
+    p = command("usage", cmd_usage, "report tokens the session used (adds to what it reported)")
+    p.add_argument("--input", type=int, required=True, metavar="N", help="input tokens")
+    p.add_argument("--output", type=int, required=True, metavar="M", help="output tokens")
+    p.add_argument("--cache-read", type=int, default=0, metavar="N", help="cache-read tokens")
+    p.add_argument("--cache-write", type=int, default=0, metavar="N", help="cache-write tokens")
+    p.add_argument("--model", help="the model's name")
 
     p = command("learn", cmd_learn, "propose a learning")
     p.add_argument("title")

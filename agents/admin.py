@@ -1,9 +1,23 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from agents.models import Agent, GateResult, Session, Submission
+from agents import usage_report
+from agents.models import (
+    Agent,
+    Budget,
+    Delivery,
+    GateResult,
+    Price,
+    Session,
+    Submission,
+    TokenUsage,
+    Webhook,
+)
+from workspace import audit
 from workspace.admin import ReadOnlyAdmin
 
 ONCE = "Copy it now: it is stored hashed and will not be shown again."
@@ -11,7 +25,16 @@ ONCE = "Copy it now: it is stored hashed and will not be shown again."
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ["name", "preset", "internal", "active", "token_hint", "created_at"]
+    list_display = [
+        "name",
+        "preset",
+        "internal",
+        "active",
+        "token_hint",
+        "tokens_used",
+        "cost",
+        "created_at",
+    ]
     list_filter = ["preset", "internal", "active"]
     search_fields = ["name"]
     exclude = ["token_hash"]
@@ -23,12 +46,24 @@ class AgentAdmin(admin.ModelAdmin):
     ) -> None:
         super().save_model(request, obj, form, change)
         if not change:  # Agent.save() made the token
+            audit.record(audit.Action.TOKEN_CREATE, obj, detail=f"hint {obj.token_hint}")
             messages.success(request, f"Token for {obj}: {obj.plain_token}  {ONCE}")
+
+    @admin.display(description="tokens (all sessions)")
+    def tokens_used(self, agent: Agent) -> str:
+        return f"{usage_report.for_agent(agent.pk).total:,}"
+
+    @admin.display(description="cost")
+    def cost(self, agent: Agent) -> str:
+        cost = usage_report.for_agent(agent.pk).cost
+        return "unpriced model" if cost is None else f"${cost:,.2f}"
 
     @admin.action(description="Rotate token (the old one stops working)")
     def rotate_token(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         for agent in queryset:
-            messages.success(request, f"New token for {agent}: {agent.rotate_token()}  {ONCE}")
+            token = agent.rotate_token()
+            audit.record(audit.Action.TOKEN_ROTATE, agent, detail=f"new hint {agent.token_hint}")
+            messages.success(request, f"New token for {agent}: {token}  {ONCE}")
 
 
 class GateResultInline(admin.TabularInline):
@@ -63,3 +98,85 @@ class SubmissionAdmin(ReadOnlyAdmin):
     list_select_related = ["bead", "repository"]
     search_fields = ["bead__id", "bead__title", "commit_sha"]
     inlines = [GateResultInline]
+
+
+@admin.register(Price)
+class PriceAdmin(admin.ModelAdmin):
+    """What tokens cost: tokens stay the truth, every cost is derived from here."""
+
+    list_display = [
+        "model",
+        "input_per_mtok",
+        "output_per_mtok",
+        "cache_read_per_mtok",
+        "cache_write_per_mtok",
+        "currency",
+    ]
+    search_fields = ["model"]
+
+
+@admin.register(TokenUsage)
+class TokenUsageAdmin(ReadOnlyAdmin):
+    list_display = ["session", "model", "channel", "input", "output", "cache_read", "cache_write"]
+    list_filter = ["channel", "model"]
+    list_select_related = ["session__agent", "session__bead"]
+    search_fields = ["session__id", "session__bead__id", "model"]
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    """Token budgets: a bead's in all, a repository's or an agent's per day."""
+
+    list_display = ["__str__", "bead", "repository", "agent", "tokens"]
+    list_select_related = ["bead", "repository", "agent"]
+    autocomplete_fields = ["bead"]
+    search_fields = ["bead__id", "repository__name", "agent__name"]
+
+
+class DeliveryInline(admin.TabularInline):
+    model = Delivery
+    fields = ["event", "status", "attempts", "last_status_code", "last_error", "created_at"]
+    readonly_fields = [
+        "event",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "created_at",
+    ]
+    extra = 0
+    max_num = 0
+    ordering = ["-created_at"]
+    show_change_link = True
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ["name", "url", "events", "slack", "active", "failed_deliveries"]
+    list_filter = ["active", "slack"]
+    inlines = [DeliveryInline]
+
+    @admin.display(description="failed deliveries")
+    def failed_deliveries(self, hook: Webhook) -> int:
+        return hook.deliveries.filter(status=Delivery.Status.FAILED).count()
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    """Every delivery, its tries and its last error: failures are visible here."""
+
+    list_display = [
+        "event",
+        "webhook",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+        "created_at",
+    ]
+    list_filter = ["status", "event", "webhook"]
+    list_select_related = ["webhook"]

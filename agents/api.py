@@ -10,7 +10,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import ConfigDict
 
-from agents import flow, patches
+from agents import flow, patches, usage
 from agents.auth import may_act_on, the_agent
 from agents.models import Session, StateError
 from beads import hook
@@ -150,6 +150,34 @@ def log(request: HttpRequest, session_id: UUID, data: LogIn) -> dict[str, int]:
         raise HttpError(409, f"The session is {session.status}.")
     session.heartbeat()  # output is a sign of life
     return {"seq": session.append_log(data.text)}
+
+
+TokenCount = Annotated[int, Field(ge=0, le=usage.MAX_TOKENS)]
+
+
+class UsageIn(Strict):
+    input: TokenCount = Field(0, description="input tokens, not counting cache reads")
+    output: TokenCount = 0
+    cache_read: TokenCount = 0
+    cache_write: TokenCount = 0
+    model: Line = Field(usage.UNKNOWN_MODEL, min_length=1, max_length=100)
+
+
+class UsageOut(Schema):
+    session: UUID
+    tokens: dict[str, dict[str, int]] = Field(..., description="{model: {kind: tokens}}")
+
+
+@router.post("sessions/{session_id}/usage", response=UsageOut, summary="Report tokens used")
+def report_usage(request: HttpRequest, session_id: UUID, data: UsageIn) -> dict[str, Any]:
+    """Adds to what the session's agent has reported so far (the `reported`
+    channel; what Corral parses from a CLI's own output is kept apart)."""
+    session = own_session(request, session_id)
+    if session.status not in Session.LIVE:
+        raise HttpError(409, f"The session is {session.status}: it no longer reports usage.")
+    more = usage.Counts(data.input, data.output, data.cache_read, data.cache_write)
+    usage.TokenUsage.report(session.pk, data.model.strip(), more)
+    return {"session": session.pk, "tokens": usage.TokenUsage.totals_by_model(session.usage.all())}
 
 
 @router.post(

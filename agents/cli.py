@@ -508,6 +508,27 @@ def marked_text(found: dict[str, Any]) -> str:
     return text
 
 
+def cmd_usage(args: argparse.Namespace) -> None:
+    session = session_of(args)
+    body = {
+        "input": args.input,
+        "output": args.output,
+        "cache_read": args.cache_read,
+        "cache_write": args.cache_write,
+    }
+    if args.model:
+        body["model"] = args.model
+    answer = client_of(args).request("POST", f"sessions/{quote(session)}/usage", body)
+    emit(args, answer, usage_text)
+
+
+def usage_text(answer: dict[str, Any]) -> str:
+    return "\n".join(
+        f"{model}: " + ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+        for model, kinds in answer["tokens"].items()
+    )
+
+
 def quote(part: object) -> str:
     from urllib.parse import quote as url_quote
 
@@ -595,6 +616,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why (with --helpful or --harmful)")
     p.add_argument("--tags", help="comma-separated")
     p.add_argument("--repo", help="repository slug (default: workspace-wide)")
+
+    p = command("usage", cmd_usage, "report tokens the session used (adds to what it reported)")
+    p.add_argument("--input", type=int, required=True, metavar="N", help="input tokens")
+    p.add_argument("--output", type=int, required=True, metavar="M", help="output tokens")
+    p.add_argument("--cache-read", type=int, default=0, metavar="N", help="cache-read tokens")
+    p.add_argument("--cache-write", type=int, default=0, metavar="N", help="cache-write tokens")
+    p.add_argument("--model", help="the model's name")
     return parser
 
 

@@ -11,7 +11,7 @@ from django.db import close_old_connections
 from django.db.models import Count, Q
 from rq import Worker
 
-from agents import flow, queues
+from agents import budgets, flow, queues
 from agents.models import Agent, Session
 from beads import hook
 from workspace.models import Repository
@@ -30,9 +30,9 @@ def dispatch() -> int:
     close_old_connections()  # a long-lived worker runs this: drop a connection gone bad
     with queues.connection().lock("corral:dispatch", timeout=120, blocking_timeout=60):
         repositories = list(
-            Repository.objects.filter(active=True, dispatch_paused=False).values_list(
-                "pk", flat=True
-            )
+            Repository.objects.filter(active=True, dispatch_paused=False)
+            .exclude(pk__in=budgets.spent_repositories())
+            .values_list("pk", flat=True)
         )
         started = 0
         for _ in range(max(0, free_slots())):
@@ -53,6 +53,7 @@ def least_busy_agent() -> Agent | None:
     live = Count("sessions", filter=Q(sessions__status__in=Session.LIVE))
     return (
         Agent.objects.filter(active=True, internal=True)
+        .exclude(pk__in=budgets.spent_agents())  # today's budget is spent
         .annotate(live=live)
         .order_by("live", "name")
         .first()

@@ -15,13 +15,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from agents import queues
+from agents import queues, webhooks
 from agents.models import Agent, Session, StateError, Submission
 from beads import hook, scopes
-from beads.models import Bead, Dependency
+from beads.models import Bead, Dependency, Plan
 from knowledge import capture, feedback
 from knowledge.models import Learning
-from workspace import roles
+from workspace import audit, roles
 from workspace.models import Repository
 from workspace.scrub import scrub
 
@@ -72,6 +72,14 @@ def file_bead(
         if discovered_from is not None:
             Dependency.objects.create(
                 issue=bead, depends_on=discovered_from, type=Dependency.Type.DISCOVERED_FROM
+            )
+        if agent is None:
+            audit.record(
+                audit.Action.BEAD_EDIT,
+                bead,
+                repository=bead.repository,
+                detail="filed through the API",
+                actor=person,
             )
     return bead
 
@@ -127,6 +135,27 @@ def holds_live_session(agent: Agent, bead: Bead) -> bool:
     return sessions.exists()
 
 
+def send_back(bead: Bead, reason: str) -> None:
+    """A failed attempt: the bead goes back to the hook, or is blocked once its
+    attempts run out (then the webhooks that want it hear so)."""
+    bead.fail_attempt(reason)
+    if bead.status == Bead.Status.BLOCKED:
+        tell_blocked(bead, reason)
+
+
+def tell_blocked(bead: Bead, reason: str) -> None:
+    webhooks.emit(
+        webhooks.BEAD_BLOCKED,
+        {
+            "bead": bead.pk,
+            "repository": bead.repository.slug,
+            "title": bead.title,
+            "reason": reason,
+            "text": f"{bead.pk} ({bead.title}) is blocked: {reason}",
+        },
+    )
+
+
 def queue_session(session: Session) -> bool:
     """A claimed session goes to the session workers."""
     with transaction.atomic():
@@ -180,8 +209,34 @@ def end(session: Session, status: str, reason: str, for_the_bead: str = "") -> b
     with transaction.atomic():
         if not session.end(status, reason):
             return False
-        session.bead.fail_attempt(for_the_bead or reason)
+        send_back(session.bead, for_the_bead or reason)
         queues.enqueue_dispatch()  # a slot is free, and the bead may be ready again
+    return True
+
+
+def stop_over_budget(session: Session, reason: str, of_bead: bool) -> bool:
+    """A token budget is spent: the session fails with the reason; its bead goes
+    back to the hook, or, when the bead's own budget is spent, is blocked until
+    a person raises the budget (another session would only spend more)."""
+    with transaction.atomic():
+        if not session.end(Session.Status.FAILED, reason):
+            return False
+        bead = session.bead
+        send_back(bead, reason)
+        if of_bead and bead.block(reason):
+            tell_blocked(bead, reason)
+        webhooks.emit(
+            webhooks.BUDGET_REACHED,
+            {
+                "session": str(session.pk),
+                "bead": bead.pk,
+                "agent": session.agent.name,
+                "repository": bead.repository.slug,
+                "reason": reason,
+                "text": f"{session.agent.name} on {bead.pk}: {reason}",
+            },
+        )
+        queues.enqueue_dispatch()
     return True
 
 
@@ -227,6 +282,7 @@ def land(submission: Submission, sha: str) -> None:
         submission.session.succeed()
         feedback.settle(submission.session, landed=True)
         close_finished_parents(submission.bead)
+        tell_finished_plans(submission.bead)
         if repo.push and repo.upstream:
             queues.after_commit(lambda: queues.enqueue_push(repo))
         queues.enqueue_dispatch()
@@ -241,6 +297,38 @@ def close_finished_parents(bead: Bead) -> list[Bead]:
     return closed
 
 
+def tell_review_waiting(submission: Submission) -> None:
+    bead = submission.bead
+    webhooks.emit(
+        webhooks.REVIEW_WAITING,
+        {
+            "submission": submission.pk,
+            "bead": bead.pk,
+            "repository": submission.repository.slug,
+            "title": bead.title,
+            "url": settings.CORRAL_URL + submission.get_absolute_url(),
+            "text": f"Review waiting: {bead.pk} {bead.title}",
+        },
+        key=f"review:{submission.pk}:{submission.started_at}",
+    )
+
+
+def tell_finished_plans(bead: Bead) -> None:
+    """A plan all of whose beads have now landed is done: its webhooks hear so, once."""
+    for plan in Plan.objects.filter(waves__beads=bead).distinct():
+        beads = Bead.objects.filter(waves__plan=plan)
+        if not beads.exclude(status=Bead.Status.CLOSED).exists():
+            webhooks.emit(
+                webhooks.PLAN_DONE,
+                {
+                    "plan": plan.name,
+                    "beads": sorted(beads.values_list("pk", flat=True)),
+                    "text": f"Plan {plan.name} is done: every bead has landed.",
+                },
+                key=f"plan-done:{plan.pk}",
+            )
+
+
 def refuse(submission: Submission, status: str, reason: str) -> bool:
     """The lead turns a submission down (a gate, a conflict, a failure): the
     session failed after all and the bead goes back to the hook. The reason
@@ -251,7 +339,7 @@ def refuse(submission: Submission, status: str, reason: str) -> bool:
         if not submission.refuse(status, reason):
             return False
         submission.session.fail_submission(reason)
-        submission.bead.fail_attempt(reason)
+        send_back(submission.bead, reason)
         feedback.settle(submission.session, landed=False)
         capture.from_refusal(submission.session, reason)
         queues.enqueue_dispatch()
@@ -290,7 +378,7 @@ def review(submission: Submission, user: Any, approve: bool, reason: str = "") -
         if not submission.reject(user, reason or f"Rejected by {user}."):
             return False
         submission.session.fail_submission(submission.reason)
-        submission.bead.fail_attempt(submission.reason)
+        send_back(submission.bead, submission.reason)
         feedback.settle(submission.session, landed=False)
         capture.from_rejection(submission.session, reason, str(user))
         queues.enqueue_dispatch()

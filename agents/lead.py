@@ -121,7 +121,8 @@ class Landing:
                     )
                 )
                 if verdict.passed is None:
-                    self.submission.await_review()
+                    if self.submission.await_review():
+                        flow.tell_review_waiting(self.submission)
                     return False
                 if not verdict.passed:
                     self.refuse(verdict.refusal, f"{name} gate: {verdict.detail}")

@@ -174,6 +174,9 @@ class Session(Transitions, models.Model):
     # A token that acts as the agent for this session only, while it is live:
     # what an internal agent's process gets as CORRAL_TOKEN.
     token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    # The agent's own last sign of life: output or a heartbeat it sent (not the
+    # runner's lease renewals). Quiet past CORRAL_STALL_SECONDS: stalled.
+    agent_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -256,9 +259,15 @@ class Session(Transitions, models.Model):
             self.refresh_from_db(fields=["status"])
             return False
         self.lease_expires_at = until
+        self.seen()
         if self.status == self.Status.CLAIMED and not self.agent.internal:
             self.start(worker="external")
         return True
+
+    def seen(self) -> None:
+        """The agent showed a sign of life (output, or a heartbeat it sent)."""
+        self.agent_seen_at = timezone.now()
+        Session.objects.filter(pk=self.pk).update(agent_seen_at=self.agent_seen_at)
 
     def record_context(self, workdir: str, text: str) -> None:
         Session.objects.filter(pk=self.pk).update(
@@ -274,6 +283,7 @@ class Session(Transitions, models.Model):
             try:
                 with transaction.atomic():
                     LogChunk.objects.create(session=self, seq=seq, text=text)
+                self.seen()
                 return seq
             except IntegrityError:
                 continue  # another writer took this seq: take the next
@@ -404,3 +414,9 @@ class GateResult(models.Model):
     @property
     def outcome(self) -> str:
         return {True: "pass", False: "fail", None: "waiting"}[self.passed]
+
+
+# Tokens, prices, budgets and webhooks are models of this app, kept in modules of their own.
+from agents.budgets import Budget  # noqa: E402, F401
+from agents.usage import Price, TokenUsage  # noqa: E402, F401
+from agents.webhooks import Delivery, Webhook  # noqa: E402, F401

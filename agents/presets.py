@@ -31,7 +31,17 @@ class Preset(TypedDict):
 PRESETS: dict[str, Preset] = {
     "claude-code": {
         "label": "Claude Code",
-        "command": ["claude", "-p", PROMPT, "--permission-mode", "acceptEdits", "--verbose"],
+        # stream-json: one JSON event a line, with the token usage Corral records.
+        "command": [
+            "claude",
+            "-p",
+            PROMPT,
+            "--permission-mode",
+            "acceptEdits",
+            "--verbose",
+            "--output-format",
+            "stream-json",
+        ],
         # Settings, credentials and sessions; ~/.claude.json: account and MCP state.
         "home_files": ["~/.claude", "~/.claude.json"],
         # The native installer: a launcher in ~/.local/bin, its versions in ~/.local/share.
@@ -39,7 +49,8 @@ PRESETS: dict[str, Preset] = {
     },
     "codex": {
         "label": "Codex CLI",
-        "command": ["codex", "exec", "--full-auto", PROMPT],
+        # --json: JSONL events, with each turn's token usage that Corral records.
+        "command": ["codex", "exec", "--full-auto", "--json", PROMPT],
         "home_files": ["~/.codex"],  # CODEX_HOME: config.toml, auth.json, sessions
     },
     "aider": {

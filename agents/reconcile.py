@@ -13,7 +13,7 @@ import socket
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from agents import flow, queues
+from agents import flow, problems, queues, webhooks
 from agents.models import Session, Submission
 from workspace.models import Repository
 from workspace.processes import signal_group
@@ -38,7 +38,30 @@ def reconcile() -> dict[str, int]:
     undrained = [s for s in waiting if not queues.drain_pending(s.repository)]
     for repo in {s.repository for s in undrained}:
         queues.enqueue_drain(repo)
-    return {"lost": len(lost), "sessions": len(requeued), "submissions": len(undrained)}
+    return {
+        "lost": len(lost),
+        "sessions": len(requeued),
+        "submissions": len(undrained),
+        "stuck": tell_stuck(),
+        "webhooks": webhooks.send_due(),
+    }
+
+
+def tell_stuck() -> int:
+    """Webhooks hear of each stuck repository once per submission it is stuck on."""
+    told = 0
+    for repo in problems.stuck():
+        head = repo.submissions.filter(status__in=Submission.FOR_LEAD).order_by("queued_at").first()
+        told += webhooks.emit(
+            webhooks.REPOSITORY_STUCK,
+            {
+                "repository": repo.slug,
+                "waiting": repo.waiting,
+                "text": f"{repo.name}'s lead queue has not moved since {repo.moved:%H:%M} UTC.",
+            },
+            key=f"stuck:{repo.slug}:{head.pk if head else ''}",
+        )
+    return told
 
 
 def kill_local_agent(session: Session) -> bool:

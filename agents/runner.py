@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +26,7 @@ from uuid import UUID
 from django.conf import settings
 from django.utils import timezone
 
-from agents import flow, presets, queues
+from agents import budgets, flow, presets, queues, usage
 from agents.models import Session, StateError
 from knowledge import inject
 from workspace import gitops, processes, sandbox
@@ -42,6 +43,9 @@ INSTRUCTION = (
 INHERITED_ENV = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "TERM"]
 FLUSH_SECONDS = 0.3
 FLUSH_CHARS = 16_000
+# How often a running session looks at the day's budgets, which other sessions
+# spend too (its own usage is checked as soon as it moves).
+BUDGET_CHECK_SECONDS = 5.0
 
 
 def worker_name() -> str:
@@ -87,6 +91,14 @@ class Stop(Exception):
         super().__init__(reason)
 
 
+class OverBudget(Stop):
+    """A budget is spent; `of_bead`: the bead's own (it is then blocked)."""
+
+    def __init__(self, reason: str, of_bead: bool) -> None:
+        super().__init__(Session.Status.FAILED, reason)
+        self.of_bead = of_bead
+
+
 class Run:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -97,6 +109,8 @@ class Run:
         self.limit_s = session.time_limit_s()
         self.proc: subprocess.Popen[bytes] | None = None
         self.index: gitops.SessionIndex | None = None
+        self.usage = usage.UsageReader(model=usage.model_from_argv(self.agent.command))
+        self.usage_changed = False
 
     # The steps, in order.
 
@@ -110,15 +124,20 @@ class Run:
             return self.end(Session.Status.FAILED, f"Could not start the session: {e}")
         # Launched: the process, its output pipe and the index are there.
         assert self.proc is not None and self.proc.stdout is not None and self.index is not None
-        self.log = LogWriter(self.session, self.proc.stdout)
+        self.log = LogWriter(self.session, self.proc.stdout, on_text=self.read_usage)
         try:
             stop = self.watch()
         finally:
             self.log.close()
+            if self.usage.finish():
+                self.save_usage()
             processes.kill_group(self.proc.pid)  # whatever the agent left running
             self.index.close()
         self.session.exit_code = self.proc.returncode
         Session.objects.filter(pk=self.session.pk).update(exit_code=self.proc.returncode)
+        if isinstance(stop, OverBudget):
+            flow.stop_over_budget(self.session, stop.reason, stop.of_bead)
+            return  # the clone stays for a person to look at, as at a time limit
         if stop is not None:
             return self.end(stop.status, stop.reason)
         if self.proc.returncode != 0:
@@ -215,7 +234,7 @@ class Run:
     def watch(self) -> Stop | None:
         """Pump the log until the agent exits; return a Stop if it had to be stopped."""
         assert self.proc is not None  # launched
-        next_look = next_beat = time.monotonic()
+        next_look = next_beat = next_budget = time.monotonic()
         beat_every = settings.LEASE_SECONDS / 3
         while self.proc.poll() is None:
             self.log.pump(0.1)
@@ -231,6 +250,9 @@ class Run:
                 if now >= next_beat:
                     self.beat()
                     next_beat = now + beat_every
+                if now >= next_budget or self.usage_changed:
+                    self.check_budgets()
+                    next_budget = now + BUDGET_CHECK_SECONDS
             except Stop as stop:
                 self.terminate()
                 return stop
@@ -238,6 +260,23 @@ class Run:
         processes.kill_group(self.proc.pid)
         self.log.drain()
         return None
+
+    def read_usage(self, text: str) -> None:
+        """The CLI's own usage records, as they stream by (budgets read them live)."""
+        if self.usage.feed(text):
+            self.save_usage()
+
+    def save_usage(self) -> None:
+        for (channel, model), total in self.usage.totals.items():
+            usage.TokenUsage.put(self.session.pk, channel, model, total)
+        self.usage_changed = True
+
+    def check_budgets(self) -> None:
+        """Its own usage moved, or others' may have (a day's budget is shared)."""
+        self.usage_changed = False
+        spent = budgets.spent_for(self.bead.pk, self.repository.pk, self.agent.pk)
+        if spent is not None:
+            raise OverBudget(*spent)
 
     def look(self) -> None:
         """The watchdog: still wanted? What has the agent changed, against its scope and caps?"""
@@ -401,8 +440,14 @@ class LogWriter:
     """Reads the agent's output in a thread; writes it as LogChunks in small
     batches, up to the session's cap, saying where it was cut."""
 
-    def __init__(self, session: Session, stream: IO[bytes]) -> None:
+    def __init__(
+        self,
+        session: Session,
+        stream: IO[bytes],
+        on_text: Callable[[str], None] = lambda text: None,
+    ) -> None:
         self.session = session
+        self.on_text = on_text  # sees all the output, also past the log's cap
         self.chunks: queue.Queue[bytes | None] = queue.Queue()
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.buffer: list[str] = []
@@ -420,7 +465,9 @@ class LogWriter:
         try:
             data = self.chunks.get(timeout=timeout)
             while data is not None:
-                self.buffer.append(self.decoder.decode(data))
+                text = self.decoder.decode(data)
+                self.buffer.append(text)
+                self.on_text(text)
                 data = self.chunks.get_nowait()
         except queue.Empty:
             pass

@@ -26,11 +26,11 @@ from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 from rq import Worker
 
-from agents import flow, queues
+from agents import flow, queues, usage_report
 from agents.display import context_budget, session_clock
 from agents.models import Session, Submission
 from beads.models import Bead
-from workspace import gitops, roles
+from workspace import audit, gitops, roles
 from workspace.htmx import is_partial
 from workspace.models import Repository
 
@@ -108,6 +108,14 @@ def decide(request: HttpRequest, pk: int, approve: bool) -> HttpResponse:
     except flow.ReviewRefused as refused:
         messages.error(request, str(refused))
         return redirect("submission", pk=sub.pk)
+    if decided:
+        audit.record(
+            audit.Action.APPROVE if approve else audit.Action.REJECT,
+            sub.bead_id,
+            repository=sub.repository,
+            detail=f"submission {sub.pk}" + (f": {reason}" if reason else ""),
+            request=request,
+        )
     if not decided:
         messages.error(request, "This submission is no longer waiting for review.")
     elif approve:
@@ -134,6 +142,13 @@ def reject(request: HttpRequest, pk: int) -> HttpResponse:
 def revert(request: HttpRequest, bead_id: str) -> HttpResponse:
     bead = get_object_or_404(Bead.objects.select_related("repository"), pk=bead_id)
     if flow.request_revert(bead):
+        audit.record(
+            audit.Action.REVERT,
+            bead.pk,
+            repository=bead.repository,
+            detail=f"commit {bead.commit_sha}",
+            request=request,
+        )
         messages.success(request, f"Revert queued: the lead will undo {bead.commit_sha[:12]}.")
     else:
         status = bead.get_status_display()
@@ -172,6 +187,8 @@ def session_page(request: HttpRequest, pk: UUID) -> HttpResponse:
         "clock": session_clock(session),
         "budget": context_budget(session),
         "injections": session.injections.select_related("learning").order_by("rank"),
+        "usage": usage_report.for_session(session),
+        "bead_usage": usage_report.for_bead(session.bead_id),
     }
     part = request.GET.get("part", "status")
     if is_partial(request) and part in ("status", "context"):
@@ -208,8 +225,15 @@ def session_log(request: HttpRequest, pk: UUID) -> HttpResponse:
 @roles.requires(roles.CANCEL)
 @require_POST
 def cancel_session(request: HttpRequest, pk: UUID) -> HttpResponse:
-    session = get_object_or_404(Session.objects.select_related("bead"), pk=pk)
+    session = get_object_or_404(Session.objects.select_related("bead__repository"), pk=pk)
     if flow.cancel(session, request.user):
+        audit.record(
+            audit.Action.CANCEL,
+            session.bead_id,
+            repository=session.bead.repository,
+            detail=f"session {session.pk}",
+            request=request,
+        )
         messages.success(
             request,
             f"Cancelled: the agent is being stopped and {session.bead_id} is back on the hook.",
@@ -231,6 +255,7 @@ def run_dispatch(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"Redis cannot be reached, nothing was requested: {e}")
         return redirect("overview")
     queues.enqueue_dispatch()
+    audit.record(audit.Action.DISPATCH, "all repositories", request=request)
     if not sessions:
         messages.error(
             request,

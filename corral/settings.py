@@ -1,5 +1,6 @@
 """Django settings for Corral. Everything an operator sets comes from the environment."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,6 +42,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: HTTP latency for /metrics counts the whole of every answer.
+    "corral.metrics.HttpLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -48,6 +51,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The audit trail's entries learn who and from where (workspace/audit.py).
+    "workspace.audit.RequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -177,6 +182,21 @@ SANDBOX_UID = config.env_int("CORRAL_SANDBOX_UID", default=65534)
 SANDBOX_GID = config.env_int("CORRAL_SANDBOX_GID", default=65534)
 # Extra read-only paths for every sandbox, e.g. an agent CLI installed in the home.
 SANDBOX_READ_PATHS = config.absolute_paths("CORRAL_SANDBOX_READ_PATHS")
+
+# Problems (agents/problems.py): a running session whose agent printed nothing
+# and sent no heartbeat for this long is stalled; a repository whose lead queue
+# has not moved for this long is stuck; a bead refused this many times churns.
+STALL_SECONDS = config.env_int("CORRAL_STALL_SECONDS", default=600)
+STUCK_SECONDS = config.env_int("CORRAL_STUCK_SECONDS", default=900)
+CHURN_REFUSALS = config.env_int("CORRAL_CHURN_REFUSALS", default=3)
+
+# Webhooks: the waits before each retry of a failed delivery; after the last, it fails.
+WEBHOOK_BACKOFF_SECONDS = [10, 60, 300, 1800, 7200]
+
+# /metrics (Prometheus): open to a bearer token, or to these addresses; to
+# nobody when neither is set.
+METRICS_TOKEN = os.environ.get("CORRAL_METRICS_TOKEN", "")
+METRICS_ALLOW = config.networks("CORRAL_METRICS_ALLOW")
 
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for name in ("default", "sessions")}
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from corral import views
+from corral import audit_page, metrics, problems_page, usage_page, views
 from corral.api import api
 from corral.api import not_found as api_not_found
 
@@ -16,6 +16,11 @@ urlpatterns = [
     path("", include("agents.urls")),
     path("", include("knowledge.urls")),
     path("hook/", views.hook_page, name="hook"),
+    path("audit/", audit_page.audit_page, name="audit"),
+    path("metrics", metrics.metrics, name="metrics"),
+    path("usage/", usage_page.usage_page, name="usage"),
+    path("problems/", problems_page.problems_page, name="problems"),
+    path("problems/retry/<slug:slug>", problems_page.retry_lead, name="problem-retry"),
     path("api/v1/", api.urls),
     re_path(r"^api/v1/", api_not_found),
     path("admin/", admin.site.urls),

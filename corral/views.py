@@ -11,12 +11,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from agents import queues
+from agents import budgets, problems, queues, usage_report
 from agents.display import session_clock
 from agents.models import Session
 from beads import hook
 from beads.models import Bead, Dependency, with_bead_counts
-from workspace import roles
+from workspace import audit, roles
 from workspace.htmx import is_partial
 from workspace.models import Repository, Workspace
 
@@ -29,6 +29,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     workspace = Workspace.default()
     repositories = with_bead_counts(workspace.repositories.all())
     ctx = {"workspace": workspace, "repositories": repositories, "statuses": Bead.Status}
+    ctx["problem_count"] = problems.count()
     return render(request, "corral/overview.html", ctx)
 
 
@@ -53,6 +54,7 @@ def repository(request: HttpRequest, slug: str) -> HttpResponse:
         (label, [b for b in beads if b.status == value]) for value, label in Bead.Status.choices
     ]
     ctx = {"repo": repo, "groups": groups, "total": len(beads), "running": running_sessions(repo)}
+    ctx["usage"] = usage_report.for_repository(repo)
     return render(request, "corral/repository.html", ctx)
 
 
@@ -71,6 +73,9 @@ def locked_out(
 def set_dispatch(request: HttpRequest, slug: str, paused: bool) -> HttpResponse:
     repo = get_object_or_404(Repository, slug=slug)
     changed = repo.set_dispatch_paused(paused)
+    if changed:  # a person's action: the audit trail keeps it
+        action = audit.Action.PAUSE if paused else audit.Action.RESUME
+        audit.record(action, repo.slug, repository=repo, request=request)
     if not changed:
         state = "paused" if paused else "running"
         messages.info(request, f"Dispatch in {repo.name} was already {state}.")
@@ -120,6 +125,16 @@ def hook_page(request: HttpRequest) -> HttpResponse:
         if repo := repos.get(session.bead.repository_id):
             session.bead.repository = repo
             repo.claims.append(session)
-    ctx = {"workspace": workspace, "repositories": list(repos.values())}
+    left = budgets.left_per_repository(list(repos))
+    beads_left = budgets.left_per_bead([b.pk for r in repos.values() for b in r.hook_beads])
+    for repo in repos.values():
+        repo.budget_left = left.get(repo.pk)
+        for bead in repo.hook_beads:
+            bead.budget_left = beads_left.get(bead.pk)
+    ctx = {
+        "workspace": workspace,
+        "repositories": list(repos.values()),
+        "agent_budgets": budgets.left_per_agent(),
+    }
     template = "corral/hook.html#hook" if is_partial(request) else "corral/hook.html"
     return render(request, template, ctx)

@@ -6,6 +6,8 @@ from django.contrib.admin.utils import model_ngettext
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from workspace import audit
+from workspace.audit import AuditEntry
 from workspace.models import Repository, Workspace
 
 M = TypeVar("M", bound=Model)
@@ -23,7 +25,16 @@ def apply_moves(
     `move` is a model transition: a conditional update returning True when it won.
     """
     objs = list(queryset)
-    moved = sum(1 for obj in objs if move(obj))
+    moved_objs = [obj for obj in objs if move(obj)]
+    for obj in moved_objs:
+        audit.record(
+            audit.ADMIN_ACTIONS.get(obj._meta.label_lower, audit.Action.ADMIN_EDIT),
+            obj,
+            repository=getattr(obj, "repository", None),
+            detail=f"{done} ({obj._meta.label_lower}, an admin action)",
+            request=request,
+        )
+    moved = len(moved_objs)
     skipped = len(objs) - moved
     if moved:
         noun = model_ngettext(queryset, moved)
@@ -91,3 +102,22 @@ class RepositoryAdmin(admin.ModelAdmin):
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only, for everyone: the trail is append-only."""
+
+    list_display = ["at", "actor_name", "action", "target", "repository", "ip"]
+    list_filter = ["action", "repository"]
+    search_fields = ["actor_name", "target", "detail"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

@@ -4,6 +4,7 @@ Every reader raises ImproperlyConfigured with the variable's name in the
 message, so a bad value stops start-up with a line an operator can act on.
 """
 
+import ipaddress
 import os
 import secrets
 import shutil
@@ -216,3 +217,17 @@ def absolute_paths(name: str) -> list[Path]:
     if relative:
         raise bad(name, raw, f"{relative[0]!r} is not an absolute path")
     return [Path(path) for path in paths]
+
+
+def networks(name: str) -> list[str]:
+    """A comma-separated list of addresses or networks (CIDR), e.g. 10.0.0.0/8,127.0.0.1."""
+    raw = os.environ.get(name, "")
+    found = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise bad(name, raw, f"{part!r} is not an address or a network") from None
+    return found

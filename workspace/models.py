@@ -165,3 +165,7 @@ class Repository(models.Model):
         """A bead prefix from a name: lowercase letters and digits, like `bd`'s."""
         prefix = "".join(ch for ch in slugify(name) if ch.isalnum())[:8]
         return prefix or "bead"
+
+
+# The audit trail is a model of this app, kept in a module of its own.
+from workspace.audit import AuditEntry  # noqa: E402, F401

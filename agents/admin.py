@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from agents.models import Agent, GateResult, Session, Submission
+from agents.models import Agent, ChangeSet, GateResult, Session, Submission
 from workspace.admin import ReadOnlyAdmin
 
 ONCE = "Copy it now: it is stored hashed and will not be shown again."
@@ -63,3 +63,10 @@ class SubmissionAdmin(ReadOnlyAdmin):
     list_select_related = ["bead", "repository"]
     search_fields = ["bead__id", "bead__title", "commit_sha"]
     inlines = [GateResultInline]
+
+
+@admin.register(ChangeSet)
+class ChangeSetAdmin(ReadOnlyAdmin):
+    list_display = ["id", "title", "status", "attempts", "created_at", "landed_at"]
+    list_filter = ["status"]
+    search_fields = ["title", "members__bead__id"]

@@ -9,6 +9,7 @@ from agents import usage_report
 from agents.models import (
     Agent,
     Budget,
+    ChangeSet,
     Delivery,
     GateResult,
     Price,
@@ -180,3 +181,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "event", "webhook"]
     list_select_related = ["webhook"]
+
+
+@admin.register(ChangeSet)
+class ChangeSetAdmin(ReadOnlyAdmin):
+    list_display = ["id", "title", "status", "attempts", "created_at", "landed_at"]
+    list_filter = ["status"]
+    search_fields = ["title", "members__bead__id"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from agents.models import Agent, Session, Submission
+from agents.models import Agent, ChangeSetMember, Session, Submission
 from beads.models import Bead
 from workspace import gitops, sandbox
 from workspace.gitops import TreeChange
@@ -274,6 +274,8 @@ def review(landing: Landing) -> Verdict:
     submission = landing.submission
     if landing.repository.review_mode != landing.repository.Review.HUMAN:
         return Verdict(True, "Automatic review.")
+    if member := ChangeSetMember.objects.filter(bead=landing.bead, active=True).first():
+        return Verdict(True, f"Reviewed once for its change set ({member.changeset_id}).")
     if submission.reviewed_at:
         return Verdict(
             True,

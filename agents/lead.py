@@ -16,7 +16,7 @@ from pathlib import Path
 from django.db import close_old_connections
 from django.utils import timezone
 
-from agents import flow, gates, queues
+from agents import changesets, flow, gates, queues
 from agents.models import GateResult, Submission
 from beads.models import Bead
 from workspace import gitops
@@ -94,6 +94,8 @@ class Landing:
             if not self.pass_gates():
                 return
             assert self.tree is not None  # the apply gate, passed, set it
+            if changesets.hold(self.submission, self.head, self.tree):
+                return  # a change set member: it lands with its siblings
             message = self.message()
             sha = gitops.commit_tree(self.path, self.tree, self.head, message, author=self.author())
             if gitops.update_branch(self.path, self.repository.branch, sha, self.head):
@@ -160,7 +162,8 @@ class Landing:
         flow.land(self.submission, sha)
 
     def refuse(self, status: str, reason: str) -> None:
-        flow.refuse(self.submission, status, reason)
+        if flow.refuse(self.submission, status, reason):
+            changesets.member_refused(self.submission, reason)
 
 
 def revert(bead_id: str) -> None:

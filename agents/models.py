@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents import patches, presets
 from beads.models import Bead
 from workspace import gitops
-from workspace.models import Repository
+from workspace.models import Repository, Workspace
 from workspace.states import Transitions, move
 
 TOKEN_PREFIX = "crl_"
@@ -310,6 +310,7 @@ class Submission(Transitions, models.Model):
         CHECKING = "checking"
         AWAITING_REVIEW = "awaiting_review", "awaiting review"
         APPROVED = "approved"
+        HELD = "held"  # passed its own gates; waits for its change set's siblings
         COMMITTED = "committed"
         REJECTED = "rejected"
         CONFLICT = "conflict"
@@ -317,7 +318,13 @@ class Submission(Transitions, models.Model):
 
     # Not finished yet (the lead page's queue), and the part of those the lead
     # takes up by itself (a submission awaiting review waits for a person).
-    UNFINISHED = [Status.QUEUED, Status.CHECKING, Status.AWAITING_REVIEW, Status.APPROVED]
+    UNFINISHED = [
+        Status.QUEUED,
+        Status.CHECKING,
+        Status.AWAITING_REVIEW,
+        Status.APPROVED,
+        Status.HELD,
+    ]
     FOR_LEAD = [Status.QUEUED, Status.CHECKING, Status.APPROVED]
     REFUSALS: dict[str, str] = {
         Status.REJECTED: "reject",
@@ -328,12 +335,15 @@ class Submission(Transitions, models.Model):
         "start_checking": move([Status.QUEUED, Status.APPROVED], Status.CHECKING),
         "await_review": move(Status.CHECKING, Status.AWAITING_REVIEW),
         "approve": move(Status.AWAITING_REVIEW, Status.APPROVED),
-        "commit": move([Status.CHECKING, Status.APPROVED], Status.COMMITTED),
+        "commit": move([Status.CHECKING, Status.APPROVED, Status.HELD], Status.COMMITTED),
         "reject_by_person": move(Status.AWAITING_REVIEW, Status.REJECTED),
-        # The lead ends it without a commit.
-        "reject": move([Status.QUEUED, Status.CHECKING], Status.REJECTED),
+        # The lead ends it without a commit (a held one: its change set was refused).
+        "reject": move([Status.QUEUED, Status.CHECKING, Status.HELD], Status.REJECTED),
         "conflict": move([Status.QUEUED, Status.CHECKING], Status.CONFLICT),
         "fail": move([Status.QUEUED, Status.CHECKING], Status.FAILED),
+        # A change set member: held for its siblings, or gated again on a moved head.
+        "hold": move(Status.CHECKING, Status.HELD),
+        "requeue": move(Status.HELD, Status.QUEUED),
     }
 
     session = models.OneToOneField(Session, models.CASCADE, related_name="submission")
@@ -375,6 +385,13 @@ class Submission(Transitions, models.Model):
     def commit(self, sha: str) -> bool:
         return self.move("commit", commit_sha=sha, finished_at=timezone.now())
 
+    def hold(self) -> bool:
+        return self.move("hold")
+
+    def requeue(self) -> bool:
+        """A held member whose branch moved: the lead gates it again on the new head."""
+        return self.move("requeue", queued_at=timezone.now(), started_at=None)
+
     def reject(self, user: Any, reason: str) -> bool:
         """A person turns the submission down while it waits for review."""
         now = timezone.now()
@@ -414,6 +431,186 @@ class GateResult(models.Model):
     @property
     def outcome(self) -> str:
         return {True: "pass", False: "fail", None: "waiting"}[self.passed]
+
+
+class ChangeSet(Transitions, models.Model):
+    """Beads in several repositories that land together or not at all (agents/changesets.py)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"  # members being worked on; each is held once its own gates pass
+        GATING = "gating"  # every member held: the integration gate, then the landing
+        AWAITING_REVIEW = "awaiting_review", "awaiting review"
+        LANDING = "landing"  # the journal is being written and played
+        LANDED = "landed"
+        REFUSED = "refused"
+        REVERTED = "reverted"
+
+    ACTIVE = [Status.OPEN, Status.GATING, Status.AWAITING_REVIEW, Status.LANDING]
+    MOVES = {
+        "gate": move(Status.OPEN, Status.GATING),  # the last member was held
+        "await_review": move(Status.GATING, Status.AWAITING_REVIEW),
+        "approve": move(Status.AWAITING_REVIEW, Status.GATING),
+        "start_landing": move(Status.GATING, Status.LANDING),
+        "finish": move(Status.LANDING, Status.LANDED),
+        # integration failed, a member was refused, a head moved: members back to work
+        "reopen": move([Status.GATING, Status.AWAITING_REVIEW, Status.LANDING], Status.OPEN),
+        # a member bead ran out of attempts (it was sent back, so the set is open)
+        "refuse": move(Status.OPEN, Status.REFUSED),
+        "revert": move(Status.LANDED, Status.REVERTED),
+    }
+
+    workspace = models.ForeignKey(Workspace, models.CASCADE, related_name="changesets")
+    title = models.CharField(max_length=500)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    integration_command = models.JSONField(
+        default=list, blank=True, help_text="argv; empty: the workspace's integration command"
+    )
+    integration_timeout_s = models.PositiveIntegerField(default=600)
+    integration_passed = models.BooleanField(null=True, blank=True)
+    integration_output = models.TextField(blank=True)
+    integration_ms = models.PositiveIntegerField(default=0)
+    integration_trees = models.JSONField(
+        default=dict, blank=True, help_text="{slug: tree} the integration gate last judged"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    landed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"change set {self.pk}: {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("changeset", args=[self.pk])
+
+    def member_list(self) -> "list[ChangeSetMember]":
+        """Members in lock order: by their repository's slug."""
+        related = ("bead", "repository", "submission__session__agent")
+        return list(self.members.select_related(*related).order_by("repository__slug", "bead_id"))
+
+    def integration_argv(self) -> list[str]:
+        return list(self.integration_command) or self.workspace.integration_argv()
+
+    def needs_review(self) -> bool:
+        """A member repository reviews by hand: a person approves the change set, once."""
+        human = Repository.Review.HUMAN
+        return self.members.filter(repository__review_mode=human).exists() and not self.reviewed_at
+
+    def start_gating(self) -> bool:
+        return self.move("gate")
+
+    def await_review(self) -> bool:
+        return self.move("await_review")
+
+    def approve(self, user: Any) -> bool:
+        return self.move("approve", reviewed_by=user, reviewed_at=timezone.now())
+
+    def start_landing(self) -> bool:
+        return self.move("start_landing")
+
+    def finish(self) -> bool:
+        return self.move("finish", landed_at=timezone.now())
+
+    def reopen(self, reason: str) -> bool:
+        """Back to work: the reason goes to the page, and one attempt is counted."""
+        return self.move(
+            "reopen", reason=reason, attempts=models.F("attempts") + 1, reviewed_at=None
+        )
+
+    def refuse(self, reason: str) -> bool:
+        return self.move("refuse", reason=reason)
+
+    def revert(self) -> bool:
+        return self.move("revert")
+
+    def record_integration(self, passed: bool, output: str, ms: int, trees: dict[str, str]) -> None:
+        fields = dict(
+            integration_passed=passed,
+            integration_output=output,
+            integration_ms=ms,
+            integration_trees=trees,
+        )
+        ChangeSet.objects.filter(pk=self.pk).update(**fields)
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+
+class ChangeSetMember(models.Model):
+    """A bead of a change set; `active` while the change set is, so a bead is in
+    at most one active change set (a partial unique index)."""
+
+    changeset = models.ForeignKey(ChangeSet, models.CASCADE, related_name="members")
+    bead = models.ForeignKey(Bead, models.CASCADE, related_name="changeset_members")
+    repository = models.ForeignKey(Repository, models.CASCADE, related_name="+")
+    active = models.BooleanField(default=True)
+    # The held submission and the candidate it was gated as: head + patch = tree.
+    submission = models.ForeignKey(
+        Submission, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    head = models.CharField(max_length=40, blank=True)
+    tree = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["changeset", "repository__slug", "bead_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["changeset", "bead"], name="bead_once_per_changeset"),
+            models.UniqueConstraint(
+                fields=["bead"],
+                condition=models.Q(active=True),
+                name="bead_in_one_active_changeset",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bead_id} in change set {self.changeset_id}"
+
+    @property
+    def held(self) -> bool:
+        """Its submission passed its own gates and waits for its siblings."""
+        return self.submission is not None and self.submission.status == Submission.Status.HELD
+
+
+class JournalStep(models.Model):
+    """One branch move of a change set's landing (or revert), written before it is made."""
+
+    class Kind(models.TextChoices):
+        LAND = "land"
+        REVERT = "revert"
+
+    class State(models.TextChoices):
+        PLANNED = "planned"
+        ADVANCED = "advanced"
+        UNDONE = "undone"
+
+    changeset = models.ForeignKey(ChangeSet, models.CASCADE, related_name="journal")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    member = models.ForeignKey(ChangeSetMember, models.CASCADE, related_name="+")
+    old_sha = models.CharField(max_length=40)
+    new_sha = models.CharField(max_length=40)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PLANNED)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["changeset", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["changeset", "seq"], name="one_journal_step_per_seq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.member.bead_id}: {self.state}"
 
 
 # Tokens, prices, budgets and webhooks are models of this app, kept in modules of their own.

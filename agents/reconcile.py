@@ -13,7 +13,7 @@ import socket
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from agents import flow, problems, queues, webhooks
+from agents import changesets, flow, problems, queues, webhooks
 from agents.models import Session, Submission
 from workspace.models import Repository
 from workspace.processes import signal_group
@@ -22,8 +22,8 @@ from workspace.processes import signal_group
 def reconcile() -> dict[str, int]:
     """Sessions whose lease expired are lost: their agent's process group is
     killed if it runs on this machine, their bead goes back to the hook.
-    Queued sessions and waiting submissions whose job vanished are queued
-    again."""
+    Queued sessions, waiting submissions and change sets in flight (gating,
+    landing, reverting) whose job vanished are queued again."""
     expired = Session.objects.filter(status__in=Session.LIVE, lease_expires_at__lt=timezone.now())
     lost = [s for s in expired.select_related("bead", "agent") if flow.lose(s)]
     for session in lost:
@@ -38,10 +38,14 @@ def reconcile() -> dict[str, int]:
     undrained = [s for s in waiting if not queues.drain_pending(s.repository)]
     for repo in {s.repository for s in undrained}:
         queues.enqueue_drain(repo)
+    stalled = [c for c, job in changesets.in_flight() if queues.job_missing(job)]
+    for changeset in stalled:
+        changesets.enqueue_again(changeset)
     return {
         "lost": len(lost),
         "sessions": len(requeued),
         "submissions": len(undrained),
+        "changesets": len(stalled),
         "stuck": tell_stuck(),
         "webhooks": webhooks.send_due(),
     }

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agents import views
+from agents import changeset_views, views
 
 urlpatterns = [
     path("repos/<slug:slug>/lead/", views.lead_queue, name="lead"),
@@ -12,4 +12,13 @@ urlpatterns = [
     path("sessions/<uuid:pk>/log", views.session_log, name="session-log"),
     path("sessions/<uuid:pk>/cancel", views.cancel_session, name="session-cancel"),
     path("dispatch", views.run_dispatch, name="dispatch"),
+    path("changesets/", changeset_views.changeset_list, name="changesets"),
+    path("changesets/<int:pk>/", changeset_views.changeset_page, name="changeset"),
+    path(
+        "changesets/<int:pk>/approve",
+        changeset_views.changeset_approve,
+        name="changeset-approve",
+    ),
+    path("changesets/<int:pk>/reject", changeset_views.changeset_reject, name="changeset-reject"),
+    path("changesets/<int:pk>/revert", changeset_views.changeset_revert, name="changeset-revert"),
 ]

@@ -28,7 +28,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import Agent
+from agents import changesets
+from agents.models import Agent, ChangeSet
 from beads import jsonl
 from beads.models import Bead, Dependency
 from workspace.gitops import GitError, last_line
@@ -49,6 +50,7 @@ class Seeded:
     beads: list = field(default_factory=list)
     dependencies: list = field(default_factory=list)
     agents: list = field(default_factory=list)  # (agent, plain token or None if it existed)
+    changesets: list = field(default_factory=list)
     source_dir: object = None
 
 
@@ -163,6 +165,8 @@ def seed_database(
         record_commit(record, commits)
     # Each bead takes its repository's prefix: `api2-…` when a user's repository has `api`.
     result.beads = jsonl.import_records(records, repos)
+    by_record = {record["id"]: bead for record, bead in zip(records, result.beads, strict=True)}
+    result.changesets = create_changesets(workspace, by_record)
     result.dependencies = list(
         Dependency.objects.filter(issue__in=result.beads)
         .select_related("issue", "depends_on")
@@ -170,6 +174,19 @@ def seed_database(
     )
     result.agents = create_agents()
     return result
+
+
+def create_changesets(workspace: Workspace, beads: dict[str, Bead]) -> list[ChangeSet]:
+    """The demo's change sets (demo.toml), over its beads as beads.jsonl names them."""
+    return [
+        changesets.create(
+            spec["title"],
+            [beads[bead_id] for bead_id in spec["beads"]],
+            workspace,
+            command=spec.get("integration_command", []),
+        )
+        for spec in manifest().get("changesets", [])
+    ]
 
 
 def shift_times(record: dict[str, Any], shift: timedelta) -> None:

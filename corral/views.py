@@ -13,7 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from agents import budgets, problems, queues, usage_report
 from agents.display import session_clock
-from agents.models import Session
+from agents.models import ChangeSetMember, Session
 from beads import hook
 from beads.models import Bead, Dependency, with_bead_counts
 from workspace import audit, roles
@@ -49,7 +49,11 @@ def running_sessions(repo: Repository) -> list[Session]:
 def repository(request: HttpRequest, slug: str) -> HttpResponse:
     repo = get_object_or_404(Repository, slug=slug)
     blocks = Dependency.objects.select_related("depends_on__repository").order_by("depends_on_id")
-    beads = repo.beads.prefetch_related(Prefetch("dependencies", queryset=blocks))
+    changesets = ChangeSetMember.objects.select_related("changeset").order_by("-changeset_id")
+    beads = repo.beads.prefetch_related(
+        Prefetch("dependencies", queryset=blocks),
+        Prefetch("changeset_members", queryset=changesets),
+    )
     groups = [
         (label, [b for b in beads if b.status == value]) for value, label in Bead.Status.choices
     ]

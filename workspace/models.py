@@ -12,25 +12,35 @@ from django.utils.text import slugify
 from workspace import gitops
 
 
-class Workspace(models.Model):
-    name = models.CharField(max_length=100)
-    slug = models.SlugField(max_length=100, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return self.name
-
-    @classmethod
-    def default(cls) -> "Workspace":
-        workspace, _ = cls.objects.get_or_create(slug="default", defaults={"name": "Default"})
-        return workspace
-
-
 def validate_check_command(value: str) -> None:
     try:
         shlex.split(value)
     except ValueError as e:
         raise ValidationError(f"Cannot parse the command: {e}.") from None
+
+
+class Workspace(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Change sets run it over every member repository at its candidate tree.
+    integration_command = models.CharField(
+        max_length=1000,
+        blank=True,
+        validators=[validate_check_command],
+        help_text="Run as an argv in a folder holding each member repository under its slug.",
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+    def integration_argv(self) -> list[str]:
+        return shlex.split(self.integration_command)
+
+    @classmethod
+    def default(cls) -> "Workspace":
+        workspace, _ = cls.objects.get_or_create(slug="default", defaults={"name": "Default"})
+        return workspace
 
 
 class Repository(models.Model):

@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from agents.models import Agent
+from agents.models import Agent, ChangeSet
 from beads.models import Bead, Dependency
 from tests.factories import git
 from workspace.models import Repository, Workspace
@@ -312,9 +312,18 @@ def test_run_lands_every_open_demo_bead(rq_redis, tmp_path):
     assert {b.title: b.status for b in beads if b.title in LEFT_AS_SEEDED} == LEFT_AS_SEEDED
     assert all(b.status == Bead.Status.CLOSED for b in beads if b.title not in LEFT_AS_SEEDED)
     landed = [b for b in beads if b.submissions.filter(status="committed").exists()]
-    assert len(landed) == 14
-    assert "Landed 14 bead(s) and closed 1 epic(s)" in out
-    assert f"18 of {len(beads)} demo beads are closed" in out
+    assert len(landed) == 16
+    assert "Landed 16 bead(s) and closed 1 epic(s)" in out
+    assert f"20 of {len(beads)} demo beads are closed" in out
+    # The change set across demo-api and demo-web landed together, once.
+    changeset = ChangeSet.objects.get()
+    assert changeset.status == "landed" and changeset.integration_passed
+    assert "contract: 0 problem(s)" in changeset.integration_output
+    for member in changeset.member_list():
+        text = git(
+            member.repository.canonical_path, "log", "-1", "--format=%B", member.bead.commit_sha
+        )
+        assert f"Changeset: {changeset.pk}" in text
 
     for bead in landed:
         repo = bead.repository

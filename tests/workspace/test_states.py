@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from agents.models import Agent, Session, Submission
+from agents.models import Agent, ChangeSet, Session, Submission
 from beads.models import Bead
 from tests.races import race
 
@@ -189,6 +189,20 @@ DESIGNED = {
         ("checking", "committed"),
         ("approved", "committed"),
         *{("checking", end) for end in ("rejected", "conflict", "failed")},
+        ("checking", "held"),  # a change set member waits for its siblings
+        ("held", "committed"),
+        ("held", "rejected"),  # its change set was refused
+        ("held", "queued"),  # its head moved: gated again
+    },
+    ChangeSet: {
+        ("open", "gating"),
+        ("gating", "awaiting_review"),
+        ("awaiting_review", "gating"),
+        ("gating", "landing"),
+        ("landing", "landed"),
+        *{(s, "open") for s in ("gating", "awaiting_review", "landing")},
+        ("open", "refused"),
+        ("landed", "reverted"),
     },
 }
 # Moves the table allows beyond the drawing, each for a stated reason.
@@ -208,10 +222,11 @@ EXTRA = {
         ("awaiting_review", "rejected"),  # a person turns it down
         *{("queued", end) for end in ("rejected", "conflict", "failed")},  # refused unopened
     },
+    ChangeSet: set(),
 }
 
 
-@pytest.mark.parametrize("model", [Bead, Session, Submission], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("model", [Bead, Session, Submission, ChangeSet], ids=lambda m: m.__name__)
 def test_each_moves_table_is_the_designed_state_machine(model):
     edges = model.edges()
     assert DESIGNED[model] <= edges, "a designed move is missing from MOVES"

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from rq import SimpleWorker
 
-from agents import lead, queues
+from agents import integration, lead, queues
 from workspace.models import Repository
 
 
@@ -24,6 +24,9 @@ class Command(BaseCommand):
         requeued = lead.requeue_waiting(repo)
         if requeued:
             self.stdout.write(f"{requeued} submission(s) in flight for {repo.slug}: queued again")
+        resumed = integration.resume_in_flight(repo.pk)
+        if resumed:
+            self.stdout.write(f"{resumed} change set(s) in flight from {repo.slug}: finished")
         connections.close_all()
         # Jobs run in this process, not a forked one: a lead's jobs are short
         # git plumbing, and the fork would cost more than the work.

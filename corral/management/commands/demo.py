@@ -80,6 +80,9 @@ class Command(BaseCommand):
             + ", ".join(f"{n} {status}" for status, n in statuses.most_common())
             + f"), {len(seeded.dependencies)} dependencies, {across} across repositories."
         )
+        for changeset in seeded.changesets:
+            members = ", ".join(m.bead_id for m in changeset.member_list())
+            out(f"Change set {changeset.pk} ({members}) lands together: {changeset.title}")
         out("Agents (preset demo, run by Corral's workers):")
         for agent, token in seeded.agents:
             shown = token or "already existed, token unchanged"

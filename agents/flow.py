@@ -19,7 +19,7 @@ from django.db.models import F
 from agents import queues
 from agents.models import Agent, Session, StateError, Submission
 from beads import hook, scopes
-from beads.models import Bead, Dependency
+from beads.models import Bead, Dependency, Plan
 from knowledge.models import Learning
 from workspace import roles
 from workspace.models import Repository
@@ -228,6 +228,7 @@ def land(submission: Submission, sha: str) -> None:
             helpful=F("helpful") + 1
         )
         close_finished_parents(submission.bead)
+        Plan.finish_landed(submission.bead)
         if repo.push and repo.upstream:
             queues.after_commit(lambda: queues.enqueue_push(repo))
         queues.enqueue_dispatch()

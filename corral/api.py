@@ -10,6 +10,7 @@ from ninja import NinjaAPI
 
 from agents.api import router as agents_router
 from agents.auth import AgentToken, BrowserSession
+from agents.comments import router as comments_router
 from beads.api import router as beads_router
 from knowledge.api import router as knowledge_router
 
@@ -34,3 +35,4 @@ def too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
 api.add_router("", beads_router)
 api.add_router("", agents_router)
 api.add_router("", knowledge_router)
+api.add_router("", comments_router)

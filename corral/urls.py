@@ -14,6 +14,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("agents.urls")),
+    path("", include("corral.planning_urls")),
     path("hook/", views.hook_page, name="hook"),
     path("api/v1/", api.urls),
     re_path(r"^api/v1/", api_not_found),

@@ -23,6 +23,8 @@ from workspace.scrub import scrub
 AgentSession = Any
 
 WORD = re.compile(r"[a-z0-9_]{3,}")
+COMMENTS_SHOWN = 5  # recent comments in a context pack
+COMMENT_CHARS = 1000
 STOP = {"the", "and", "for", "with", "that", "this", "from", "into", "when", "are", "not", "all"}
 
 
@@ -114,6 +116,15 @@ def previous_handoff(bead: Bead, session: AgentSession | None = None) -> str:
     return last.summary if last else ""
 
 
+def recent_comments(bead: Bead, count: int = COMMENTS_SHOWN) -> str:
+    """The bead's last comments, oldest first, each cut to COMMENT_CHARS."""
+    last = list(bead.comments.select_related("person").order_by("-created_at", "-pk")[:count])
+    return "\n".join(
+        f"- {c.author} ({c.created_at:%Y-%m-%d %H:%M}): {scrub(c.text.strip())[:COMMENT_CHARS]}"
+        for c in reversed(last)
+    )
+
+
 def render_context(session: AgentSession, budget: int) -> str:
     """The context pack's text for a session, within `budget` characters.
 
@@ -133,6 +144,8 @@ def render_context(session: AgentSession, budget: int) -> str:
         parts.append("## Why the last attempt failed\n\n" + failure + "\n")
     if handoff := previous_handoff(bead, session):
         parts.append("## Handoff from the previous session\n\n" + scrub(handoff.strip()) + "\n")
+    if comments := recent_comments(bead):
+        parts.append("## Recent comments\n\n" + comments + "\n")
     text = "\n".join(parts)
     cut_note = ""
     if len(text) > budget:

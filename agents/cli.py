@@ -420,6 +420,13 @@ def cmd_release(args: argparse.Namespace) -> None:
     emit(args, lease, lambda d: f"released {d['session']} ({d['status']})")
 
 
+def cmd_comment(args: argparse.Namespace) -> None:
+    text = sys.stdin.read() if args.text == "-" else args.text
+    session = session_of(args)
+    made = client_of(args).request("POST", f"sessions/{quote(session)}/comments", {"text": text})
+    emit(args, made, lambda d: f"commented on {d['bead']} (#{d['id']})")
+
+
 def cmd_new(args: argparse.Namespace) -> None:
     body = {
         "title": args.title,
@@ -591,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("release", cmd_release, "give the bead back")
     p.add_argument("--reason", required=True, help="why")
+
+    p = command("comment", cmd_comment, "comment on the session's bead")
+    p.add_argument("text", help="the comment, or - to read it from stdin")
 
     p = command("new", cmd_new, "file a new bead")
     p.add_argument("title")

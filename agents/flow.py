@@ -282,6 +282,7 @@ def land(submission: Submission, sha: str) -> None:
         submission.session.succeed()
         feedback.settle(submission.session, landed=True)
         close_finished_parents(submission.bead)
+        Plan.finish_landed(submission.bead)
         tell_finished_plans(submission.bead)
         if repo.push and repo.upstream:
             queues.after_commit(lambda: queues.enqueue_push(repo))

@@ -243,7 +243,24 @@ def why_not_ready(bead: Bead) -> str:
         return f"bead {bead.id} is an epic: claim its children"
     if not bead.repository.active:
         return f"repository {bead.repository.slug} is not active"
+    if bead.repository_id not in repositories_with_room():
+        repo = bead.repository
+        return f"repository {repo.slug} has {repo.max_agents} agent(s) at work, its most"
+    member = WaveBead.objects.filter(bead=bead, plan__status=Plan.Status.ACTIVE)
+    if (placed := member.select_related("wave", "plan").first()) is not None:
+        return (
+            f"bead {bead.id} is in wave {placed.wave.number} of plan {placed.plan.name!r}: "
+            f"an earlier wave has not landed, or {placed.plan.max_agents_per_wave} "
+            "agent(s) already work on its wave"
+        )
     return f"bead {bead.id} is not ready (an earlier wave, or no free agent slot)"
+
+
+def readiness(bead: Bead) -> tuple[bool, str]:
+    """Whether the hook would hand out this bead now, and why (the hook's own words)."""
+    if ready(repository=bead.repository).filter(pk=bead.pk).exists():
+        return True, f"bead {bead.id} is ready: the next agent to ask may claim it"
+    return False, why_not_ready(bead)
 
 
 def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:

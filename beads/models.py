@@ -114,7 +114,7 @@ class Bead(Transitions, models.Model):
         self._save_with_new_id(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
-        return reverse("repository", args=[self.repository.slug]) + f"#{self.id}"
+        return reverse("bead", args=[self.id])
 
     def _save_with_new_id(self, *args: Any, **kwargs: Any) -> None:
         kwargs["force_insert"] = True
@@ -373,9 +373,15 @@ class Plan(Transitions, models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     max_agents_per_wave = models.PositiveIntegerField(default=4)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Bumped by every edit: an edit made against an older version is refused
+    # ("the plan changed"), never written over another person's.
+    version = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("plan", args=[self.pk])
 
     def activate(self) -> bool:
         """Draft → active, refused if one of its beads is already in another active plan."""
@@ -392,6 +398,15 @@ class Plan(Transitions, models.Model):
 
     def finish(self) -> bool:
         return self.move("finish")
+
+    @classmethod
+    def finish_landed(cls, bead: "Bead") -> int:
+        """Finish each active plan of `bead` whose beads have all closed; how many."""
+        plans = cls.objects.filter(status=cls.Status.ACTIVE, wavebead__bead=bead).distinct()
+        pending = WaveBead.objects.filter(plan=models.OuterRef("pk")).exclude(
+            bead__status=Bead.Status.CLOSED
+        )
+        return sum(plan.finish() for plan in plans.exclude(models.Exists(pending)))
 
 
 class Wave(models.Model):
@@ -437,3 +452,49 @@ class WaveBead(models.Model):
         active = Plan.Status.ACTIVE
         if self.wave.plan.status == active and others.filter(plan__status=active).exists():
             raise ValidationError({"bead": "This bead is already in another active plan."})
+
+
+class Comment(models.Model):
+    """A note on a bead by a person or an agent (bd's comments). Agents see the
+    recent ones in their context pack."""
+
+    MAX_CHARS = 10_000
+
+    bead = models.ForeignKey(Bead, models.CASCADE, related_name="comments")
+    person = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    agent = models.CharField(
+        max_length=100, blank=True, help_text="the agent's name, if one wrote it"
+    )
+    text = models.TextField(max_length=MAX_CHARS)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["bead", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.author} on {self.bead_id}"
+
+    @classmethod
+    def add(cls, bead: Bead, text: str, person: Any = None, agent: str = "") -> "Comment":
+        """Save a comment, or raise ValidationError naming what is wrong with it."""
+        comment = cls(bead=bead, text=text, person=person, agent=agent)
+        comment.full_clean(exclude=["bead", "person"])
+        comment.save()
+        return comment
+
+    @property
+    def author(self) -> str:
+        if self.agent:
+            return f"agent {self.agent}"
+        return self.person.get_username() if self.person else "someone"
+
+    def clean(self) -> None:
+        if not self.text.strip():
+            raise ValidationError({"text": "Write something."})
+        if len(self.text) > self.MAX_CHARS:
+            raise ValidationError({"text": f"At most {self.MAX_CHARS} characters."})
+        if problem := control_characters([self.text], multiline=True):
+            raise ValidationError({"text": problem})

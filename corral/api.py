@@ -11,6 +11,7 @@ from ninja import NinjaAPI
 from agents.api import router as agents_router
 from agents.auth import AgentToken, BrowserSession
 from agents.changeset_api import router as changesets_router
+from agents.comments import router as comments_router
 from beads.api import router as beads_router
 from knowledge.api import router as knowledge_router
 
@@ -36,3 +37,4 @@ api.add_router("", beads_router)
 api.add_router("", agents_router)
 api.add_router("", knowledge_router)
 api.add_router("", changesets_router)
+api.add_router("", comments_router)

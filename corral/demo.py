@@ -30,8 +30,8 @@ from django.utils import timezone
 
 from agents import changesets
 from agents.models import Agent, ChangeSet
-from beads import jsonl
-from beads.models import Bead, Dependency
+from beads import jsonl, plans
+from beads.models import Bead, Dependency, Plan
 from workspace.gitops import GitError, last_line
 from workspace.models import Repository, Workspace
 
@@ -51,6 +51,7 @@ class Seeded:
     dependencies: list = field(default_factory=list)
     agents: list = field(default_factory=list)  # (agent, plain token or None if it existed)
     changesets: list = field(default_factory=list)
+    plan: Plan | None = None  # the draft plan
     source_dir: object = None
 
 
@@ -173,6 +174,7 @@ def seed_database(
         .order_by("pk")
     )
     result.agents = create_agents()
+    result.plan = seed_plan(workspace, repos)
     return result
 
 
@@ -187,6 +189,20 @@ def create_changesets(workspace: Workspace, beads: dict[str, Bead]) -> list[Chan
         )
         for spec in manifest().get("changesets", [])
     ]
+
+
+def seed_plan(workspace: Workspace, repos: dict[str, Repository]) -> Plan:
+    """The draft plan of demo/plan.toml, its waves as the planner proposes them."""
+    with open(DEMO_DIR / "plan.toml", "rb") as f:
+        data = tomllib.load(f)
+    ids = []
+    for bead_id in data["beads"]:
+        prefix, rest = jsonl.split_id(bead_id)
+        ids.append(f"{repos[prefix].bead_prefix}-{rest}")  # the prefix may have moved (api2)
+    beads = list(Bead.objects.filter(pk__in=ids))
+    if len(beads) != len(ids):
+        raise DemoError(f"demo/plan.toml names beads that are not in beads.jsonl: {ids}")
+    return plans.start(workspace, data["name"], beads, data["max_agents_per_wave"])
 
 
 def shift_times(record: dict[str, Any], shift: timedelta) -> None:

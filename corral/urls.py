@@ -15,6 +15,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("agents.urls")),
     path("", include("knowledge.urls")),
+    path("", include("corral.planning_urls")),
     path("hook/", views.hook_page, name="hook"),
     path("audit/", audit_page.audit_page, name="audit"),
     path("metrics", metrics.metrics, name="metrics"),

@@ -11,11 +11,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from agents import budgets, problems, queues, usage_report
+from agents import budgets, decisions, problems, queues, usage_report
 from agents.display import session_clock
 from agents.models import ChangeSetMember, Session
 from beads import hook
-from beads.models import Bead, Dependency, with_bead_counts
+from beads.models import Bead, Dependency, Plan, with_bead_counts
 from workspace import audit, roles
 from workspace.htmx import is_partial
 from workspace.models import Repository, Workspace
@@ -30,6 +30,8 @@ def overview(request: HttpRequest) -> HttpResponse:
     repositories = with_bead_counts(workspace.repositories.all())
     ctx = {"workspace": workspace, "repositories": repositories, "statuses": Bead.Status}
     ctx["problem_count"] = problems.count()
+    ctx |= {"plans": workspace.plans.exclude(status=Plan.Status.DONE).order_by("-created_at")}
+    ctx |= {"decisions": decisions.next_decisions(workspace)}
     return render(request, "corral/overview.html", ctx)
 
 

@@ -34,6 +34,8 @@ WINDOW_TOKENS = {
 DEFAULT_WINDOW_TOKENS = 32_000
 # Kept free for the note on what was cut.
 NOTE_ROOM = 400
+COMMENTS_SHOWN = 5  # recent comments in a context pack
+COMMENT_CHARS = 1000
 
 
 def fit(ranked: Iterable[Ranked], budget: int) -> list[Ranked]:
@@ -98,6 +100,15 @@ def pack_limit(preset: str, budget: int) -> tuple[int, str]:
     return budget, f"the agent's budget of {budget:,} characters"
 
 
+def recent_comments(bead: Bead, count: int = COMMENTS_SHOWN) -> str:
+    """The bead's last comments, oldest first, each cut to COMMENT_CHARS."""
+    last = list(bead.comments.select_related("person").order_by("-created_at", "-pk")[:count])
+    return "\n".join(
+        f"- {c.author} ({c.created_at:%Y-%m-%d %H:%M}): {scrub(c.text.strip())[:COMMENT_CHARS]}"
+        for c in reversed(last)
+    )
+
+
 def render_context(session: AgentSession, budget: int) -> str:
     """The context pack's text for a session, within `budget` characters and
     pack_limit's cap.
@@ -133,6 +144,8 @@ def bead_text(session: AgentSession, room: int) -> tuple[str, str]:
         parts.append("## Why the last attempt failed\n\n" + failure + "\n")
     if handoff := previous_handoff(bead, session):
         parts.append("## Handoff from the previous session\n\n" + scrub(handoff.strip()) + "\n")
+    if comments := recent_comments(bead):
+        parts.append("## Recent comments\n\n" + comments + "\n")
     text = "\n".join(parts)
     if len(text) <= room:
         return text, ""

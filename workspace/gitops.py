@@ -666,3 +666,61 @@ class SessionIndex:
 
     def patch(self) -> str:
         return self.git("diff", "--cached", "--binary", "--no-renames", self.base_sha)
+
+
+# What the planner reads: the files at a branch's head and the files changed most lately.
+
+
+def files_at(path: StrPath, commit: str) -> list[str]:
+    """Every file path in the commit's tree, sorted ([] if there is no such commit)."""
+    out = git_bytes(path, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit, "--")
+    if out.returncode != 0:
+        return []
+    return sorted(name.decode(errors="replace") for name in out.stdout.split(b"\0") if name)
+
+
+def changed_files(path: StrPath, commit: str, commits: int) -> list[str]:
+    """The paths each of the last `commits` commits up to `commit` changed, once per commit."""
+    out = git_bytes(
+        path,
+        "log",
+        f"-n{commits}",
+        "--format=",
+        "--name-only",
+        "-z",
+        "--no-renames",
+        commit,
+        "--",
+    )
+    if out.returncode != 0:
+        return []
+    names = out.stdout.replace(b"\n", b"\0").split(b"\0")
+    return [name.decode(errors="replace") for name in names if name]
+
+
+def commits_naming(
+    path: StrPath, branch: str, key: str, value: str, limit: int = 20
+) -> list[dict[str, str]]:
+    """Newest commits on `branch` with the trailer `key: value` (a bead's commit and
+    its reverts): dicts of sha, subject, date and the commit it reverts, if any."""
+    trailer = "%(trailers:key={},valueonly,separator=%x2c)"
+    fmt = f"%H%x1f%s%x1f%cI%x1f{trailer.format('Reverts')}%x1f{trailer.format(key)}%x1e"
+    done = git_call(
+        path,
+        "log",
+        "-n200",
+        "-F",
+        f"--grep={key}: {value}",
+        f"--format={fmt}",
+        f"refs/heads/{branch}",
+        "--",
+    )
+    if done.returncode != 0:
+        return []
+    found = []
+    for record in done.stdout.split("\x1e"):
+        fields = record.strip().split("\x1f")
+        if len(fields) == 5 and value in fields[4].split(","):
+            sha, subject, date, reverts, _ = fields
+            found.append({"sha": sha, "subject": subject, "date": date, "reverts": reverts})
+    return found[:limit]

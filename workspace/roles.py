@@ -36,6 +36,8 @@ RUN_DISPATCH = "workspace.run_dispatch"
 FILE_BEADS = "beads.add_bead"
 EDIT_BEADS = "beads.change_bead"
 CURATE_LEARNINGS = "knowledge.curate_learning"
+COMMENT = "beads.add_comment"
+PLAN = "beads.change_plan"  # start, edit and activate plans
 # The one write the API takes from a person (agents act by their tokens).
 API_WRITE = FILE_BEADS
 
@@ -54,6 +56,15 @@ OPERATOR_ACTIONS = (
     "beads.add_dependency",
     "beads.change_dependency",
     "beads.delete_dependency",
+    COMMENT,
+    "beads.add_plan",
+    PLAN,
+    "beads.add_wave",
+    "beads.change_wave",
+    "beads.delete_wave",
+    "beads.add_wavebead",
+    "beads.change_wavebead",
+    "beads.delete_wavebead",
 )
 
 View = Callable[..., HttpResponse]

@@ -118,7 +118,7 @@ def test_polling_stops_when_nothing_is_in_flight(logged_in, repo, agent, rq_redi
     # The branch's newest commit links to the repository page's anchor of its bead.
     newest = re.search(rf'<tr data-sha="{sub.commit_sha}">.*?</tr>', partial, re.S).group(0)
     assert f"Add x ({bead.id})" in newest
-    assert f'href="/repos/{repo.slug}/#{bead.id}"' in newest
+    assert f'href="/beads/{bead.id}/"' in newest
     older = re.findall(r'<tr data-sha="(\w+)">(.*?)</tr>', partial, re.S)
     assert len(older) == commits(repo)
     assert all("bead-link" not in cells for sha, cells in older if sha != sub.commit_sha)

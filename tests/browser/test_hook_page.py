@@ -42,7 +42,7 @@ def test_the_hook_shows_ready_work_and_refreshes_itself(logged_in_page, live, wo
         ["Fix the login crash", "Tidy the docs"]
     )
     expect(api_part.locator(f'tr[data-bead="{urgent.id}"] a')).to_have_attribute(
-        "href", f"/repos/api/#{urgent.id}"
+        "href", f"/beads/{urgent.id}/"
     )
     expect(web_part.locator(".at-max")).to_contain_text("At max_agents (1 in progress)")
     claim = web_part.locator("tr.claim")

@@ -66,12 +66,11 @@ def test_approve_then_the_commit_appears_without_a_reload(
     finished = page.locator(f'#finished tr[data-submission="{sub.pk}"]')
     expect(finished).to_contain_text(sub.commit_sha[:12])
     newest = page.locator(f'#commits tr[data-sha="{sub.commit_sha}"]')
-    expect(newest.locator("a.bead-link")).to_have_attribute(
-        "href", f"/repos/{repo.slug}/#{bead.id}"
-    )
+    expect(newest.locator("a.bead-link")).to_have_attribute("href", f"/beads/{bead.id}/")
     newest.locator("a.bead-link").click()
-    expect(page.locator(f'tr[id="{bead.id}"] form.revert button')).to_have_text("Revert")
-    page.screenshot(path="/tmp/corral-repo-revert.png", full_page=True)
+    page.wait_for_url(f"{live}/beads/{bead.id}/")
+    expect(page.locator("form.revert button")).to_have_text("Revert")
+    page.screenshot(path="/tmp/corral-bead-revert.png", full_page=True)
 
 
 def test_a_reason_typed_while_the_page_polls_survives_until_reject(

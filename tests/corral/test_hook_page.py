@@ -77,7 +77,7 @@ def test_ready_beads_in_hook_order_per_repository_without_blocked_ones(logged_in
     assert waiting.id not in page and "Done already" not in page and "An epic" not in page
     assert shown_ids(web_part) == [upstream.id]
     assert 'data-ready="3">3 ready' in api_part
-    assert f'<a href="/repos/api/#{urgent.id}"><code>{urgent.id}</code></a>' in api_part
+    assert f'<a href="/beads/{urgent.id}/"><code>{urgent.id}</code></a>' in api_part
     assert 'class="priority p0">P0' in api_part and 'class="priority p3">P3' in api_part
     assert "<code>docs/**</code>" in api_part
 
@@ -120,7 +120,7 @@ def test_a_claim_shows_its_agent_and_lease_countdown(logged_in, agent):
     row = part[part.index(f'data-session="{session.pk}"') :]
     assert f'<td class="agent"><a href="/sessions/{session.pk}/">{agent.name}</a></td>' in row
     assert f"<code>{held.id}</code></a> Held work" in row
-    assert f'href="/repos/app/#{held.id}"' in row
+    assert f'href="/beads/{held.id}/"' in row
     assert re.search(r'data-seconds="8\d"[^>]*>1:2\d</span>', row)
     assert "Claimed" in row
 

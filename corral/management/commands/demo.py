@@ -90,6 +90,8 @@ class Command(BaseCommand):
         if any(token for _, token in seeded.agents):
             out("Keep the tokens now: they are stored hashed and shown only this once.")
         out(f"Sources (the repositories' upstreams): {seeded.source_dir}")
+        if seeded.plan is not None:
+            out(f"A draft plan to look at and activate: {seeded.plan} (/plans/{seeded.plan.pk}/)")
         if hint:
             out(
                 "To land the beads: `manage.py up` runs the demo agents in its workers; "

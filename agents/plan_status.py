@@ -1,0 +1,110 @@
+"""A plan as it runs: its current wave, who works on each bead and for how
+long, what holds it, and when it may be done.
+
+The current wave is the first with a bead not closed (the hook's rule). What
+holds a plan: beads of the current wave that are blocked, wait in review for
+a person, came back from a failed check, or that the hook will not hand out
+(in its own words). The time to finish is the median duration of the
+workspace's recent successful sessions times the rounds of work left: each
+wave takes ceil(beads not closed / agents per wave) rounds.
+"""
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from agents.models import Session, Submission
+from beads import hook
+from beads.models import Bead, Plan
+
+RECENT_SESSIONS = 200  # successful sessions the median is taken over
+
+
+@dataclass
+class Hold:
+    bead: Bead
+    why: str
+    url: str
+
+
+@dataclass
+class Status:
+    current: int | None  # wave index (0-based); None when every bead has closed
+    working: dict[str, Session] = field(default_factory=dict)  # bead id -> live session
+    running_s: dict[str, int] = field(default_factory=dict)
+    holds: list[Hold] = field(default_factory=list)
+    median_s: float | None = None
+    eta_s: float | None = None
+
+
+def median_session_s(workspace_id: int) -> float | None:
+    done = Session.objects.filter(
+        status=Session.Status.SUCCEEDED,
+        bead__repository__workspace_id=workspace_id,
+        started_at__isnull=False,
+        ended_at__isnull=False,
+    ).order_by("-ended_at")[:RECENT_SESSIONS]
+    durations = [
+        (end - start).total_seconds()
+        for start, end in done.values_list("started_at", "ended_at")
+        if start and end
+    ]
+    return statistics.median(durations) if durations else None
+
+
+def hold_of(bead: Bead, review: dict[str, Submission]) -> Hold | None:
+    if bead.status == Bead.Status.BLOCKED:
+        return Hold(
+            bead, f"blocked: {bead.last_failure or 'set by a person'}", bead.get_absolute_url()
+        )
+    if (sub := review.get(bead.id)) is not None:
+        return Hold(bead, "in review, waiting for a person", sub.get_absolute_url())
+    if bead.status == Bead.Status.OPEN and bead.last_failure:
+        return Hold(bead, f"came back: {bead.last_failure}", bead.get_absolute_url())
+    if bead.status == Bead.Status.OPEN:
+        ready, why = hook.readiness(bead)
+        if not ready:
+            return Hold(bead, why, bead.get_absolute_url())
+    return None
+
+
+def status_of(plan: Plan, waves: list[list[Bead]], now: datetime | None = None) -> Status:
+    now = now or timezone.now()
+    pending = [
+        n for n, wave in enumerate(waves) if any(b.status != Bead.Status.CLOSED for b in wave)
+    ]
+    status = Status(current=pending[0] if pending else None)
+    ids = [b.id for wave in waves for b in wave]
+    live = Session.objects.filter(bead_id__in=ids, status__in=Session.LIVE).select_related("agent")
+    for session in live:
+        status.working[session.bead_id] = session
+        started = session.started_at or session.created_at
+        status.running_s[session.bead_id] = int((now - started).total_seconds())
+    if status.current is not None and plan.status == Plan.Status.ACTIVE:
+        current = waves[status.current]
+        review = {
+            s.bead_id: s
+            for s in Submission.objects.filter(
+                bead__in=current, status=Submission.Status.AWAITING_REVIEW
+            )
+        }
+        status.holds = [h for b in current if (h := hold_of(b, review)) is not None]
+    status.median_s = median_session_s(plan.workspace_id)
+    if status.median_s is not None:
+        cap = max(1, plan.max_agents_per_wave)
+        rounds = sum(
+            math.ceil(sum(b.status != Bead.Status.CLOSED for b in wave) / cap) for wave in waves
+        )
+        status.eta_s = rounds * status.median_s
+    return status
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "no finished session yet to estimate from"
+    if seconds <= 0:
+        return "done"
+    return f"about {timedelta(seconds=round(seconds))}"

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from agents import views
+from agents import git_http, views
 
 urlpatterns = [
     path("repos/<slug:slug>/lead/", views.lead_queue, name="lead"),
@@ -12,4 +12,5 @@ urlpatterns = [
     path("sessions/<uuid:pk>/log", views.session_log, name="session-log"),
     path("sessions/<uuid:pk>/cancel", views.cancel_session, name="session-cancel"),
     path("dispatch", views.run_dispatch, name="dispatch"),
+    re_path(r"^git/(?P<path>.*)$", git_http.serve, name="git"),
 ]

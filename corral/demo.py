@@ -162,7 +162,7 @@ def seed_database(
         shift_times(record, shift)
         record_commit(record, commits)
     # Each bead takes its repository's prefix: `api2-…` when a user's repository has `api`.
-    result.beads = jsonl.import_records(records, repos)
+    result.beads = jsonl.import_records(records, repos).beads
     result.dependencies = list(
         Dependency.objects.filter(issue__in=result.beads)
         .select_related("issue", "depends_on")

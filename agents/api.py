@@ -128,7 +128,8 @@ def claim(request: HttpRequest, data: ClaimIn) -> dict[str, Any]:
         "session": session.pk,
         "bead": bead,
         "context": context,
-        "clone_url": str(bead.repository.canonical_path),
+        # Where the agent reached the API, git over HTTP answers too (agents/git_http.py).
+        "clone_url": request.build_absolute_uri(f"/git/{bead.repository.slug}.git"),
         "branch": bead.repository.branch,
         "base_sha": session.base_sha,
         "lease_expires_at": session.lease_expires_at,

@@ -10,6 +10,7 @@ one line on stderr: `corral: <reason>`.
     corral claim                         claim one, clone it into ./<bead id>
     corral heartbeat / log TEXT          keep the lease, report progress
     corral submit --summary "..."        hand the folder's changes to the lead
+    corral mcp                           the same as MCP tools, over stdio
 """
 
 from __future__ import annotations  # the hints are never evaluated: typing is not imported
@@ -200,14 +201,33 @@ def write_agents_dir(folder: Path, claimed: dict[str, Any], url: str) -> None:
         exclude.write_text(f"{existing}{sep}/{AGENTS_DIR}/\n", encoding="utf-8")
 
 
-def set_up_folder(folder: Path, claimed: dict[str, Any], url: str) -> None:
+def with_token(token: str) -> dict[str, str]:
+    """The environment for a git that reads Corral's git over HTTP: the token as
+    the Basic password, in an extra header git sends with every request. Passed
+    in the environment, not on the command line other users can read."""
+    import base64
+
+    basic = base64.b64encode(f"agent:{token}".encode()).decode()
+    count = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    return {
+        **os.environ,
+        "GIT_CONFIG_COUNT": str(count + 1),
+        f"GIT_CONFIG_KEY_{count}": "http.extraHeader",
+        f"GIT_CONFIG_VALUE_{count}": f"Authorization: Basic {basic}",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+
+
+def set_up_folder(folder: Path, claimed: dict[str, Any], url: str, token: str = "") -> None:
     """Clone the repository into `folder`, detached at the base, with .agents/ written."""
     base = claimed["base_sha"]
     if not SHA.fullmatch(base):
         raise CliError(f"the API sent a base SHA that is not one: {base!r}")
     if folder.exists() and any(folder.iterdir()):
         raise CliError(f"{folder} already exists and is not empty")
-    git("clone", "--quiet", "--no-checkout", "--", claimed["clone_url"], str(folder))
+    source = claimed["clone_url"]
+    env = with_token(token) if source.startswith(("http://", "https://")) else None
+    git("clone", "--quiet", "--no-checkout", "--", source, str(folder), env=env)
     git("checkout", "--quiet", "--detach", base, cwd=folder)
     write_agents_dir(folder, claimed, url)
 
@@ -327,7 +347,7 @@ def cmd_claim(args: argparse.Namespace) -> None:
     try:
         if not args.dir and not SAFE_NAME.fullmatch(bead["id"]):
             raise CliError(f"bead id {bead['id']!r} is not a folder name: pass --dir")
-        set_up_folder(folder, claimed, client.url)
+        set_up_folder(folder, claimed, client.url, client.token)
     except (CliError, OSError) as e:
         reason = f"corral claim could not set up {folder}: {e}"[:2000]
         try:
@@ -536,6 +556,17 @@ def usage_text(answer: dict[str, Any]) -> str:
     )
 
 
+def cmd_mcp(args: argparse.Namespace) -> None:
+    """Become the MCP server (agents/mcp_server.py): this module stays standard
+    library only, and the token goes on in the environment, never in argv."""
+    client = client_of(args)
+    env = {**os.environ, "CORRAL_URL": client.url, "CORRAL_TOKEN": client.token}
+    if args.session:
+        env["CORRAL_SESSION"] = args.session
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "agents.mcp_server"], env)
+
+
 def quote(part: object) -> str:
     from urllib.parse import quote as url_quote
 
@@ -633,6 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-read", type=int, default=0, metavar="N", help="cache-read tokens")
     p.add_argument("--cache-write", type=int, default=0, metavar="N", help="cache-write tokens")
     p.add_argument("--model", help="the model's name")
+
+    command("mcp", cmd_mcp, "serve these commands as MCP tools over stdio")
     return parser
 
 

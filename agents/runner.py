@@ -111,6 +111,8 @@ class Run:
         self.index: gitops.SessionIndex | None = None
         self.usage = usage.UsageReader(model=usage.model_from_argv(self.agent.command))
         self.usage_changed = False
+        self.source = self.repository.canonical_path  # see prepare()
+        self.token = ""
 
     # The steps, in order.
 
@@ -148,9 +150,9 @@ class Run:
 
     def prepare(self) -> None:
         self.workdir.parent.mkdir(parents=True, exist_ok=True)
-        gitops.clone_for_session(
-            self.repository.canonical_path, self.workdir, self.session.base_sha
-        )
+        self.token = self.session.issue_token()
+        self.source = self.source_repository()
+        gitops.clone_for_session(self.source, self.workdir, self.session.base_sha)
         self.index = self.session_index()
         context = inject.render_context(self.session, self.agent.context_budget_chars)
         pack = self.workdir / ".agents"
@@ -162,11 +164,20 @@ class Run:
         (pack / "bead.json").write_text(json.dumps(self.bead_json(), indent=2))
         self.session.record_context(str(self.workdir), context)
 
+    def source_repository(self) -> Path:
+        """What the session is cloned from: the canonical repository when this
+        worker sees it, else this worker's mirror of it, fetched over git over
+        HTTP (a worker on another machine: nothing of the canonical folder)."""
+        canonical = self.repository.canonical_path
+        if gitops.can_read_repository(canonical):
+            return canonical
+        url = f"{settings.CORRAL_GIT_URL}/{self.repository.slug}.git"
+        path = settings.MIRRORS_DIR / f"{self.repository.slug}.git"
+        return gitops.mirror(url, path, self.token, self.session.base_sha)
+
     def session_index(self) -> gitops.SessionIndex:
         """Reads the clone without its .git (the agent's: its config could run programs)."""
-        return gitops.SessionIndex(
-            self.workdir, self.session.base_sha, objects_from=self.repository.canonical_path
-        )
+        return gitops.SessionIndex(self.workdir, self.session.base_sha, objects_from=self.source)
 
     def bead_json(self) -> dict[str, Any]:
         bead = self.bead
@@ -194,7 +205,7 @@ class Run:
             network=True,  # the CLI talks to its model's API, and to Corral's
             read_only=presets.home_programs(self.agent.preset),
             # The clone is `git clone --shared`: its history is the canonical objects.
-            borrowed=(self.repository.canonical_path.resolve() / "objects",),
+            borrowed=(self.source.resolve() / "objects",),
             home_files=presets.home_files(self.agent.preset),
         )
         # In the sandbox, bwrap leading its own process group: one signal stops
@@ -224,7 +235,7 @@ class Run:
         env.update({str(k): str(v) for k, v in self.agent.env.items()})
         env.update(
             CORRAL_URL=settings.CORRAL_URL,
-            CORRAL_TOKEN=self.session.issue_token(),
+            CORRAL_TOKEN=self.token,
             CORRAL_SESSION=str(self.session.pk),
             CORRAL_BEAD=self.bead.id,
             CORRAL_CONTEXT=str(context_path),

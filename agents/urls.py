@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from agents import changeset_views, views
+from agents import changeset_views, git_http, views
 
 urlpatterns = [
     path("repos/<slug:slug>/lead/", views.lead_queue, name="lead"),
@@ -21,4 +21,5 @@ urlpatterns = [
     ),
     path("changesets/<int:pk>/reject", changeset_views.changeset_reject, name="changeset-reject"),
     path("changesets/<int:pk>/revert", changeset_views.changeset_revert, name="changeset-revert"),
+    re_path(r"^git/(?P<path>.*)$", git_http.serve, name="git"),
 ]

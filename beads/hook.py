@@ -1,10 +1,15 @@
 """The hook: the only place readiness is decided, and the only way work is claimed.
 
 A bead is ready when it is open, not an epic (its children carry the work),
-nothing it `blocks`-depends on is still open (in any repository), every bead
-of the earlier waves of its active plan has closed, its wave is under the
-plan's agents per wave, and its repository is active and under `max_agents`.
+not pinned nor marked not work (bd's pinned, ephemeral and non-work beads),
+not blocked (below), every bead of the earlier waves of its active plan has
+closed, its wave is under the plan's agents per wave, and its repository is
+active and under `max_agents`.
 Order: wave number (unplanned beads after planned ones), priority, age.
+
+Blocked, as bd has it: a bead with a `blocks` or `conditional-blocks`
+dependency while both beads are active (not closed, not pinned), in any
+repository; and, transitively, a `parent-child` child of a blocked bead.
 """
 
 import json
@@ -28,6 +33,7 @@ from django.db.models import (
     When,
     Window,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -96,19 +102,36 @@ def eligible(
     workspace: Workspace | None = None,
     repositories: list[int] | None = None,
 ) -> tuple[QuerySet[Bead], Waves]:
-    """Open, non-epic beads of repositories with room, nothing open blocking them;
-    and the open waves. `repositories` (ids) narrows it: dispatch leaves paused ones out."""
-    open_blocker = Dependency.objects.filter(
-        issue=OuterRef("pk"), type=Dependency.Type.BLOCKS
-    ).exclude(depends_on__status=Bead.Status.CLOSED)
+    """Open beads of repositories with room that are work (not epics, pinned or
+    not work) and not blocked; and the open waves. `repositories` (ids)
+    narrows it: dispatch leaves paused ones out."""
     beads = Bead.objects.filter(
-        status=Bead.Status.OPEN, repository__in=repositories_with_room(workspace)
+        status=Bead.Status.OPEN,
+        repository__in=repositories_with_room(workspace),
+        pinned=False,
+        not_work=False,
     ).exclude(issue_type=Bead.Type.EPIC)
     if repository is not None:
         beads = beads.filter(repository=repository)
     if repositories is not None:
         beads = beads.filter(repository__in=repositories)
-    return beads.exclude(Exists(open_blocker)), open_waves()
+    return beads.exclude(pk__in=RawSQL(BLOCKED_IDS, [])), open_waves()
+
+
+# The IDs of the blocked beads (see the module's docstring), for eligible()
+# and READY_SQL alike. UNION, not UNION ALL: a parent-child loop ends.
+BLOCKED_CTE = """
+blocked(id) AS (
+    SELECT d.issue_id FROM {dependency} d
+    JOIN {bead} issue ON issue.id = d.issue_id
+    JOIN {bead} blocker ON blocker.id = d.depends_on_id
+    WHERE d.type IN ('blocks', 'conditional-blocks')
+      AND issue.status <> 'closed' AND NOT issue.pinned
+      AND blocker.status <> 'closed' AND NOT blocker.pinned
+    UNION
+    SELECT d.issue_id FROM {dependency} d JOIN blocked ON d.depends_on_id = blocked.id
+    WHERE d.type = 'parent-child'
+)"""
 
 
 def wave_number(waves: Waves) -> Case:
@@ -241,6 +264,10 @@ def why_not_ready(bead: Bead) -> str:
         return f"bead {bead.id} waits for {', '.join(blockers)}"
     if bead.issue_type == Bead.Type.EPIC:
         return f"bead {bead.id} is an epic: claim its children"
+    if bead.pinned or bead.not_work:
+        return f"bead {bead.id} is not work for an agent (pinned, ephemeral or a bd non-work type)"
+    if Bead.objects.filter(pk=bead.pk, pk__in=RawSQL(BLOCKED_IDS, [])).exists():
+        return f"bead {bead.id} is blocked, or a child of a blocked bead"
     if not bead.repository.active:
         return f"repository {bead.repository.slug} is not active"
     if bead.repository_id not in repositories_with_room():
@@ -289,7 +316,7 @@ def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:
 # graphs: the planned part in wave order, then the unplanned part in index
 # order, each stopping at the page's end, and only those rows sorted.
 READY_SQL = """
-WITH busy AS (
+WITH RECURSIVE busy AS (
     SELECT repository_id, COUNT(*) AS n FROM {bead}
     WHERE status = 'in_progress' GROUP BY repository_id
 ), room AS (
@@ -310,14 +337,12 @@ WITH busy AS (
         SELECT COUNT(*) FROM member AS held WHERE held.plan_id = member.plan_id
         AND held.number = member.number AND held.status = 'in_progress'
     ) < member.cap
-), ready AS NOT MATERIALIZED (
+), {blocked}, ready AS NOT MATERIALIZED (
     SELECT b.id, room.slug AS repo, b.title, b.status, b.priority, b.issue_type, b.labels,
            b.scope, b.assignee, b.attempts, b.created_at
     FROM {bead} b JOIN room ON room.id = b.repository_id
-    WHERE b.status = 'open' AND b.issue_type <> 'epic' AND NOT EXISTS (
-        SELECT 1 FROM {dependency} d JOIN {bead} blocker ON blocker.id = d.depends_on_id
-        WHERE d.issue_id = b.id AND d.type = 'blocks' AND blocker.status <> 'closed'
-    )
+    WHERE b.status = 'open' AND b.issue_type <> 'epic' AND NOT b.pinned AND NOT b.not_work
+      AND b.id NOT IN (SELECT id FROM blocked)
 )
 SELECT * FROM (
     SELECT 0 AS part, open_wave.number AS wave, ready.* FROM ready
@@ -341,6 +366,7 @@ TABLES = {
     "wave": Wave._meta.db_table,
     "dependency": Dependency._meta.db_table,
 }
+BLOCKED_IDS = f"WITH RECURSIVE {BLOCKED_CTE.format(**TABLES)} SELECT id FROM blocked"
 READY_FIELDS = (
     "id repo title status priority issue_type labels scope assignee attempts created_at"
 ).split()
@@ -366,7 +392,8 @@ def ready_rows(
             return []
         clauses.append(f"AND r.id IN ({', '.join(['%s'] * len(repositories))})")
         params += list(repositories)
-    sql = READY_SQL.format(repository_filter=" ".join(clauses), **TABLES)
+    blocked = BLOCKED_CTE.format(**TABLES)
+    sql = READY_SQL.format(repository_filter=" ".join(clauses), blocked=blocked, **TABLES)
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, limit, limit, limit])
         rows = cursor.fetchall()

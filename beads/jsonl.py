@@ -8,27 +8,43 @@ created_at, updated_at, closed_at, close_reason and dependencies (each
 fields that bd does not have travel as extra top-level keys of the same names:
 scope, time_limit_s, attempts, last_failure, commit_sha.
 
-read() and write() keep every key they are given. import_records() stores what
-Corral has a column for; other keys, and a dependency's created_by, are not
-stored (the models have no place for them yet), so export_records() cannot
-give them back.
+Lossless: import_records() stores what Corral has a column for, and keeps the
+rest in Bead.extra and Dependency.extra as it came (keys Corral does not model,
+such as comments, external_ref, ephemeral, created_by; and the original of a
+value Corral stores differently: a status or issue type it does not have, a
+time not in UTC). export_records() writes those back, an original only while
+the bead still has the value it was mapped to.
 
-IDs: a record's ID `<prefix>-<hash>` is stored as `<repository's prefix>-<hash>`,
-so every bead's ID starts with its repository's prefix (bd's rename on import).
-A dependency on a bead outside the records must name a bead already in Corral;
-any other target is refused with a ValueError, not kept.
+bd's statuses stored as another: `in_progress` and `hooked` (held by an agent
+outside Corral; and `review`) deferred, `pinned` open (and never ready), `tombstone` closed,
+any other unknown status deferred; an unknown issue type is a task. Pinned
+and ephemeral beads and bd's non-work types are never ready (Bead.pinned,
+Bead.not_work; beads/hook.py).
+
+IDs are kept as they came, several prefixes in one file included. Given a
+mapping of prefixes to repositories (the demo), a record's ID `<prefix>-<hash>`
+is stored as `<repository's prefix>-<hash>` instead (bd's rename on import).
+A dependency on a bead neither among the records nor in Corral is kept on the
+bead as an external reference (Bead.external_dependencies) and, as in bd,
+does not block.
+
+Import is an upsert by ID, all or nothing: every record is checked before
+anything is written, an error names the record's line, a `blocks` cycle is
+refused, and importing the same records again changes nothing.
 """
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any, Protocol
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import connection, models, transaction
+from django.utils import timezone
 
-from beads.models import Bead, Dependency
+from beads.models import Bead, Dependency, lock_dependency_graph
 from workspace.models import Repository
 
 # What read() checks each known key against; other keys pass as they are.
@@ -49,6 +65,8 @@ TIMES = ("created_at", "updated_at", "closed_at")
 LISTS_OF_TEXT = ("labels", "scope")
 NUMBERS = ("priority", "time_limit_s", "attempts")
 NULLABLE = ("closed_at", "time_limit_s")
+MAX_ID = Bead._meta.get_field("id").max_length or 64
+MAX_TYPE = Dependency._meta.get_field("type").max_length or 20
 
 # The record keys import_records() stores on the bead as they are.
 BEAD_FIELDS = (
@@ -80,14 +98,19 @@ def read(source: str | os.PathLike | Iterable[str]) -> list[dict[str, Any]]:
     Blank lines are skipped, as bd does. A line that is not a valid record
     raises ValueError naming its line number.
     """
+    return [record for _, record in read_numbered(source)]
+
+
+def read_numbered(source: str | os.PathLike | Iterable[str]) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) of each record, for import_records to name lines."""
     if isinstance(source, str | os.PathLike):
         with open(source, encoding="utf-8") as lines:
             return read_lines(lines, where=f"{source}, ")
     return read_lines(source)
 
 
-def read_lines(lines: Iterable[str], where: str = "") -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
+def read_lines(lines: Iterable[str], where: str = "") -> list[tuple[int, dict[str, Any]]]:
+    records: list[tuple[int, dict[str, Any]]] = []
     seen: dict[str, int] = {}  # id: line number
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -105,11 +128,15 @@ def read_lines(lines: Iterable[str], where: str = "") -> list[dict[str, Any]]:
                 f"{where}line {number}: {record['id']} is already on line {seen[record['id']]}"
             )
         seen[record["id"]] = number
-        records.append(record)
+        records.append((number, record))
     return records
 
 
-def write(records: Iterable[Mapping[str, Any]], stream: IO[str]) -> None:
+class Writer(Protocol):
+    def write(self, text: str, /) -> object: ...
+
+
+def write(records: Iterable[Mapping[str, Any]], stream: Writer) -> None:
     """One record a line, compact, with keys in the order given (bd's, from
     export_records)."""
     for record in records:
@@ -123,6 +150,8 @@ def check_record(record: Any) -> None:
     if not isinstance(record.get("id"), str) or not record["id"]:
         raise ValueError("no id")
     split_id(record["id"])
+    if len(record["id"]) > MAX_ID:
+        raise ValueError(f"{record['id'][:MAX_ID]}…: an ID has at most {MAX_ID} characters")
     if not isinstance(record.get("title"), str) or not record["title"]:
         raise ValueError(f"{record['id']} has no title")
     for key, value in record.items():
@@ -151,8 +180,9 @@ def check_dependency(issue_id: str, dependency: Any) -> None:
         raise ValueError(f"{issue_id}: a dependency of {dependency['issue_id']} is listed here")
     if not isinstance(dependency.get("depends_on_id"), str) or not dependency["depends_on_id"]:
         raise ValueError(f"{issue_id}: a dependency has no depends_on_id")
-    if not isinstance(dependency.get("type", ""), str):
-        raise ValueError(f"{issue_id}: a dependency's type must be text")
+    kind = dependency.get("type", "")
+    if not isinstance(kind, str) or len(kind) > MAX_TYPE:
+        raise ValueError(f"{issue_id}: a dependency's type must be text of {MAX_TYPE} characters")
     if "created_at" in dependency:
         check_time(issue_id, "a dependency's created_at", dependency["created_at"])
 
@@ -191,30 +221,402 @@ def split_id(bead_id: str) -> tuple[str, str]:
     return prefix, rest
 
 
+# --- What a record means to Corral -------------------------------------------------
+
+# bd's statuses stored as another, and which. Work held by an agent outside
+# Corral (in_progress, hooked; review, from another Corral's export) is
+# deferred: those statuses are a session's here, and a bead held by none would
+# count against max_agents and be stuck there.
+STATUSES = {
+    "in_progress": Bead.Status.DEFERRED,
+    "review": Bead.Status.DEFERRED,
+    "hooked": Bead.Status.DEFERRED,
+    "pinned": Bead.Status.OPEN,
+    "tombstone": Bead.Status.CLOSED,
+}
+UNKNOWN_STATUS = Bead.Status.DEFERRED  # bd's custom statuses: not ready there either
+UNKNOWN_TYPE = Bead.Type.TASK
+# bd's types that are not work for an agent: never ready.
+NON_WORK_TYPES = {"merge-request", "gate", "molecule", "message", "agent", "role", "rig"}
+# The keys Corral models; an import keeps any other key in `extra`.
+MODELED = {"id", *BEAD_FIELDS, *TIMES, "dependencies"}
+DEPENDENCY_MODELED = {"issue_id", "depends_on_id", "type", "created_at"}
+
+
+def stored_status(status: str) -> str:
+    if status in STATUSES:
+        return STATUSES[status]
+    return status if status in Bead.Status.values else UNKNOWN_STATUS
+
+
+def stored_type(issue_type: str) -> str:
+    return issue_type if issue_type in Bead.Type.values else UNKNOWN_TYPE
+
+
+def bead_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The bead's column values for a record: a key the record leaves out takes
+    the column's default, so the record is the whole truth about the bead."""
+    values = {key: record.get(key, default(key)) for key in BEAD_FIELDS}
+    extra = {key: value for key, value in record.items() if key not in MODELED}
+    status, issue_type = values["status"], values["issue_type"]
+    values["status"], values["issue_type"] = stored_status(status), stored_type(issue_type)
+    for key, original in (("status", status), ("issue_type", issue_type)):
+        if values[key] != original:
+            extra[key] = original
+    values |= times(record, TIMES, extra)
+    values["pinned"] = status == "pinned" or record.get("pinned") is True
+    values["not_work"] = record.get("ephemeral") is True or issue_type in NON_WORK_TYPES
+    values["extra"] = extra
+    return values
+
+
+def default(key: str) -> Any:
+    column = Bead._meta.get_field(key)
+    assert isinstance(column, models.Field)
+    return column.get_default()
+
+
+def times(record: Mapping[str, Any], keys: Iterable[str], extra: dict[str, Any]) -> dict:
+    """The record's times; one Corral would write differently (an offset,
+    nanoseconds) is also kept as written, in `extra`."""
+    values: dict[str, datetime | None] = {}
+    for key in keys:
+        if record.get(key) is None:
+            values[key] = None
+            continue
+        values[key] = moment = parse_time(record[key])
+        if format_time(moment) != record[key]:
+            extra[key] = record[key]
+    return values
+
+
 # --- Into the database -----------------------------------------------------------
 
 
-def import_records(
-    records: Iterable[Mapping[str, Any]],
-    repository: Repository | Mapping[str, Repository],
-) -> list[Bead]:
-    """Create a bead per record, then their dependencies, all in one transaction.
+@dataclass
+class Imported:
+    """What an import did: the beads in record order, and the IDs by outcome."""
 
-    `repository` is the repository every record goes to, or, for records of
-    several repositories, a mapping from each ID prefix in the records to its
-    repository. Raises ValueError, naming the record, when one cannot be
-    stored; then nothing is.
+    beads: list[Bead] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.created)} created, {len(self.updated)} updated, "
+            f"{len(self.unchanged)} unchanged"
+        )
+
+
+def import_records(
+    records: Iterable[Mapping[str, Any] | tuple[int, Mapping[str, Any]]],
+    repository: Repository | Mapping[str, Repository],
+) -> Imported:
+    """Create or update a bead per record, and make its dependencies the record's.
+
+    `records` are records, or (line number, record) pairs from read_numbered()
+    so errors name lines. `repository` is the repository every record goes to
+    (IDs kept), or a mapping from each ID prefix to its repository (IDs take
+    the repository's prefix). Raises ValueError, naming the record, when one
+    cannot be stored; then nothing is.
     """
-    records = list(records)
-    for record in records:
-        check_record(record)
-    new_ids = {record["id"]: new_id(record["id"], repository) for record in records}
+    batch = Batch(records, repository)
     with transaction.atomic():
-        refuse_taken(new_ids)
-        beads = [create_bead(record, new_ids[record["id"]], repository) for record in records]
-        for record in records:
-            create_dependencies(record, new_ids)
-    return beads
+        # Imports, and people adding dependencies, take their turn: the cycle
+        # check below sees a graph nobody changes under it.
+        lock_dependency_graph()
+        return batch.store()
+
+
+def numbered(
+    records: Iterable[Mapping[str, Any] | tuple[int, Mapping[str, Any]]],
+) -> list[tuple[int | None, Mapping[str, Any]]]:
+    return [entry if isinstance(entry, tuple) else (None, entry) for entry in records]
+
+
+class Batch:
+    """One import: records checked and turned into beads before the transaction,
+    stored in a few bulk statements inside it."""
+
+    def __init__(
+        self,
+        records: Iterable[Mapping[str, Any] | tuple[int, Mapping[str, Any]]],
+        repository: Repository | Mapping[str, Repository],
+    ) -> None:
+        self.records = numbered(records)
+        self.lines = {record["id"]: line for line, record in self.records if "id" in record}
+        for _, record in self.records:
+            self.guard(record, check_record, record)
+        rename = not isinstance(repository, Repository)
+        self.ids = {
+            r["id"]: new_id(r["id"], repository) if rename else r["id"] for _, r in self.records
+        }
+        if len(set(self.ids.values())) < len(self.ids):
+            raise ValueError("two records would get the same ID in one repository")
+        self.beads = [self.guard(r, self.bead, r, repository) for _, r in self.records]
+        self.differing: set[str] = set()  # the columns some stored bead gets new values of
+
+    def where(self, record: Mapping[str, Any]) -> str:
+        line = self.lines.get(record.get("id", ""))
+        return f"line {line}: " if line else ""
+
+    def guard(self, record: Mapping[str, Any], check: Any, *args: Any) -> Any:
+        try:
+            return check(*args)
+        except ValueError as e:
+            raise ValueError(f"{self.where(record)}{e}") from None
+
+    def bead(self, record: Mapping[str, Any], repository: Any) -> Bead:
+        bead = Bead(id=self.ids[record["id"]], repository=destination(record["id"], repository))
+        for key, value in bead_values(record).items():
+            setattr(bead, key, value)
+        bead.created_at = bead.created_at or timezone.now()
+        bead.updated_at = bead.updated_at or bead.created_at
+        try:
+            # The IDs are checked as a batch; validate_unique would query per bead.
+            # Nor the constraints, nor the repository (the caller's), each a query
+            # per bead: priority's constraint has its field's validator.
+            bead.full_clean(["repository"], validate_unique=False, validate_constraints=False)
+        except ValidationError as e:
+            raise ValueError(f"{record['id']}: {one_line(e)}") from None
+        return bead
+
+    def store(self) -> Imported:
+        existing = in_bulk(Bead.objects.select_for_update(), self.ids.values())
+        targets = self.known_targets()
+        result = Imported()
+        created: list[Bead] = []
+        changed: list[Bead] = []
+        for (_, record), bead in zip(self.records, self.beads, strict=True):
+            bead.external_dependencies = self.external(record, targets)
+            old = existing.get(bead.id)
+            if old is None:
+                created.append(bead)
+                result.created.append(bead.id)
+            elif self.merge(record, old, bead):
+                changed.append(old)
+                result.updated.append(bead.id)
+            else:
+                result.unchanged.append(bead.id)
+            result.beads.append(old or bead)
+        bulk_create_keeping(created, "updated_at")
+        for column in sorted(self.differing) + ["updated_at"] if changed else []:
+            set_column(changed, column)
+        touched = DependencySync(self, targets).store()
+        # A bead whose dependencies alone changed was updated too.
+        moved = [bead_id for bead_id in result.unchanged if bead_id in touched]
+        result.unchanged = [bead_id for bead_id in result.unchanged if bead_id not in touched]
+        result.updated += moved
+        return result
+
+    def known_targets(self) -> set[str]:
+        """The IDs a dependency may point to: the records' and those already in Corral."""
+        named = {
+            d["depends_on_id"] for _, r in self.records for d in r.get("dependencies", [])
+        } - set(self.ids)
+        return set(self.ids.values()) | set(in_bulk(Bead.objects.only("pk"), named))
+
+    def external(self, record: Mapping[str, Any], targets: set[str]) -> list[dict]:
+        entries = record.get("dependencies", [])
+        return [dict(d) for d in entries if self.target(d["depends_on_id"]) not in targets]
+
+    def target(self, depends_on_id: str) -> str:
+        return self.ids.get(depends_on_id, depends_on_id)
+
+    def merge(self, record: Mapping[str, Any], old: Bead, new: Bead) -> bool:
+        """Give `old` (the stored bead) the record's values; True if any changed."""
+        if old.repository_id != new.repository_id:
+            raise ValueError(
+                f"{self.where(record)}{old.id} is a bead of another repository, "
+                f"{old.repository.slug}"
+            )
+        columns = list(COLUMNS)
+        if not record.get("created_at"):
+            columns.remove("created_at")  # the record does not say: the stored one stands
+        if old.status in Bead.HELD:
+            # A session holds it: where it is in its life is Corral's, not the file's.
+            columns = [c for c in columns if c not in HELD_COLUMNS]
+        differs = [c for c in columns if getattr(old, c) != getattr(new, c)]
+        self.differing.update(differs)
+        for column in differs:
+            setattr(old, column, getattr(new, column))
+        if differs:
+            given = record.get("updated_at")
+            old.updated_at = parse_time(given) if given else timezone.now()
+        return bool(differs)
+
+
+HELD_COLUMNS = ("status", "assignee", "closed_at", "close_reason")
+# What an upsert compares and writes (updated_at follows from them).
+COLUMNS = (
+    *BEAD_FIELDS,
+    "created_at",
+    "closed_at",
+    "extra",
+    "external_dependencies",
+    "pinned",
+    "not_work",
+)
+
+
+class DependencySync:
+    """Make each imported bead's dependencies those of its record."""
+
+    def __init__(self, batch: Batch, targets: set[str]) -> None:
+        self.batch = batch
+        self.wanted: dict[tuple[str, str], Dependency] = {}
+        self.untimed: set[tuple[str, str]] = set()
+        for _, record in batch.records:
+            for entry in record.get("dependencies", []):
+                if batch.target(entry["depends_on_id"]) in targets:
+                    self.want(record, entry)
+
+    def want(self, record: Mapping[str, Any], entry: Mapping[str, Any]) -> None:
+        issue, target = self.batch.ids[record["id"]], self.batch.target(entry["depends_on_id"])
+        where = self.batch.where(record)
+        if target == issue:
+            raise ValueError(f"{where}{record['id']} depends on itself")
+        if (issue, target) in self.wanted:
+            raise ValueError(f"{where}{record['id']} depends on {target} more than once")
+        extra = {k: v for k, v in entry.items() if k not in DEPENDENCY_MODELED}
+        created = times(entry, ["created_at"], extra)["created_at"]
+        if created is None:
+            self.untimed.add((issue, target))  # the record does not say: the stored one stands
+        self.wanted[issue, target] = Dependency(
+            issue_id=issue,
+            depends_on_id=target,
+            type=entry.get("type") or Dependency.Type.BLOCKS,
+            created_at=created or timezone.now(),
+            extra=extra,
+        )
+
+    def store(self) -> set[str]:
+        """Delete, add and change dependencies; the IDs of the beads whose changed."""
+        have = {
+            (d.issue_id, d.depends_on_id): d
+            for d in in_bulk_by(Dependency.objects.all(), "issue_id", self.batch.ids.values())
+        }
+        gone = [d.pk for key, d in have.items() if key not in self.wanted]
+        new = [d for key, d in self.wanted.items() if key not in have]
+        changed = []
+        for key, dependency in self.wanted.items():
+            old = have.get(key)
+            if old and key in self.untimed:
+                dependency.created_at = old.created_at
+            if old and (old.type, old.created_at, old.extra) != (
+                dependency.type,
+                dependency.created_at,
+                dependency.extra,
+            ):
+                old.type, old.created_at = dependency.type, dependency.created_at
+                old.extra = dependency.extra
+                changed.append(old)
+        self.refuse_cycle()
+        for chunk in chunks(gone):
+            Dependency.objects.filter(pk__in=chunk).delete()
+        bulk_create_keeping(new, "created_at")
+        for column in ["type", "created_at", "extra"] if changed else []:
+            set_column(changed, column)
+        gone_from = {issue for (issue, target) in have if (issue, target) not in self.wanted}
+        return gone_from | {d.issue_id for d in [*new, *changed]}
+
+    def refuse_cycle(self) -> None:
+        """Raise ValueError if the blocks edges, once stored, would make a cycle."""
+        mine = set(self.batch.ids.values())  # their stored edges give way to the records'
+        stored = Dependency.objects.filter(type=Dependency.Type.BLOCKS)
+        pairs = [p for p in stored.values_list("issue_id", "depends_on_id") if p[0] not in mine]
+        pairs += [key for key, d in self.wanted.items() if d.type == Dependency.Type.BLOCKS]
+        edges: dict[str, list[str]] = {}
+        for issue, target in pairs:
+            edges.setdefault(issue, []).append(target)
+        if cycle := find_cycle(edges):
+            # The stored graph has no cycle: this one passes through a record.
+            at = next(n for n, bead_id in enumerate(cycle) if bead_id in mine)
+            cycle = cycle[at:] + cycle[:at]
+            original = next(k for k, v in self.batch.ids.items() if v == cycle[0])
+            raise ValueError(
+                f"{self.batch.where({'id': original})}a cycle of blocks dependencies: "
+                + " → ".join([*cycle, cycle[0]])
+            )
+
+
+def bulk_create_keeping(objects: list[Any], stamp: str) -> None:
+    """Insert `objects` keeping their `stamp` time: bulk_create sets an auto_now
+    field to now (on the objects too); one UPDATE per chunk puts theirs back."""
+    if not objects:
+        return
+    times = [getattr(o, stamp) for o in objects]
+    type(objects[0]).objects.bulk_create(objects, batch_size=500)
+    for o, moment in zip(objects, times, strict=True):
+        setattr(o, stamp, moment)
+    set_column(objects, stamp)
+
+
+def set_column(objects: list[Any], name: str) -> None:
+    """UPDATE … FROM (VALUES …): each row's `name` to its object's value. What
+    bulk_update does, without building a CASE expression per row in Python."""
+    model = type(objects[0])
+    column, pk = model._meta.get_field(name), model._meta.pk
+    assert isinstance(column, models.Field) and pk is not None
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    row = "(%s, %s)"
+    if connection.vendor == "postgresql":  # VALUES' parameters need their types there
+        row = f"(CAST(%s AS {pk.db_type(connection)}), CAST(%s AS {column.db_type(connection)}))"
+    for chunk in chunks(objects, 400):
+        params: list[Any] = []
+        for o in chunk:
+            params += [o.pk, column.get_db_prep_save(getattr(o, column.attname), connection)]
+        sql = (
+            f"UPDATE {table} SET {quote(column.column)} = v.column2 "
+            f"FROM (VALUES {', '.join([row] * len(chunk))}) AS v "
+            f"WHERE {table}.{quote(pk.column)} = v.column1"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str]:
+    """The beads of one cycle in the graph, in edge order, or []. Iterative, so
+    a long chain of 10,000 beads does not hit Python's recursion limit."""
+    done: set[str] = set()
+    for start in edges:
+        if start in done:
+            continue
+        path: list[str] = [start]
+        on_path = {start}
+        pending = [iter(edges.get(start, ()))]
+        while pending:
+            following = next(pending[-1], None)
+            if following is None:
+                finished = path.pop()
+                done.add(finished)
+                on_path.discard(finished)
+                pending.pop()
+                continue
+            if following in on_path:
+                return path[path.index(following) :]
+            if following not in done:
+                path.append(following)
+                on_path.add(following)
+                pending.append(iter(edges.get(following, ())))
+    return []
+
+
+def chunks(values: Iterable[Any], size: int = 900) -> Iterator[list[Any]]:
+    """Lists of at most `size`: SQLite caps the parameters of one statement."""
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def in_bulk(beads: Any, ids: Iterable[str]) -> dict[str, Bead]:
+    return {b.pk: b for chunk in chunks(ids) for b in beads.filter(pk__in=chunk)}
+
+
+def in_bulk_by(queryset: Any, column: str, values: Iterable[Any]) -> list[Any]:
+    return [row for chunk in chunks(values) for row in queryset.filter(**{f"{column}__in": chunk})]
 
 
 def destination(bead_id: str, repository: Repository | Mapping[str, Repository]) -> Repository:
@@ -231,73 +633,6 @@ def new_id(bead_id: str, repository: Repository | Mapping[str, Repository]) -> s
     return f"{destination(bead_id, repository).bead_prefix}-{rest}"
 
 
-def refuse_taken(new_ids: Mapping[str, str]) -> None:
-    taken = set(Bead.objects.filter(pk__in=new_ids.values()).values_list("pk", flat=True))
-    if taken:
-        raise ValueError(f"these beads are already in Corral: {', '.join(sorted(taken))}")
-    if len(set(new_ids.values())) < len(new_ids):
-        raise ValueError("two records would get the same ID in one repository")
-
-
-def create_bead(
-    record: Mapping[str, Any], bead_id: str, repository: Repository | Mapping[str, Repository]
-) -> Bead:
-    bead = Bead(id=bead_id, repository=destination(record["id"], repository))
-    for key in BEAD_FIELDS:
-        if key in record:
-            setattr(bead, key, record[key])
-    if record.get("created_at"):
-        bead.created_at = parse_time(record["created_at"])
-    if record.get("closed_at"):
-        bead.closed_at = parse_time(record["closed_at"])
-    try:
-        # The IDs were checked as a batch; validate_unique would query per bead.
-        bead.full_clean(validate_unique=False)
-        bead.save(force_insert=True)  # with an ID set, a plain save could update another bead
-    except ValidationError as e:
-        raise ValueError(f"{record['id']}: {one_line(e)}") from None
-    if record.get("updated_at"):
-        # updated_at is auto_now: save() sets it to now, an update() keeps the record's.
-        bead.updated_at = parse_time(record["updated_at"])
-        Bead.objects.filter(pk=bead.pk).update(updated_at=bead.updated_at)
-    return bead
-
-
-def create_dependencies(record: Mapping[str, Any], new_ids: Mapping[str, str]) -> None:
-    issue_id = new_ids[record["id"]]
-    for entry in record.get("dependencies", []):
-        # A target among the records is renamed with them; any other must be in Corral.
-        target = new_ids.get(entry["depends_on_id"], entry["depends_on_id"])
-        if target_id_unknown(entry["depends_on_id"], new_ids):
-            raise ValueError(
-                f"{record['id']} depends on {entry['depends_on_id']}, which is neither "
-                "among the records nor in Corral"
-            )
-        if target == issue_id:
-            raise ValueError(f"{record['id']} depends on itself")
-        # bd's other dependency types are kept as they came (DESIGN: Dependency).
-        dependency = Dependency(
-            issue_id=issue_id, depends_on_id=target, type=entry.get("type") or "blocks"
-        )
-        try:
-            dependency.save()  # refuses a blocks cycle
-        except ValidationError as e:
-            raise ValueError(f"{record['id']}: {one_line(e)}") from None
-        except IntegrityError:
-            raise ValueError(
-                f"{record['id']} depends on {entry['depends_on_id']} more than once"
-            ) from None
-        if entry.get("created_at"):
-            # created_at is auto_now_add: only an update() can give it the record's time.
-            Dependency.objects.filter(pk=dependency.pk).update(
-                created_at=parse_time(entry["created_at"])
-            )
-
-
-def target_id_unknown(target_id: str, new_ids: Mapping[str, str]) -> bool:
-    return target_id not in new_ids and not Bead.objects.filter(pk=target_id).exists()
-
-
 def one_line(error: ValidationError) -> str:
     if hasattr(error, "error_dict"):
         return "; ".join(
@@ -312,8 +647,9 @@ def one_line(error: ValidationError) -> str:
 
 
 def export_records(beads: Iterable[Bead]) -> Iterator[dict[str, Any]]:
-    """A record per bead, keys in bd's order, then Corral's own. Empty optional
-    fields are left out, as bd leaves them out (`omitempty`)."""
+    """A record per bead, keys in bd's order, then Corral's own, then what the
+    import kept. Empty optional fields are left out, as bd leaves them out
+    (`omitempty`)."""
     for bead in beads:
         yield export_record(bead)
 
@@ -335,24 +671,48 @@ def export_record(bead: Bead) -> dict[str, Any]:
     put(record, "labels", list(bead.labels))
     # sorted() rather than order_by(), so a prefetch_related("dependencies") is used.
     dependencies = sorted(bead.dependencies.all(), key=lambda d: d.pk)
-    put(record, "dependencies", [export_dependency(d) for d in dependencies])
+    entries = [export_dependency(d) for d in dependencies] + list(bead.external_dependencies)
+    put(record, "dependencies", entries)
     put(record, "scope", list(bead.scope))
     if bead.time_limit_s is not None:
         record["time_limit_s"] = bead.time_limit_s
     put(record, "attempts", bead.attempts)
     put(record, "last_failure", bead.last_failure)
     put(record, "commit_sha", bead.commit_sha)
+    give_back(record, bead.extra)
     return record
 
 
 def export_dependency(dependency: Dependency) -> dict[str, Any]:
-    # No created_by: Corral does not record who added a dependency.
-    return {
+    record = {
         "issue_id": dependency.issue_id,
         "depends_on_id": dependency.depends_on_id,
         "type": dependency.type,
         "created_at": format_time(dependency.created_at),
     }
+    give_back(record, dependency.extra)
+    return record
+
+
+def give_back(record: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Put back what an import kept: unmodeled keys always, the original of a
+    modeled value only while the stored value is still what it was mapped to."""
+    for key, original in extra.items():
+        if key not in record and key in MODELED | DEPENDENCY_MODELED:
+            continue  # e.g. an original closed_at of a bead reopened since
+        if key in record and not still_means(key, original, record[key]):
+            continue
+        record[key] = original
+
+
+def still_means(key: str, original: Any, current: Any) -> bool:
+    if key == "status":
+        return stored_status(original) == current
+    if key == "issue_type":
+        return stored_type(original) == current
+    if key in TIMES:
+        return parse_time(original) == parse_time(current)
+    return True  # a key Corral does not model: Corral never changes it
 
 
 def put(record: dict[str, Any], key: str, value: Any) -> None:

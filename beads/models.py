@@ -90,6 +90,15 @@ class Bead(Transitions, models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.TextField(blank=True)
+    # From a bd import (beads/jsonl.py). bd's fields Corral does not model, and
+    # the original of a value Corral stored differently, as they came.
+    extra = models.JSONField(default=dict, blank=True, editable=False)
+    # Dependencies on beads Corral does not have (bd's external references): kept, never blocking.
+    external_dependencies = models.JSONField(default=list, blank=True, editable=False)
+    # bd's pinned beads stay open, are never ready and block nothing.
+    pinned = models.BooleanField(default=False, editable=False)
+    # bd's ephemeral beads and non-work types (agent, gate, message...) are never ready.
+    not_work = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["priority", "created_at"]
@@ -276,11 +285,17 @@ class Dependency(models.Model):
         PARENT_CHILD = "parent-child"
         RELATED = "related"
         DISCOVERED_FROM = "discovered-from"
+        CONDITIONAL_BLOCKS = "conditional-blocks"  # from bd: blocks readiness as `blocks` does
+
+    # The types that keep a bead from being ready while the other bead is active.
+    BLOCKING = (Type.BLOCKS, Type.CONDITIONAL_BLOCKS)
 
     issue = models.ForeignKey(Bead, models.CASCADE, related_name="dependencies")
     depends_on = models.ForeignKey(Bead, models.CASCADE, related_name="dependents")
     type = models.CharField(max_length=20, choices=Type.choices, default=Type.BLOCKS)
     created_at = models.DateTimeField(auto_now_add=True)
+    # From a bd import: created_by and any key Corral does not model, as they came.
+    extra = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "dependencies"

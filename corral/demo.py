@@ -165,7 +165,7 @@ def seed_database(
         shift_times(record, shift)
         record_commit(record, commits)
     # Each bead takes its repository's prefix: `api2-…` when a user's repository has `api`.
-    result.beads = jsonl.import_records(records, repos)
+    result.beads = jsonl.import_records(records, repos).beads
     by_record = {record["id"]: bead for record, bead in zip(records, result.beads, strict=True)}
     result.changesets = create_changesets(workspace, by_record)
     result.dependencies = list(

@@ -20,6 +20,9 @@ REDIS_URL = config.redis_url(CORRAL_HOME)
 # Where canonical bare repositories and session clones live.
 REPOS_DIR = CORRAL_HOME / "repos"
 SESSIONS_DIR = CORRAL_HOME / "sessions"
+# A session worker that cannot see REPOS_DIR (on another machine) keeps here
+# its mirrors of the repositories, fetched over git over HTTP.
+MIRRORS_DIR = CORRAL_HOME / "mirrors"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -148,6 +151,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Where agents that Corral runs reach its API.
 CORRAL_URL = config.http_url("CORRAL_URL", "http://127.0.0.1:8000")
+# Where such a worker clones from: <CORRAL_GIT_URL>/<slug>.git (agents/git_http.py).
+CORRAL_GIT_URL = config.http_url("CORRAL_GIT_URL", CORRAL_URL + "/git")
 # Sessions: a log past this many characters is cut; a stopped agent gets this
 # long between SIGTERM and SIGKILL; the scope watchdog looks this often.
 SESSION_LOG_CAP_CHARS = config.env_int("CORRAL_SESSION_LOG_CAP_CHARS", default=2_000_000)

@@ -49,7 +49,13 @@ def running_sessions(repo: Repository) -> list[Session]:
 
 @login_required
 def repository(request: HttpRequest, slug: str) -> HttpResponse:
-    repo = get_object_or_404(Repository, slug=slug)
+    return render_repository(request, get_object_or_404(Repository, slug=slug))
+
+
+def render_repository(
+    request: HttpRequest, repo: Repository, status: int = 200, **extra: Any
+) -> HttpResponse:
+    """The repository page; `extra` for a form shown again with its errors."""
     blocks = Dependency.objects.select_related("depends_on__repository").order_by("depends_on_id")
     changesets = ChangeSetMember.objects.select_related("changeset").order_by("-changeset_id")
     beads = repo.beads.prefetch_related(
@@ -61,7 +67,7 @@ def repository(request: HttpRequest, slug: str) -> HttpResponse:
     ]
     ctx = {"repo": repo, "groups": groups, "total": len(beads), "running": running_sessions(repo)}
     ctx["usage"] = usage_report.for_repository(repo)
-    return render(request, "corral/repository.html", ctx)
+    return render(request, "corral/repository.html", ctx | extra, status=status)
 
 
 def locked_out(

@@ -7,6 +7,8 @@ and with those settings forced off. A clone an agent works in is never read
 through its own .git: Corral reads its files through a git dir of its own.
 """
 
+import base64
+import fcntl
 import os
 import posixpath
 import re
@@ -583,6 +585,56 @@ def log_with_trailers(path: StrPath, branch: str, limit: int = 20) -> list[dict[
         for rec in out.split("\x1e")
         if rec.strip()
     ]
+
+
+# Mirrors. A session worker on another machine cannot read the canonical
+# repositories: it keeps a bare mirror of each, fetched over Corral's git over
+# HTTP with the session's token, and clones sessions from it as from the canonical.
+
+
+def can_read_repository(path: StrPath) -> bool:
+    """Whether this process sees the bare repository at `path` (its objects)."""
+    objects = Path(path) / "objects"
+    return objects.is_dir() and os.access(objects, os.R_OK | os.X_OK)
+
+
+def basic_auth_env(token: str) -> dict[str, str]:
+    """git settings, as environment pairs, sending `token` as the Basic password."""
+    basic = base64.b64encode(f"worker:{token}".encode()).decode()
+    return {"http.extraHeader": f"Authorization: Basic {basic}"}
+
+
+def mirror(url: str, path: StrPath, token: str, want: str) -> Path:
+    """Fetch every branch of `url` into the bare mirror at `path` (made if missing)
+    until it holds the commit `want`; one fetch at a time per mirror."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = basic_auth_env(token)
+    env = git_env({"GIT_TERMINAL_PROMPT": "0"})
+    count = int(env["GIT_CONFIG_COUNT"])
+    for n, (key, value) in enumerate(config.items(), start=count):
+        env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = key, value
+    env["GIT_CONFIG_COUNT"] = str(count + len(config))
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions of one repository on this worker
+        if not (path / "HEAD").is_file():
+            done = run_git(["init", "--quiet", "--bare", "--template=", str(path)], env)
+            if done.returncode != 0:
+                raise GitError(f"git init: {last_line(done.stderr.decode(errors='replace'))}")
+        if run_git(
+            ["--git-dir", str(path), "cat-file", "-e", f"{want}^{{commit}}"], env
+        ).returncode:
+            refs = "+refs/heads/*:refs/heads/*"
+            argv = ["--git-dir", str(path), "fetch", "--quiet", "--prune", "--", url, refs]
+            done = run_git(argv, env, timeout=600)
+            if done.returncode != 0:
+                raise GitError(
+                    f"cannot fetch {url}: {last_line(done.stderr.decode(errors='replace'))}"
+                )
+        check = ["--git-dir", str(path), "cat-file", "-e", f"{want}^{{commit}}"]
+        if run_git(check, env).returncode != 0:
+            raise GitError(f"{url} has no commit {want}")
+    return path
 
 
 # Session clones. The agent owns its clone and may do anything in it, its

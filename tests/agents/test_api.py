@@ -77,7 +77,7 @@ def test_claim_returns_what_an_agent_needs(repo, api):
     )
     body = client.post("claim", {"repo": repo.slug}).json()
     assert body["bead"]["id"] == bead.id
-    assert body["clone_url"] == str(repo.canonical_path)
+    assert body["clone_url"] == f"http://testserver/git/{repo.slug}.git"
     assert body["base_sha"] == git(repo.canonical_path, "rev-parse", repo.branch)
     assert "tests pass" in body["context"] and "`src/**`" in body["context"]
     assert Session.objects.get(pk=body["session"]).agent == agent

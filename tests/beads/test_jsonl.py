@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from beads import jsonl
+from beads import hook, jsonl
 from beads.models import Bead, Dependency
 from corral.demo import DEMO_DIR
 from workspace.models import Repository, Workspace
@@ -83,7 +83,7 @@ def without(records, *keys, dependency_keys=()):
 @pytest.mark.django_db
 def test_every_field_round_trips():
     repo = make_repository("rt", "rt")
-    beads = jsonl.import_records([FULL, SMALL], repo)
+    beads = jsonl.import_records([FULL, SMALL], repo).beads
     assert exported(beads) == [FULL, SMALL]
     buf = io.StringIO()
     jsonl.write(exported(beads), buf)
@@ -96,13 +96,13 @@ def test_the_demo_beads_import_and_export_as_they_are_in_the_file():
     repos = {
         prefix: make_repository(f"demo-{prefix}", prefix) for prefix in ("api", "web", "infra")
     }
-    beads = jsonl.import_records(records, repos)
+    beads = jsonl.import_records(records, repos).beads
     assert len(beads) == len(records) == Bead.objects.count()
     assert Dependency.objects.count() == sum(len(r.get("dependencies", [])) for r in records)
     assert {b.repository.bead_prefix for b in beads} == set(repos)
     # demo_commit is the demo's own key (corral/demo.py turns it into commit_sha),
-    # and Corral does not record who added a dependency: neither is stored.
-    assert exported(beads) == without(records, "demo_commit", dependency_keys=["created_by"])
+    # kept as it came like any key Corral does not model.
+    assert exported(beads) == records
 
 
 def test_read_then_write_gives_the_file_back():
@@ -126,7 +126,7 @@ def test_read_and_write_keep_keys_they_do_not_know():
 def test_ids_take_the_prefix_of_the_repository_they_go_to():
     make_repository("mine", "rt")  # a user's repository has the file's prefix already
     other = make_repository("imported", "rt2")
-    beads = jsonl.import_records([FULL, SMALL], other)
+    beads = jsonl.import_records([FULL, SMALL], {"rt": other}).beads
     assert [b.id for b in beads] == ["rt2-a1b2", "rt2-c3d4"]
     dependency = Dependency.objects.get()
     assert (dependency.issue_id, dependency.depends_on_id) == ("rt2-a1b2", "rt2-c3d4")
@@ -138,43 +138,73 @@ def test_a_dependency_may_name_a_bead_already_in_corral():
     repo = make_repository("rt", "rt")
     existing = Bead.objects.create(repository=repo, title="already here")
     record = dict(SMALL, dependencies=[{"depends_on_id": existing.id, "type": "related"}])
-    (bead,) = jsonl.import_records([record], repo)
+    (bead,) = jsonl.import_records([record], repo).beads
     assert bead.dependencies.get().depends_on == existing
 
 
 @pytest.mark.django_db
-def test_an_unknown_dependency_target_is_refused_and_nothing_is_stored():
+def test_a_dependency_on_a_bead_corral_does_not_have_is_kept_and_does_not_block():
     repo = make_repository("rt", "rt")
-    record = dict(SMALL, dependencies=[{"depends_on_id": "elsewhere-zz9", "type": "blocks"}])
-    with pytest.raises(ValueError, match="rt-c3d4 depends on elsewhere-zz9, which is neither"):
-        jsonl.import_records([FULL | {"dependencies": []}, record], repo)
-    assert Bead.objects.count() == 0
+    outside = {"issue_id": "rt-c3d4", "depends_on_id": "external:other:cap", "type": "blocks"}
+    record = dict(SMALL, dependencies=[outside])
+    (bead,) = jsonl.import_records([record], repo).beads
+    assert Dependency.objects.count() == 0
+    assert bead.external_dependencies == [outside]
+    assert [b.id for b in hook.ready()] == ["rt-c3d4"]
+    assert exported([bead]) == [record]
 
 
 @pytest.mark.django_db
-def test_a_blocks_cycle_is_refused():
+def test_a_blocks_cycle_is_refused_with_its_line():
     repo = make_repository("rt", "rt")
     back = {"depends_on_id": "rt-a1b2", "type": "blocks"}
-    with pytest.raises(ValueError, match="rt-c3d4: This would make a cycle"):
-        jsonl.import_records([FULL, dict(SMALL, dependencies=[back])], repo)
+    lines = [(3, FULL), (7, dict(SMALL, dependencies=[back]))]
+    with pytest.raises(ValueError, match=r"^line (3|7): a cycle of blocks dependencies: rt-"):
+        jsonl.import_records(lines, repo)
     assert Bead.objects.count() == 0
 
 
 @pytest.mark.django_db
-def test_beads_already_there_are_refused():
+def test_a_cycle_through_a_bead_already_stored_is_refused():
     repo = make_repository("rt", "rt")
-    jsonl.import_records([SMALL], repo)
-    with pytest.raises(ValueError, match="already in Corral: rt-c3d4"):
-        jsonl.import_records([SMALL], repo)
-    assert Bead.objects.count() == 1
+    jsonl.import_records([FULL, SMALL], repo)  # rt-a1b2 blocks on rt-c3d4
+    back = {"depends_on_id": "rt-a1b2", "type": "blocks"}
+    with pytest.raises(ValueError, match="rt-c3d4 → rt-a1b2 → rt-c3d4"):
+        jsonl.import_records([dict(SMALL, dependencies=[back])], repo)
+    assert Dependency.objects.get().issue_id == "rt-a1b2"
 
 
 @pytest.mark.django_db
-def test_a_value_corral_refuses_names_the_record_and_the_field():
+def test_a_value_corral_refuses_names_the_line_the_record_and_the_field():
     repo = make_repository("rt", "rt")
-    with pytest.raises(ValueError, match=r"rt-c3d4: status: .*'tombstone'"):
-        jsonl.import_records([dict(SMALL, status="tombstone")], repo)
+    with pytest.raises(ValueError, match=r"^line 2: rt-c3d4: priority: "):
+        jsonl.import_records([(1, FULL), (2, dict(SMALL, priority=7))], repo)
     assert Bead.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_statuses_a_session_holds_here_come_in_deferred_and_go_out_as_they_came():
+    repo = make_repository("rt", "rt")
+    held = [dict(SMALL, id=f"rt-{s}", status=s) for s in ("in_progress", "review", "hooked")]
+    beads = jsonl.import_records(held, repo).beads
+    assert {b.status for b in Bead.objects.all()} == {"deferred"}
+    assert exported(beads) == held
+
+
+@pytest.mark.django_db
+def test_records_without_times_import_twice_as_a_no_op():
+    repo = make_repository("rt", "rt")
+    bare = [{"id": "rt-1", "title": "a"}, {"id": "rt-2", "title": "b"}]
+    bare[1]["dependencies"] = [{"depends_on_id": "rt-1", "type": "blocks"}]
+    jsonl.import_records(bare, repo)
+    before = list(Bead.objects.values_list("pk", "created_at", "updated_at").order_by("pk"))
+    again = jsonl.import_records(bare, repo)
+    assert (again.created, again.updated, again.unchanged) == ([], [], ["rt-1", "rt-2"])
+    assert list(Bead.objects.values_list("pk", "created_at", "updated_at").order_by("pk")) == before
+    bare[1]["dependencies"][0]["type"] = "related"  # only a dependency changes
+    changed = jsonl.import_records(bare, repo)
+    assert (changed.updated, changed.unchanged) == (["rt-2"], ["rt-1"])
+    assert Dependency.objects.get().type == "related"
 
 
 @pytest.mark.django_db

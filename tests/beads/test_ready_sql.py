@@ -1,6 +1,7 @@
 """The hook's one-statement first page (hook.ready_rows) answers exactly as
-its querysets do (hook.first_ready), on random graphs of beads, blocking
-dependencies, plans with waves and caps, and repositories with caps."""
+its querysets do (hook.first_ready), on random graphs of beads (some pinned
+or not work), blocking and parent-child dependencies, plans with waves and
+caps, and repositories with caps."""
 
 import random
 from datetime import timedelta
@@ -42,11 +43,13 @@ def random_world(rng: random.Random) -> tuple[list[Workspace], list[Repository]]
                 labels=[rng.choice(["a", "b"])],
                 scope=[f"src/{n}/**"],
                 created_at=start + timedelta(minutes=rng.randint(0, 30)),  # ties happen
+                pinned=rng.random() < 0.05,  # bd's pinned, ephemeral and non-work beads
+                not_work=rng.random() < 0.05,
             )
         )
     for n, issue in enumerate(beads):
         for blocker in rng.sample(beads[:n], k=min(n, rng.choice([0, 0, 1, 2]))):
-            kind = "blocks" if rng.random() < 0.8 else "related"
+            kind = rng.choice(["blocks"] * 5 + ["related", "parent-child", "conditional-blocks"])
             Dependency.objects.create(issue=issue, depends_on=blocker, type=kind)
     unplanned = beads[:]
     rng.shuffle(unplanned)

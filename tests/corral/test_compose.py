@@ -73,22 +73,35 @@ def test_app_services_run_real_commands(services):
             check_command(argv)
 
 
-def test_web_migrates_then_serves_and_workers_take_both_queues(services):
+def test_web_migrates_then_serves_and_workers_take_the_queues(services):
     web = [
         argv[0] if argv[0] != "exec" else argv[1] for argv in commands(services["web"]["command"])
     ]
     assert web == ["python", "gunicorn"]
     assert commands(services["worker"]["command"]) == [
-        ["python", "manage.py", "rqworker", "sessions", "default"]
+        ["python", "manage.py", "rqworker", "default"]
     ]
-    assert services["worker"]["deploy"]["replicas"] == 2
+    assert commands(services["session-worker"]["command"]) == [
+        ["python", "manage.py", "rqworker", "sessions"]
+    ]
+    assert services["session-worker"]["deploy"]["replicas"] == 2
 
 
 def test_app_services_share_environment_and_data(services):
     for name, service in app_services(services).items():
         env = service["environment"]
         assert {k: env.get(k) for k in SHARED_ENV} == SHARED_ENV, name
-        assert any(str(v).endswith(":/data") for v in service["volumes"]), name
+        if name != "session-worker":
+            assert any(str(v).endswith(":/data") for v in service["volumes"]), name
+
+
+def test_session_workers_share_no_volume_and_reach_web_over_http(services):
+    """As if on other machines: they clone over git over HTTP
+    (tests/agents/test_remote_worker.py runs one that way)."""
+    workers = services["session-worker"]
+    assert workers["volumes"] == []
+    assert workers["environment"]["CORRAL_URL"] == "http://web:8000"
+    assert "sessions" not in commands(services["worker"]["command"])[0]
 
 
 @pytest.mark.parametrize(

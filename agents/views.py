@@ -171,7 +171,7 @@ def session_page(request: HttpRequest, pk: UUID) -> HttpResponse:
         "live": live,
         "clock": session_clock(session),
         "budget": context_budget(session),
-        "injections": session.injections.select_related("learning").order_by("rank"),
+        "injections": session.injections.select_related("learning__source_bead").order_by("rank"),
     }
     part = request.GET.get("part", "status")
     if is_partial(request) and part in ("status", "context"):

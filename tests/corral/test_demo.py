@@ -312,9 +312,9 @@ def test_run_lands_every_open_demo_bead(rq_redis, tmp_path):
     assert {b.title: b.status for b in beads if b.title in LEFT_AS_SEEDED} == LEFT_AS_SEEDED
     assert all(b.status == Bead.Status.CLOSED for b in beads if b.title not in LEFT_AS_SEEDED)
     landed = [b for b in beads if b.submissions.filter(status="committed").exists()]
-    assert len(landed) == 14
-    assert "Landed 14 bead(s) and closed 1 epic(s)" in out
-    assert f"18 of {len(beads)} demo beads are closed" in out
+    assert len(landed) == 16
+    assert "Landed 16 bead(s) and closed 1 epic(s)" in out
+    assert f"20 of {len(beads)} demo beads are closed" in out
 
     for bead in landed:
         repo = bead.repository

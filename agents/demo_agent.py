@@ -21,6 +21,14 @@ workspace runs end to end with no AI service. Each edit is a fenced block:
     ```corral fail the reason to give
     ```
 
+It also reads its context pack (.agents/context.md) and follows one kind of
+learning it was given there, as an AI agent would follow a lesson: a
+convention naming the line every module of a folder must start with
+(`every module in jobs/ must start with the line "# owner: items-team"`,
+as the demo's check says when a module lacks it). Every file its edits
+wrote under that folder gets the line first. Only the pack's learnings
+count, not the bead's last failure: the demo shows a learning at work.
+
 Run in a session's clone: `python -m agents.demo_agent` reads .agents/bead.json.
 """
 
@@ -31,6 +39,11 @@ import time
 from pathlib import Path
 
 BLOCK = re.compile(r"^```corral[ \t]+(\w+)[ \t]*(.*?)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
+
+
+# A learning the agent follows: the first line a folder's modules must have.
+HEADER_RULE = re.compile(r'every module in ([\w./-]+?)/ must start with the line "([^"\n]+)"')
+LEARNINGS = "\n## Learnings from earlier work\n"
 
 
 class EditError(Exception):
@@ -76,6 +89,28 @@ def apply(root: Path, op: str, arg: str, body: str) -> str:
     return f"{op} {arg}"
 
 
+def header_rules(context: str) -> dict[str, str]:
+    """{folder: first line} from the learnings section of a context pack."""
+    _, found, rest = context.partition(LEARNINGS)
+    section = rest.split("\n## ", 1)[0] if found else ""
+    return dict(HEADER_RULE.findall(section))
+
+
+def follow(root: Path, rules: dict[str, str], written: list[str]) -> list[str]:
+    """Put each rule's line first in the files written under its folder."""
+    done = []
+    for folder, line in rules.items():
+        for rel in written:
+            path = safe_path(root, rel)
+            if not rel.startswith(folder.strip("/") + "/") or not path.is_file():
+                continue
+            text = path.read_text()
+            if text.partition("\n")[0] != line:
+                path.write_text(f"{line}\n{text}")
+                done.append(f'followed a learning: "{line}" first in {rel}')
+    return done
+
+
 def main(root: str | Path | None = None) -> int:
     root = Path(root or ".")
     bead = json.loads((root / ".agents" / "bead.json").read_text())
@@ -85,6 +120,16 @@ def main(root: str | Path | None = None) -> int:
         for op, arg, body in edits(bead.get("description", "")):
             done.append(apply(root, op, arg, body))
             print(f"  {done[-1]}", flush=True)
+        context = root / ".agents" / "context.md"
+        rules = header_rules(context.read_text()) if context.is_file() else {}
+        written = [
+            arg
+            for op, arg, _ in edits(bead.get("description", ""))
+            if op in ("write", "append", "replace")
+        ]
+        for step in follow(root, rules, written):
+            done.append(step)
+            print(f"  {step}", flush=True)
     except (EditError, OSError, ValueError) as e:
         print(f"demo agent failed: {e}", file=sys.stderr, flush=True)
         return 1

@@ -186,7 +186,7 @@ def session_page(request: HttpRequest, pk: UUID) -> HttpResponse:
         "live": live,
         "clock": session_clock(session),
         "budget": context_budget(session),
-        "injections": session.injections.select_related("learning").order_by("rank"),
+        "injections": session.injections.select_related("learning__source_bead").order_by("rank"),
         "usage": usage_report.for_session(session),
         "bead_usage": usage_report.for_bead(session.bead_id),
     }

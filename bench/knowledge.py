@@ -31,6 +31,32 @@ to be scored (TOP_MATCHES 200 -> 20), title and tags weigh twice the body in
 SQLite's bm25 (was ten times), PostgreSQL ranks by cover density normalised
 by the number of unique words (it has no IDF), and generic words of work
 ("add", "fix", "support", ...) are left out of the search.
+
+Latency (issue 11, second pass; EXPLAIN ANALYZE on PostgreSQL): a bead's 4 to
+11 words match ~6,200 of the 20,000 learnings. Two costs: (1) seeing the
+query, the planner expects that third and scans the table, testing @@ row by
+row (59 ms), where the GIN index answers an OR of words without rechecking a
+row (12 ms): the query now comes from a CTE the planner cannot see into, and
+it takes the index; (2) ts_rank_cd over every match cost twice plain
+ts_rank: ts_rank now keeps a shortlist of 200 that ts_rank_cd orders
+(knowledge.rank.SHORTLIST). p95 108 -> 37 ms at load 3.3, old and new code
+timed bead by bead in one process (a shortlist of 100: 36 ms, recall@5 0.29;
+500: 42 ms, recall@5 0.33 as before; 200: recall@5 0.31, one pair of 52
+lost; full-text recall 0.81 in all). Tried and dropped: matching two words at
+least (an OR of pairs: slower, and recall by text 0.81 -> 0.63), the six
+rarest words by pg_stats (p95 14 ms, but recall by text 0.81 -> 0.60); on
+SQLite, bm25 over an FTS-only shortlist before the join (no gain: bm25 over
+every match is the cost, CPU p95 ~16 ms), left as it was.
+
+The distractors are not realistic, in the hard direction for speed: they
+draw uniformly from 1,517 tokens, 864 distinct (~620 stems in pg_stats): the
+251 words of bench/data/knowledge_words.txt and the pairs' own words, these
+as often as the pairs use them. So every word of a bead is in 3-6% of the
+learnings and a bead matches a third of them; real notes follow Zipf's law
+over a far larger vocabulary, where a bead's specific words (a path, a
+library, an error) are rare and its generic ones common. They are easy in
+one way: word salad, no distractor says a near-duplicate lesson as a real
+store would, which flatters recall by text.
 """
 
 import argparse

@@ -38,6 +38,7 @@ from agents.runner import run_session
 from beads import hook
 from beads.models import Bead, Dependency
 from corral import demo
+from knowledge.models import Learning
 from workspace import gitops
 from workspace.models import Repository
 
@@ -159,6 +160,7 @@ class Run:
                 self.run_session(session)
             epics_closed = set(self.closed_epic_ids())
             self.land(outcome)
+            self.approve_learnings()
             self.report_epics(outcome, epics_closed)
             if not self.unfinished().exists() or self.state() == before:
                 break
@@ -252,6 +254,20 @@ class Run:
                 f'  landed {bead.id} "{bead.title}" as {bead.commit_sha[:10]} '
                 f"in {bead.repository.slug}"
             )
+
+    def approve_learnings(self) -> None:
+        """Approve, as the demo, the candidate learnings the demo's refusals taught, so
+        the retry and the beads after it are given them (the demo's trap, demo/README.md).
+        Outside the demo a person approves candidates on the knowledge page."""
+        captured = Learning.objects.filter(
+            status=Learning.Status.CANDIDATE, source_bead__repository__in=self.repo_ids
+        ).select_related("source_bead")
+        for learning in captured.order_by("pk"):
+            if learning.approve():
+                self.say(
+                    f'  approving learning #{learning.pk} "{learning.title}" as the demo: '
+                    f"{learning.source_bead_id}'s refusal taught it; from now on it is injected"
+                )
 
     def demo_reviewer(self) -> AbstractBaseUser:
         """The user the run approves as: named for the demo, without a usable password."""

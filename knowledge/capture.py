@@ -29,6 +29,7 @@ NEIGHBOURS = 20
 LIVE = (Learning.Status.CANDIDATE, Learning.Status.APPROVED)
 GATE_REFUSAL = re.compile(r"^(\w+) gate: (.*)$", re.DOTALL)
 MAX_OUTPUT = 4000
+ERROR_LINE = re.compile(r"^\w*(Error|Exception)\b: ")
 
 
 def propose(
@@ -139,9 +140,14 @@ def from_rejection(session: AgentSession, reason: str, reviewer: str) -> Learnin
 
 
 def headline(output: str) -> str:
-    """The first line of a gate's output that says something (not its exit code)."""
-    for line in output.splitlines():
-        line = line.strip()
-        if line and not line.startswith("Exit code"):
-            return line[:160]
-    return ""
+    """The line of a gate's output that says most: the first exception's message
+    (a test's `AssertionError: ...`), else the first line that says something
+    (not its exit code, nor a rule of ===== or ----- as unittest prints)."""
+    lines = [line.strip() for line in output.splitlines()]
+    said = [
+        line
+        for line in lines
+        if any(c.isalnum() for c in line) and not line.startswith("Exit code")
+    ]
+    errors = [line for line in said if ERROR_LINE.match(line)]
+    return (errors or said or [""])[0][:160]

@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from agents.models import Agent, ChangeSet
 from beads.models import Bead, Dependency
+from corral.demo import DEMO_DIR
 from tests.factories import git
 from workspace.models import Repository, Workspace
 
@@ -77,7 +78,8 @@ def test_check_commands_pass_in_a_fresh_clone(seeded, tmp_path):
 @pytest.mark.django_db
 def test_beads_statuses_and_dependencies(seeded):
     beads = list(Bead.objects.select_related("repository"))
-    assert 18 <= len(beads) <= 24
+    # Every line of demo/beads.jsonl is a bead.
+    assert len(beads) == len((DEMO_DIR / "beads.jsonl").read_text().splitlines())
     for bead in beads:
         assert bead.id.startswith(bead.repository.bead_prefix + "-")
         assert bead.title and bead.description
@@ -312,9 +314,9 @@ def test_run_lands_every_open_demo_bead(rq_redis, tmp_path):
     assert {b.title: b.status for b in beads if b.title in LEFT_AS_SEEDED} == LEFT_AS_SEEDED
     assert all(b.status == Bead.Status.CLOSED for b in beads if b.title not in LEFT_AS_SEEDED)
     landed = [b for b in beads if b.submissions.filter(status="committed").exists()]
-    assert len(landed) == 16
-    assert "Landed 16 bead(s) and closed 1 epic(s)" in out
-    assert f"20 of {len(beads)} demo beads are closed" in out
+    assert len(landed) == 18
+    assert "Landed 18 bead(s) and closed 1 epic(s)" in out
+    assert f"22 of {len(beads)} demo beads are closed" in out
     # The change set across demo-api and demo-web landed together, once.
     changeset = ChangeSet.objects.get()
     assert changeset.status == "landed" and changeset.integration_passed

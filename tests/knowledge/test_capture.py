@@ -97,3 +97,20 @@ def test_a_handoff_learning_that_repeats_an_approved_one_is_folded(repo, agent, 
     known.refresh_from_db()
     assert Learning.objects.count() == 1 and known.occurrences == 2
     assert known.sources[-1] == {**known.sources[-1], "kind": "handoff", "bead": bead.pk}
+
+
+UNITTEST_FAILURE = """Exit code 1.
+======================================================================
+FAIL: test_every_job_names_its_owner (tests.test_job_owners.JobOwnerTests)
+----------------------------------------------------------------------
+Traceback (most recent call last):
+  File "tests/test_job_owners.py", line 17, in test_every_job_names_its_owner
+AssertionError: jobs/a.py: every module in jobs/ must start with the line "# owner: x"
+"""
+
+
+def test_a_refusals_title_is_the_failures_message_not_the_rule_above_it():
+    assert capture.headline(UNITTEST_FAILURE) == (
+        'AssertionError: jobs/a.py: every module in jobs/ must start with the line "# owner: x"'
+    )
+    assert capture.headline("Exit code 2.\n=====\nmissing fixture db\n") == "missing fixture db"

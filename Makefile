@@ -57,8 +57,10 @@ run: $(BIN)/corral-installed $(RUN_BWRAP)
 test: $(BIN)/corral-installed $(CHROMIUM) $(BWRAP)
 	CORRAL_HOME=$(CURDIR)/.corral/test $(BIN)/pytest $(PYTEST_ARGS)
 
+# One table of figures against their goals, also written to bench/results.json
+# (BENCH_ARGS="--only up,lead" for some of them).
 bench: $(BIN)/corral-installed
-	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Formatting, lint, the layers (import-linter, pyproject's [tool.importlinter]) and types.
 lint: $(BIN)/corral-installed

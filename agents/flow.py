@@ -8,7 +8,7 @@ that loses its race changes nothing and returns False (or raises StateError
 where the caller must answer someone).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -274,19 +274,35 @@ def land(submission: Submission, sha: str) -> None:
     """The lead committed `sha`: the submission, session and bead are done,
     the learnings it was given get credit, a parent epic whose last child this
     was closes, and its dependents may now be ready."""
-    repo = submission.repository
+    land_train([(submission, sha)])
+
+
+def land_train(landed: Sequence[tuple[Submission, str]]) -> None:
+    """The lead moved the branch once for these commits (a train, one commit per
+    bead): each lands as land() says, all in one transaction, with one ask for
+    a push and one for a dispatch."""
+    if not landed:
+        return
+    repo = landed[0][0].repository
     with transaction.atomic():
-        if not submission.commit(sha):
+        moved = [land_rows(submission, sha) for submission, sha in landed]
+        if not any(moved):
             return
-        submission.bead.land(sha)
-        submission.session.succeed()
-        feedback.settle(submission.session, landed=True)
-        close_finished_parents(submission.bead)
-        Plan.finish_landed(submission.bead)
-        tell_finished_plans(submission.bead)
         if repo.push and repo.upstream:
             queues.after_commit(lambda: queues.enqueue_push(repo))
         queues.enqueue_dispatch()
+
+
+def land_rows(submission: Submission, sha: str) -> bool:
+    if not submission.commit(sha):
+        return False
+    submission.bead.land(sha)
+    submission.session.succeed()
+    feedback.settle(submission.session, landed=True)
+    close_finished_parents(submission.bead)
+    Plan.finish_landed(submission.bead)
+    tell_finished_plans(submission.bead)
+    return True
 
 
 def close_finished_parents(bead: Bead) -> list[Bead]:

@@ -181,7 +181,11 @@ def apply(landing: Landing) -> Verdict:
     """Git builds the tree: the branch head plus the patch (three-way if needed)."""
     try:
         tree = gitops.apply_patch(
-            landing.path, landing.session.base_sha, landing.head, landing.session.patch
+            landing.path,
+            landing.session.base_sha,
+            landing.head,
+            landing.session.patch,
+            index=gitops.reused_index(str(landing.path)),
         )
     except gitops.MergeConflict as e:
         return Verdict(False, f"Conflicts with {landing.head[:12]}: {', '.join(e.paths)}", CONFLICT)

@@ -105,6 +105,10 @@ def locks(changeset: ChangeSet) -> Iterator[None]:
         for repo in sorted(repos.values(), key=lambda r: r.slug):
             stack.enter_context(queues.repo_lock(repo))
         yield
+    # A drain that found a lock held left its work to the holder: ask again.
+    for repo in repos.values():
+        if lead.next_waiting(repo) is not None:
+            queues.enqueue_drain(repo)
 
 
 # The integration gate

@@ -1,7 +1,9 @@
 """The lead: one per repository, it gates each submission and lands it as one commit.
 
-Jobs run on the repository's `lead:<slug>` queue and, whatever runs them, the
-commit step holds the repository's Redis lock. Every job re-reads its row and
+Jobs of every repository run on the one `lead` queue, served by a fixed number
+of lead workers (`manage.py lead`); whatever runs them, a repository's commit
+step holds its Redis lock, so repositories land in parallel and each has one
+writer at a time. Every job re-reads its row and
 is idempotent: a lead killed between `update-ref` and saving its row finds
 its commit by the `Session:` trailer instead of committing twice. Trailers are
 Corral's alone: an agent's summary goes into the message with every line git
@@ -10,10 +12,13 @@ could read as a trailer taken out, and Corral's own block is the last paragraph.
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from pathlib import Path
 
-from django.db import close_old_connections
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from agents import changesets, flow, gates, queues
@@ -27,6 +32,10 @@ from workspace.scrub import scrub
 log = logging.getLogger(__name__)
 CAS_TRIES = 3  # the branch moved under us (someone wrote to it outside the lead)
 RELATED = ("repository", "session__agent", "bead")
+FOREIGN_TRAILERS = "the commit message would carry trailers that are not Corral's"
+# Landed by one drain before it queues its follow-up behind the other
+# repositories' jobs: a busy repository does not hold a lead worker forever.
+BATCH = 20
 
 
 def drain(repository_id: int) -> None:
@@ -34,104 +43,207 @@ def drain(repository_id: int) -> None:
 
     One job per repository rather than one per submission: the lock is taken
     once and the queue's bookkeeping paid once, however many are waiting.
+    A drain that finds the lock held by a live holder leaves: the holder looks
+    for waiting work again after it lets go (the loop below, and revert()).
+    It waits longer than the lock lives, so a holder that died is outwaited.
     """
     close_old_connections()  # the lead worker lives long: drop a connection gone bad
     repo = Repository.objects.filter(pk=repository_id).first()
     if repo is None:
         return
     tried: set[int] = set()
-    with queues.repo_lock(repo):
-        while sub := next_waiting(repo, exclude=tried):
-            tried.add(sub.pk)
-            land(sub)
+    while next_waiting(repo, exclude=tried) is not None:
+        with queues.repo_lock(repo, wait_s=settings.LEAD_LOCK_SECONDS + 1) as held:
+            if not held:
+                return
+            landed = 0
+            # One query per train: boarding() re-checks each row.
+            while landed < BATCH and (train := list(waiting(repo, tried)[: train_length(repo)])):
+                tried.update(sub.pk for sub in train)
+                land_train(repo, train)
+                landed += len(train)
+        if landed >= BATCH and next_waiting(repo, exclude=tried) is not None:
+            queues.enqueue_drain(repo)  # the rest after what other repositories queued
+            return
+
+
+def train_length(repo: Repository) -> int:
+    # With a check command, each member's check would hold the branch for the
+    # whole train, and a lead dying would lose them all: one at a time then.
+    return 1 if repo.check_command else BATCH
+
+
+def waiting(repo: Repository, exclude: Collection[int] = ()) -> QuerySet[Submission]:
+    """The repository's submissions for the lead, oldest first."""
+    rows = Submission.objects.filter(repository=repo, status__in=Submission.FOR_LEAD)
+    return rows.exclude(pk__in=exclude).select_related(*RELATED).order_by("queued_at", "pk")
 
 
 def next_waiting(repo: Repository, exclude: Collection[int] = ()) -> Submission | None:
-    waiting = Submission.objects.filter(repository=repo, status__in=Submission.FOR_LEAD).exclude(
-        pk__in=exclude
-    )
-    return waiting.select_related(*RELATED).order_by("queued_at", "pk").first()
+    return waiting(repo, exclude).first()
 
 
-def land(sub: Submission) -> None:
-    """With the repository's lock held: gate the submission and commit it."""
+def land_train(repo: Repository, subs: Sequence[Submission]) -> None:
+    """With the repository's lock held: gate each submission onto the commit of
+    the one before it and commit it there (still one commit per bead), then
+    move the branch once for all of them by compare-and-swap: a train, as merge
+    queues batch. A member refused or left for a person drops out and the
+    others go on. If the branch moved meanwhile, nothing of the train has
+    landed and it is built again on the new head."""
+    started = timezone.now()
+    landings = [landing for sub in subs if (landing := boarding(sub, started))]
+    for _ in range(CAS_TRIES):
+        try:
+            head = gitops.head_sha(repo.canonical_path, repo.branch)
+            aboard = build(landings, head)
+            while foreign := foreign_trailers(repo, aboard):  # rare: built again without them
+                for landing in foreign:
+                    landing.drop(f"The lead failed: {FOREIGN_TRAILERS}")
+                landings = [landing for landing in landings if landing not in foreign]
+                aboard = build(landings, head)
+            moved = bool(aboard) and gitops.update_branch(
+                repo.canonical_path, repo.branch, aboard[-1].sha, head
+            )
+        except Exception as e:  # the branch is gone, git fails: nothing of the train landed
+            for landing in landings:
+                if landing.submission.status == Submission.Status.CHECKING:  # not done with
+                    landing.failed(e)
+            return
+        if not aboard:
+            return
+        if moved:
+            return depart(aboard)
+        landings = aboard
+    for landing in landings:
+        landing.refuse(Submission.Status.FAILED, "The branch kept moving during the commit.")
+
+
+def build(landings: Sequence["Landing"], head: str) -> list["Landing"]:
+    """Each landing's commit on the one before it, from `head`; those that made one."""
+    tip, aboard = head, []
+    for landing in landings:
+        if sha := landing.board(tip):
+            tip = sha
+            aboard.append(landing)
+    return aboard
+
+
+def foreign_trailers(repo: Repository, aboard: Sequence["Landing"]) -> list["Landing"]:
+    """The landings whose commit message git reads trailers in that are not
+    Corral's (an agent's summary smuggling one in): one git process for all."""
+    found = gitops.trailers_of_commits(repo.canonical_path, [landing.sha for landing in aboard])
+    return [landing for landing in aboard if found.get(landing.sha) != landing.expected_trailers()]
+
+
+def boarding(sub: Submission, started: datetime) -> "Landing | None":
+    """The submission's landing if it is ours to gate, else None (done with)."""
     # One conditional UPDATE decides: ours to check, or resumed after a lead
     # died mid-job (still `checking`), or done with meanwhile.
-    resumed = not sub.start_checking()
+    resumed = not sub.start_checking(at=started)
     if resumed and sub.status != sub.Status.CHECKING:
-        return  # finished, or waiting for a person, meanwhile
-    landing = Landing(sub)
+        return None  # finished, or waiting for a person, meanwhile
+    landing = Landing(sub, stale_results=resumed or sub.reviewed_at is not None)
     try:
-        landing.run(resumed)
+        if resumed and (sha := landing.already_committed()):
+            landing.committed(sha)  # the lead before died between update-ref and its rows
+            return None
     except Exception as e:
-        log.exception("lead failed on submission %s", sub.pk)
-        landing.refuse(Submission.Status.FAILED, f"The lead failed: {e}")
+        landing.failed(e)
+        return None
+    return landing
+
+
+def depart(aboard: Sequence["Landing"]) -> None:
+    """The branch holds the train: its gate results and rows, in one transaction."""
+    with transaction.atomic():
+        GateResult.objects.bulk_create([r for landing in aboard for r in landing.results])
+        flow.land_train([(landing.submission, landing.sha) for landing in aboard])
 
 
 class Landing:
     """One run of the gates and the commit for one submission."""
 
-    def __init__(self, submission: Submission) -> None:
+    def __init__(self, submission: Submission, stale_results: bool = False) -> None:
         self.submission = submission
         self.session = submission.session
         self.bead = submission.bead
         self.agent = self.session.agent
         self.repository = submission.repository
         self.path = self.repository.canonical_path
+        self.stale_results = stale_results  # an earlier run's are in the database
+        self.head = ""  # what the patch goes onto: the branch, or the train's last commit
         self.tree: str | None = None  # the apply gate's result
         self.written: list[TreeChange] = []  # and what git would commit with it
         self.files: list[str] = []
+        self.results: list[GateResult] = []  # not yet written
+        self.sha = ""
 
-    def run(self, resumed: bool) -> None:
-        if resumed and (sha := self.already_committed()):
-            return self.committed(sha)
-        stale_results = resumed or self.submission.reviewed_at is not None
-        for _ in range(CAS_TRIES):
-            self.head = gitops.head_sha(self.path, self.repository.branch)
-            if stale_results:  # an earlier run's gates: this run records its own
+    def board(self, parent: str) -> str | None:
+        """Gate the patch onto `parent` and commit it there; the commit, or None
+        when it was refused or waits for a person."""
+        self.head = parent
+        try:
+            if self.stale_results:  # an earlier run's gates: this run records its own
                 GateResult.objects.filter(submission=self.submission).delete()
-            stale_results = True
+            self.stale_results = self.repository.check_command != ""  # written before a check
             if not self.pass_gates():
-                return
+                return None
             assert self.tree is not None  # the apply gate, passed, set it
-            if changesets.hold(self.submission, self.head, self.tree):
-                return  # a change set member: it lands with its siblings
+            if changesets.membership(self.bead.id) is not None:
+                self.save_results()
+                changesets.hold(self.submission, parent, self.tree)
+                return None  # a change set member: it lands with its siblings
             message = self.message()
-            sha = gitops.commit_tree(self.path, self.tree, self.head, message, author=self.author())
-            if gitops.update_branch(self.path, self.repository.branch, sha, self.head):
-                return self.committed(sha)
-        self.refuse(Submission.Status.FAILED, "The branch kept moving during the commit.")
+            self.sha = gitops.commit_tree(
+                self.path, self.tree, parent, message, author=self.author()
+            )
+        except Exception as e:
+            self.failed(e)
+            return None
+        gitops.reused_index(str(self.path)).committed(self.tree, self.sha)
+        return self.sha
 
     def pass_gates(self) -> bool:
-        """Run every gate; True when all passed. Results are written in one go,
-        and before a check command runs, so the page shows progress."""
-        results: list[GateResult] = []
-        try:
-            for name, gate in gates.GATES:
-                if name == "check" and self.repository.check_command:
-                    GateResult.objects.bulk_create(results)
-                    results = []
-                started = time.monotonic()
-                verdict = gate(self)
-                results.append(
-                    GateResult(
-                        submission=self.submission,
-                        gate=name,
-                        passed=verdict.passed,
-                        detail=scrub(verdict.detail),  # a check prints what the agent's code does
-                        duration_ms=round((time.monotonic() - started) * 1000),
-                    )
+        """Run every gate; True when all passed. Results are written in one go:
+        with the refusal, before a check command runs (so the page shows
+        progress), or with the train's rows (depart)."""
+        self.results = []
+        for name, gate in gates.GATES:
+            if name == "check" and self.repository.check_command:
+                self.save_results()
+            started = time.monotonic()
+            verdict = gate(self)
+            self.results.append(
+                GateResult(
+                    submission=self.submission,
+                    gate=name,
+                    passed=verdict.passed,
+                    detail=scrub(verdict.detail),  # a check prints what the agent's code does
+                    duration_ms=round((time.monotonic() - started) * 1000),
                 )
-                if verdict.passed is None:
-                    if self.submission.await_review():
-                        flow.tell_review_waiting(self.submission)
-                    return False
-                if not verdict.passed:
-                    self.refuse(verdict.refusal, f"{name} gate: {verdict.detail}")
-                    return False
-            return True
-        finally:
-            GateResult.objects.bulk_create(results)
+            )
+            if verdict.passed is None:
+                self.save_results()
+                if self.submission.await_review():
+                    flow.tell_review_waiting(self.submission)
+                return False
+            if not verdict.passed:
+                self.save_results()
+                self.refuse(verdict.refusal, f"{name} gate: {verdict.detail}")
+                return False
+        return True
+
+    def save_results(self) -> None:
+        GateResult.objects.bulk_create(self.results)
+        self.results = []
+
+    def failed(self, e: Exception) -> None:
+        log.exception("lead failed on submission %s", self.submission.pk)
+        self.drop(f"The lead failed: {e}")
+
+    def drop(self, reason: str) -> None:
+        self.save_results()
+        self.refuse(Submission.Status.FAILED, reason)
 
     def already_committed(self) -> str | None:
         return gitops.commit_with_trailer(
@@ -150,10 +262,14 @@ class Landing:
         ]
 
     def message(self) -> str:
-        """Title, the agent's summary without trailers, Corral's trailers."""
+        """Title, the agent's summary without trailers, Corral's trailers (the
+        train checks how git reads them, for all its commits at once)."""
         summary = self.session.summary.strip() or "(no summary)"
         title = f"{self.bead.title} ({self.bead.id})"
-        return checked_message(self.path, title, summary, self.trailers())
+        return gitops.commit_message(title, summary, self.trailers())
+
+    def expected_trailers(self) -> list[tuple[str, str]]:
+        return [(key, gitops.one_line(value)) for key, value in self.trailers()]
 
     def author(self) -> tuple[str, str]:
         return (self.agent.name, f"{self.agent.name}@agents.corral.invalid")
@@ -173,19 +289,25 @@ def revert(bead_id: str) -> None:
         return
     repo = bead.repository
     with queues.repo_lock(repo):
-        bead.refresh_from_db()
-        if bead.status != Bead.Status.CLOSED or not bead.commit_sha:
-            return
-        target = bead.commit_sha
-        try:
-            sha = gitops.commit_with_trailer(
-                repo.canonical_path, repo.branch, target, "Reverts", target
-            )
-            sha = sha or land_revert(bead, target)
-        except gitops.GitError as e:
-            Bead.objects.filter(pk=bead.pk).update(last_failure=f"Revert failed: {e}")
-            return
-        flow.reverted(bead, sha)
+        revert_locked(bead)
+    if next_waiting(repo) is not None:  # a drain that found the lock held left them to us
+        queues.enqueue_drain(repo)
+
+
+def revert_locked(bead: Bead) -> None:
+    bead.refresh_from_db()
+    if bead.status != Bead.Status.CLOSED or not bead.commit_sha:
+        return
+    target = bead.commit_sha
+    try:
+        sha = gitops.commit_with_trailer(
+            bead.repository.canonical_path, bead.repository.branch, target, "Reverts", target
+        )
+        sha = sha or land_revert(bead, target)
+    except gitops.GitError as e:
+        Bead.objects.filter(pk=bead.pk).update(last_failure=f"Revert failed: {e}")
+        return
+    flow.reverted(bead, sha)
 
 
 def land_revert(bead: Bead, target: str) -> str:
@@ -214,7 +336,7 @@ def checked_message(path: Path, title: str, body: str, trailers: list[tuple[str,
     message = gitops.commit_message(title, body, trailers)
     expected = [(key, gitops.one_line(value)) for key, value in trailers]
     if gitops.trailers_of(path, message) != expected:
-        raise gitops.GitError("the commit message would carry trailers that are not Corral's")
+        raise gitops.GitError(FOREIGN_TRAILERS)
     return message
 
 

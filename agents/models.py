@@ -373,8 +373,9 @@ class Submission(Transitions, models.Model):
     def get_absolute_url(self) -> str:
         return reverse("submission", args=[self.pk])
 
-    def start_checking(self) -> bool:
-        return self.move("start_checking", started_at=timezone.now())
+    def start_checking(self, at: datetime | None = None) -> bool:
+        """`at`: when its landing started (a train's members share it)."""
+        return self.move("start_checking", started_at=at or timezone.now())
 
     def await_review(self) -> bool:
         return self.move("await_review")

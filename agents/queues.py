@@ -66,11 +66,16 @@ def after_commit(enqueue: Callable[[], object]) -> None:
     transaction.on_commit(guarded)
 
 
-def lead_queue_name(repository: Repository) -> str:
-    return f"lead:{repository.slug}"
+LEAD = "lead"
 
 
-def lead_queue(repository: Repository) -> Queue:
+def lead_queue_name(repository: Repository | None = None) -> str:
+    """Every repository's lead jobs share one queue: a fixed number of lead
+    workers serve them all, and the repository's lock keeps one writer each."""
+    return LEAD
+
+
+def lead_queue(repository: Repository | None = None) -> Queue:
     return Queue(lead_queue_name(repository), connection=connection())
 
 
@@ -232,16 +237,19 @@ def enqueue_push(repository: Repository) -> Job:
 
 
 @contextmanager
-def repo_lock(repository: Repository) -> Iterator[None]:
+def repo_lock(repository: Repository, wait_s: float | None = None) -> Iterator[bool]:
     """Hold the repository's lead lock: at most one commit step at a time, anywhere.
 
     The lock lives a few seconds and a thread renews it while the holder
     works, so a lead killed mid-job frees it quickly instead of after the
-    longest check command.
+    longest check command. With wait_s, give up after that long and yield
+    False (the lock is not held); without, wait as long as it takes.
     """
     ttl = settings.LEAD_LOCK_SECONDS
     lock = connection().lock(LOCK_PREFIX + repository.slug, timeout=ttl, thread_local=False)
-    lock.acquire(blocking=True)
+    if not lock.acquire(blocking=True, blocking_timeout=wait_s):
+        yield False
+        return
     stop = threading.Event()
 
     def renew() -> None:
@@ -251,7 +259,7 @@ def repo_lock(repository: Repository) -> Iterator[None]:
     renewer = threading.Thread(target=renew, daemon=True, name="lead-lock-renewer")
     renewer.start()
     try:
-        yield
+        yield True
     finally:
         stop.set()
         renewer.join()

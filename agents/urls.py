@@ -10,6 +10,7 @@ urlpatterns = [
     path("beads/<str:bead_id>/revert", views.revert, name="bead-revert"),
     path("sessions/<uuid:pk>/", views.session_page, name="session"),
     path("sessions/<uuid:pk>/log", views.session_log, name="session-log"),
+    path("sessions/<uuid:pk>/log.txt", views.session_log_text, name="session-log-text"),
     path("sessions/<uuid:pk>/cancel", views.cancel_session, name="session-cancel"),
     path("dispatch", views.run_dispatch, name="dispatch"),
     path("changesets/", changeset_views.changeset_list, name="changesets"),

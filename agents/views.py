@@ -18,7 +18,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -26,7 +26,7 @@ from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 from rq import Worker
 
-from agents import flow, queues, usage_report
+from agents import flow, logtail, queues, usage_report
 from agents.display import context_budget, session_clock
 from agents.models import Session, Submission
 from beads.models import Bead
@@ -195,12 +195,21 @@ def session_page(request: HttpRequest, pk: UUID) -> HttpResponse:
         ctx["context"] = context_pack(session) if part == "context" else None
         return render(request, f"agents/session.html#{part}", ctx)
     # The chunks are read after the status: a log that is closed by then is complete.
-    chunks = list(session.log_chunks.order_by("seq"))
+    chunks, skipped = logtail.tail(session)
     after = chunks[-1].seq if chunks else -1
     ctx.update(
         context=context_pack(session), chunks=chunks, after=after, log_open=log_open(session)
     )
+    ctx["log_skipped"] = skipped
     return render(request, "agents/session.html", ctx)
+
+
+@login_required
+def session_log_text(request: HttpRequest, pk: UUID) -> StreamingHttpResponse:
+    """The whole log as plain text, streamed chunk by chunk."""
+    session = get_object_or_404(Session.objects.only("pk"), pk=pk)
+    texts = session.log_chunks.order_by("seq").values_list("text", flat=True).iterator()
+    return StreamingHttpResponse(texts, content_type="text/plain; charset=utf-8")
 
 
 @login_required

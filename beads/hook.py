@@ -45,6 +45,7 @@ T = TypeVar("T")
 Waves = dict[int, list[str]]  # {wave number: [bead ids]}
 
 CLAIM_TRIES = 5
+PICK_WINDOW = 8  # the hook's rows a claim looks at, beyond those it passed over
 BY_PRIORITY = ("priority", "created_at", "id")
 
 
@@ -234,6 +235,8 @@ def pick(
 ) -> Bead | None:
     """The first ready bead not passed over, planned ones first, row-locked where
     the database can skip rows other claimers hold."""
+    if bead is None and (found := first_in_window(repository, passed_over, repositories)):
+        return found
     for candidates in parts(repository, repositories=repositories):
         if candidates is None:
             continue
@@ -243,6 +246,25 @@ def pick(
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
         if found := candidates.select_related("repository").first():
+            return found
+    return None
+
+
+def first_in_window(
+    repository: Repository | None, passed_over: set[str], repositories: list[int] | None
+) -> Bead | None:
+    """The first ready bead that is not passed over nor row-locked by another
+    claimer among the hook's first rows (the one statement of ready_rows, not
+    the querysets: most of a claim's time); None if there is none there, and
+    pick() looks with the querysets."""
+    rows = ready_rows(
+        len(passed_over) + PICK_WINDOW, repository=repository, repositories=repositories
+    )
+    for bead_id in [row["id"] for row in rows if row["id"] not in passed_over]:
+        candidate = Bead.objects.filter(pk=bead_id).select_related("repository")
+        if connection.features.has_select_for_update_skip_locked:
+            candidate = candidate.select_for_update(skip_locked=True, of=("self",))
+        if found := candidate.first():
             return found
     return None
 

@@ -9,9 +9,9 @@ the Redis at REDIS_URL (default redis://127.0.0.1:6379/9), whose database is
 emptied at the start and at the end. The processes are the ones `manage.py up`
 runs, as subprocesses with one environment (DATABASE_URL, REDIS_URL,
 CORRAL_HOME, CORRAL_LEASE_SECONDS): two `manage.py rqworker sessions`, one
-`manage.py rqworker default` (dispatch jobs), one `manage.py leadworker` per
-repository and `manage.py tick` (unless --no-tick). The agents are tiny Python
-programs written into the temporary folder: their first act is to write
+`manage.py rqworker default` (dispatch jobs), `manage.py lead` (its pool of
+lead workers serves every repository) and `manage.py tick` (unless --no-tick).
+The agents are tiny Python programs written into the temporary folder: their first act is to write
 time.time() to a stamp file outside their clone; then they write one file in
 their scope and exit (the chatty one first prints a timestamped line every
 --every seconds).
@@ -57,6 +57,7 @@ from statistics import mean, median
 
 import common
 from common import ROOT, database_vendor, git, load, make_source
+from figures import figure
 
 from workspace import processes
 
@@ -265,19 +266,20 @@ class Processes:
         if dispatch_worker_class:
             default += ["--worker-class", dispatch_worker_class]
         self.procs.append(Proc("default-worker", default, env, logs))
-        self.procs += [Proc(f"lead-{r.slug}", ["leadworker", r.slug], env, logs) for r in repos]
+        self.procs.append(Proc("lead", ["lead"], env, logs))  # its pool serves every repository
         if tick:
             self.procs.append(Proc("ticker", ["tick"], env, logs))
         self.repos = repos
 
     def wait_ready(self):
         """Until every RQ worker has registered with Redis."""
+        from django.conf import settings
         from rq import Worker
 
         from agents import queues
 
         wanted = {queues.SESSIONS: SESSION_WORKERS, queues.DEFAULT: 1}
-        wanted.update({queues.lead_queue_name(r): 1 for r in self.repos})
+        wanted[queues.LEAD] = settings.LEAD_WORKERS
         started = time.monotonic()
         while True:
             self.check()
@@ -950,6 +952,8 @@ def print_summary(args, starts, steady, lines, result, problems):
     for (title, values), goal in zip(latencies.items(), goals, strict=True):
         ok = pct(values, 0.95) < goal
         print(ms_row(title, values) + f"  < {goal * 1000:.0f} ms: {verdict(ok)}")
+        figure(f"sessions: {title} p95, {database_vendor()}", pct(values, 0.95) * 1000, "ms",
+               f"< {goal * 1000:.0f}", ok)  # fmt: skip
     print(
         f"throughput: {result.n} sessions in {result.seconds:.2f} s = "
         f"{result.per_minute:.1f} sessions/minute (bead created -> closed by the lead)"

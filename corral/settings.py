@@ -169,6 +169,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_PATCH_BYTES + 1_000_000
 
 # How long a lead's per-repository lock outlives a lead that died holding it.
 LEAD_LOCK_SECONDS = config.env_int("CORRAL_LEAD_LOCK_SECONDS", default=15)
+# Lead workers `manage.py lead` keeps, serving every repository: how many land at once.
+LEAD_WORKERS = config.env_int("CORRAL_LEAD_WORKERS", default=2)
 
 # The sandbox (bubblewrap) that check commands and agent sessions run in. Where
 # bwrap cannot start, both are refused unless CORRAL_UNSANDBOXED=1 allows

@@ -4,7 +4,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, F, Prefetch, Q, Window
+from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -21,6 +22,7 @@ from workspace.htmx import is_partial
 from workspace.models import Repository, Workspace
 
 READY_SHOWN = 10  # ready beads shown per repository on the hook page
+GROUP_SHOWN = 100  # beads of each status shown on a repository's page
 CLAIM_FIELDS = ["status", "lease_expires_at", "agent__name", "bead__title", "bead__repository"]
 
 
@@ -62,10 +64,18 @@ def render_repository(
         Prefetch("dependencies", queryset=blocks),
         Prefetch("changeset_members", queryset=changesets),
     )
+    # Counted in the database; of each status the first GROUP_SHOWN only, so the
+    # page's size and queries do not grow with the repository.
+    counts = dict(repo.beads.values_list("status").annotate(n=Count("pk")).order_by())
+    by_status = Window(RowNumber(), partition_by=[F("status")], order_by=Bead._meta.ordering)
+    shown = list(beads.annotate(rank=by_status).filter(rank__lte=GROUP_SHOWN))
     groups = [
-        (label, [b for b in beads if b.status == value]) for value, label in Bead.Status.choices
+        (label, [b for b in shown if b.status == value], counts[value])
+        for value, label in Bead.Status.choices
+        if counts.get(value)
     ]
-    ctx = {"repo": repo, "groups": groups, "total": len(beads), "running": running_sessions(repo)}
+    total = sum(counts.values())
+    ctx = {"repo": repo, "groups": groups, "total": total, "running": running_sessions(repo)}
     ctx["usage"] = usage_report.for_repository(repo)
     return render(request, "corral/repository.html", ctx | extra, status=status)
 

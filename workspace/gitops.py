@@ -15,7 +15,9 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -260,14 +262,20 @@ def git_run(path: StrPath, *args: str, **kwargs: Any) -> str:
 
 
 class PrivateIndex:
-    """A throwaway index file: `with PrivateIndex(path) as idx: idx.git(...)`."""
+    """A throwaway index file: `with PrivateIndex(path) as idx: idx.git(...)`.
+
+    One kept open across landings (reused_index) skips the read-tree when it
+    still holds the tree-ish asked for: `holds` is what it holds unchanged.
+    """
 
     def __init__(self, path: StrPath) -> None:
         self.path = path
+        self.holds: str | None = None
 
     def __enter__(self) -> "PrivateIndex":
         self.tmp = tempfile.TemporaryDirectory(prefix="corral-index-")
         self.env = {"GIT_INDEX_FILE": os.path.join(self.tmp.name, "index")}
+        self.holds = None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -278,22 +286,41 @@ class PrivateIndex:
 
     def tree_with_patch(self, tree: str, patch: str) -> str:
         """The tree `tree` with `patch` applied, or PatchDoesNotApply."""
-        self.git("read-tree", tree)
+        if self.holds != tree:
+            self.git("read-tree", tree)
+        self.holds = None  # until write-tree says what it holds
         try:
             self.git("apply", "--cached", "--binary", "-", stdin=patch)
         except GitError as e:
             raise PatchDoesNotApply(str(e).removeprefix("git apply: ")) from None
-        return self.git("write-tree")
+        self.holds = self.git("write-tree")
+        return self.holds
+
+    def committed(self, tree: str, commit: str) -> None:
+        """`commit` was made of `tree`: if that is what this index holds, a patch
+        onto `commit` needs no read-tree."""
+        if self.holds == tree:
+            self.holds = commit
 
 
-def apply_patch(path: StrPath, base_sha: str, head_sha: str, patch: str) -> str:
+@cache
+def reused_index(path: str) -> PrivateIndex:
+    """This process's private index for the repository at `path`, kept across
+    landings (the lead's lock lets one landing at a time use a repository)."""
+    return PrivateIndex(path).__enter__()
+
+
+def apply_patch(
+    path: StrPath, base_sha: str, head_sha: str, patch: str, index: PrivateIndex | None = None
+) -> str:
     """The tree of `head_sha` plus the patch made against `base_sha`.
 
     Straight onto head when it applies there (head is base, or the patch's
     context is untouched); otherwise a three-way merge with base as the
-    merge base. Raises PatchDoesNotApply or MergeConflict.
+    merge base. Raises PatchDoesNotApply or MergeConflict. With `index`, that
+    index is used (and left holding the result), else a throwaway one.
     """
-    with PrivateIndex(path) as idx:
+    with nullcontext(index) if index else PrivateIndex(path) as idx:
         try:
             return idx.tree_with_patch(head_sha, patch)
         except PatchDoesNotApply:
@@ -411,6 +438,22 @@ def trailers_of(path: StrPath, message: str) -> list[tuple[str, str]]:
     ]
 
 
+def trailers_of_commits(path: StrPath, shas: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """{commit: the trailers git reads in its message}, for many commits in one
+    git process; git parses them as `trailers_of` does (interpret-trailers)."""
+    if not shas:
+        return {}
+    out = git_run(path, "show", "-s", "--format=%H%x00%(trailers:only,unfold)%x00", *shas)
+    fields = out.split("\0")
+    return {
+        sha.strip(): [
+            (key.strip(), value.strip())
+            for key, _, value in (line.partition(":") for line in block.splitlines() if line)
+        ]
+        for sha, block in zip(fields[0::2], fields[1::2], strict=False)
+    }
+
+
 # What git would commit: the gates judge this, never a reading of the patch text.
 
 KINDS = {"100644": "file", "100755": "exec", "120000": "symlink", "160000": "gitlink"}
@@ -447,17 +490,22 @@ class TreeChange:
 
 def tree_changes(path: StrPath, old: str, new: str) -> list[TreeChange]:
     """Every path that differs from tree-ish `old` to tree-ish `new`, as git sees it."""
-    out = git_bytes(path, "diff-tree", "-r", "-z", "--no-renames", "--raw", old, new)
+    # One diff-tree for both: the raw records (meta, path), then the numstat ones.
+    out = git_bytes(path, "diff-tree", "-r", "-z", "--no-renames", "--raw", "--numstat", old, new)
     if out.returncode != 0:
         raise GitError(f"git diff-tree: {last_line(out.stderr.decode(errors='replace'))}")
-    fields = out.stdout.split(b"\0")  # meta, path, meta, path, …, and an empty last
-    changes = []
-    for meta, name in zip(fields[0:-1:2], fields[1::2], strict=True):
-        old_mode, new_mode, old_id, new_id, _ = meta.decode().lstrip(":").split(" ")
-        changes.append(
-            TreeChange(name.decode(errors="replace"), old_mode, new_mode, old_id, new_id)
-        )
-    lines = numstat(path, old, new)
+    fields = out.stdout.split(b"\0")[:-1]  # the output ends with a NUL
+    changes, lines, i = [], {}, 0
+    while i < len(fields):
+        if fields[i].startswith(b":"):  # raw: ":mode mode id id status", then the path
+            old_mode, new_mode, old_id, new_id, _ = fields[i].decode().lstrip(":").split(" ")
+            name = fields[i + 1].decode(errors="replace")
+            changes.append(TreeChange(name, old_mode, new_mode, old_id, new_id))
+            i += 2
+        else:  # numstat: "added\tremoved\tpath" ("-" for a binary file)
+            added, removed, name = fields[i].decode(errors="replace").split("\t", 2)
+            lines[name] = None if "-" in (added, removed) else int(added) + int(removed)
+            i += 1
     for change in changes:
         change.lines = lines.get(change.path, 0)
     read_blobs(path, changes)

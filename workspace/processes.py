@@ -76,6 +76,11 @@ def _die_with_parent() -> None:
         LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def die_with_parent() -> None:
+    """In a forked child that does not exec: get SIGTERM when the parent dies."""
+    _die_with_parent()
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send sig to every process in the group; False if none was left to get it.
 

@@ -4,7 +4,7 @@ member's commit is on its branch exactly once, or none is."""
 
 import pytest
 
-from agents import changesets, integration, reconcile
+from agents import changesets, integration, lead, reconcile
 from agents.models import ChangeSet
 from tests.agents.test_changesets import bead, hand_in, work
 from tests.factories import commits, git
@@ -35,13 +35,13 @@ def web(make_repo):
 
 
 def gating(api, web, agent):
-    """A change set whose members are both held; its job waits on api's lead queue."""
+    """A change set whose members are both held; its job waits on the lead queue."""
     a, w = bead(api, "Serve v2"), bead(web, "Expect v2")
     changeset = changesets.create("v2", [a, w], api.workspace)
     hand_in(a, agent, {"version": "2\n"})
     work(api)
     hand_in(w, agent, {"expects": "2\n"})
-    work(web)
+    lead.drain(web.pk)  # the drain that holds it, and not the job that follows
     changeset.refresh_from_db()
     assert changeset.status == "gating"
     return changeset

@@ -4,7 +4,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from rq import SimpleWorker
 
-from agents import changesets, flow, integration, queues, reconcile
+from agents import changesets, flow, integration, lead, queues, reconcile
 from agents.models import ChangeSet, ChangeSetMember, Submission
 from beads.models import Bead, Dependency, Plan, Wave, WaveBead
 from knowledge import inject
@@ -135,7 +135,7 @@ def test_a_head_that_moves_before_landing_rebuilds_and_retests(api, web, agent, 
     # Someone lands on web before the change set's job runs.
     other = bead(web, "Unrelated")
     hand_in(other, agent, {"other.txt": "x\n"})
-    work(web)
+    lead.drain(web.pk)  # not through the queue, where the change set's job waits
     assert status(other) == "closed"
     run_changeset(changeset)  # the heads moved: web is gated again, then all land
     work(api, web)
@@ -154,11 +154,11 @@ def run_changeset(changeset):
 
 
 def held_and_gating(api, web, a, w, agent):
-    """Both members held; the change set's job waits on api's lead queue, not run yet."""
+    """Both members held; the change set's job waits on the lead queue, not run yet."""
     sub_a = hand_in(a, agent, {"version": "2\n"})
     work(api)
     sub_w = hand_in(w, agent, {"expects": "2\n"})
-    work(web)
+    lead.drain(web.pk)  # the drain that holds it, and not the job that follows
     assert status(a.changeset_members.get().changeset) == "gating"
     return sub_a, sub_w
 

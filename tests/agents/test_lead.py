@@ -140,6 +140,27 @@ def test_a_patch_made_on_an_older_base_lands_when_it_does_not_overlap(repo, agen
     assert git(repo.canonical_path, "show", f"{repo.branch}:src/app.py") == "print('changed')"
 
 
+def test_the_reused_index_is_read_again_after_the_branch_moved_outside_the_lead(
+    repo, agent, rq_redis
+):
+    _, first = land(repo, agent, {"one.txt": "1\n"})
+    run_lead(repo)
+    # Someone writes to the branch outside the lead: the index kept from the
+    # first landing no longer holds the head, and must not be built on.
+    path, head = repo.canonical_path, git(repo.canonical_path, "rev-parse", repo.branch)
+    index = gitops.PrivateIndex(path)
+    with index:
+        tree = index.tree_with_patch(head, make_patch(repo, {"outside.txt": "o\n"}, base=head)[1])
+    moved = gitops.commit_tree(path, tree, head, "outside the lead")
+    assert gitops.update_branch(path, repo.branch, moved, head)
+    _, second = land(repo, agent, {"two.txt": "2\n"}, base=head)
+    run_lead(repo)
+    assert outcome(first)[0] == outcome(second)[0] == "committed"
+    files = git(path, "ls-tree", "-r", "--name-only", repo.branch).splitlines()
+    assert {"one.txt", "outside.txt", "two.txt"} <= set(files)
+    assert git(path, "rev-parse", f"{repo.branch}^") == moved
+
+
 def test_a_three_way_merge_lands_a_change_whose_context_moved(repo, agent, rq_redis, make_source):
     base = git(repo.canonical_path, "rev-parse", repo.branch)
     lines = "".join(f"line {i}\n" for i in range(40))

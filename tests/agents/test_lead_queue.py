@@ -28,13 +28,21 @@ def all_finished(repo, n):
     return done
 
 
+def trains(repo):
+    """[(started, last finished, members)] of the repository's landings: the
+    members of a train share the moment it started."""
+    rows = Submission.objects.filter(repository=repo).values_list("started_at", "finished_at")
+    spans = {}
+    for start, end in rows:
+        spans.setdefault(start, []).append(end)
+    return sorted((start, max(ends), len(ends)) for start, ends in spans.items())
+
+
 def assert_serialized(repo):
-    """No two submissions of the repository were ever being landed at the same time."""
-    spans = sorted(
-        Submission.objects.filter(repository=repo).values_list("started_at", "finished_at")
-    )
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
-        assert end <= start, "two submissions were landed at once"
+    """No two trains (or submissions) of the repository were ever being landed at the same time."""
+    landed = trains(repo)
+    for (_, end, _), (start, _, _) in zip(landed, landed[1:], strict=False):
+        assert end <= start, "two trains were landed at once"
 
 
 def assert_one_commit_per_bead(repo, beads, base):
@@ -114,7 +122,7 @@ def test_a_lead_killed_mid_job_loses_nothing_and_commits_once(
     finally:
         worker.kill_group()
     sub.refresh_from_db()
-    assert sub.status == "checking"
+    assert sub.status == "checking", sub.reason
     restarted = lead_worker(subprocess_env, repo, "--burst")
     try:
         assert restarted.wait(120) == 0, restarted.output
@@ -128,22 +136,22 @@ def test_a_lead_killed_mid_job_loses_nothing_and_commits_once(
     assert log.split() == [sub.commit_sha]
 
 
-def test_the_supervisor_keeps_one_worker_per_active_repository(
+def test_the_supervisor_keeps_a_fixed_pool_of_workers_whatever_the_repositories(
     repo, make_repo, rq_redis, subprocess_env
 ):
-    supervisor = Running(["manage.py", "lead", "--interval", "0.3"], subprocess_env)
+    supervisor = Running(
+        ["manage.py", "lead", "--interval", "0.3", "--workers", "2"], subprocess_env
+    )
     try:
-        first = int(supervisor.wait_for(rf"started lead worker for {repo.slug} \(pid (\d+)\)")[1])
-        other = make_repo("other")
-        supervisor.wait_for(rf"started lead worker for {other.slug} \(pid \d+\)", timeout=10)
+        first = int(supervisor.wait_for(r"started lead worker 1 \(pid (\d+)\)")[1])
+        supervisor.wait_for(r"started lead worker 2 \(pid \d+\)", timeout=10)
+        for n in range(5):
+            make_repo(f"more{n}")
         os.kill(first, signal.SIGKILL)
-        supervisor.wait_for(rf"lead worker for {repo.slug} exited with code -9", timeout=10)
-        again = supervisor.wait_for(
-            rf"started lead worker for {repo.slug} \(pid (\d+)\)", timeout=10, start=2
-        )
+        supervisor.wait_for(r"lead worker 1 exited with code -9", timeout=10)
+        again = supervisor.wait_for(r"started lead worker 1 \(pid (\d+)\)", timeout=10, start=2)
         assert int(again[1]) != first
-        Repository.objects.filter(pk=other.pk).update(active=False)
-        supervisor.wait_for(rf"stopped lead worker for {other.slug}", timeout=20)
+        assert len(re.findall(r"^started lead worker", supervisor.output, re.M)) == 3
         os.killpg(supervisor.proc.pid, signal.SIGTERM)
         assert supervisor.wait(30) == 0
     finally:
@@ -153,3 +161,37 @@ def test_the_supervisor_keeps_one_worker_per_active_repository(
         for pid in left:
             os.killpg(pid, signal.SIGKILL)
     assert pids and not left
+    assert "stopped lead worker 1" in supervisor.output
+    assert "stopped lead worker 2" in supervisor.output
+
+
+def spans(repo):
+    return list(Submission.objects.filter(repository=repo).values_list("started_at", "finished_at"))
+
+
+def test_two_lead_workers_land_two_repositories_in_parallel_and_each_one_at_a_time(
+    repo, make_repo, agent, rq_redis, subprocess_env
+):
+    other = make_repo("other")
+    repos = [repo, other]
+    bases = {}
+    for r in repos:
+        r.check_command = 'python3 -c "import time; time.sleep(1)"'
+        r.save()
+        bases[r.pk], made = patches_for(r, 3)
+        produce(r.pk, agent.pk, bases[r.pk], made)
+    supervisor = Running(["manage.py", "lead", "--workers", "2"], subprocess_env)
+    try:
+        wait_until(lambda: all(all_finished(r, 3)() for r in repos), what="6 submissions")
+        os.killpg(supervisor.proc.pid, signal.SIGTERM)
+        assert supervisor.wait(30) == 0
+    finally:
+        supervisor.kill_group()
+    for r in repos:
+        assert set(Submission.objects.filter(repository=r).values_list("status", flat=True)) == {
+            "committed"
+        }
+        assert_one_commit_per_bead(r, list(Bead.objects.filter(repository=r)), bases[r.pk])
+        assert_serialized(r)
+    overlapping = [(a, b) for a in spans(repo) for b in spans(other) if a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, "the two repositories never landed at the same time"

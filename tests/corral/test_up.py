@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from http.cookiejar import CookieJar
+from pathlib import Path
 from urllib.parse import urlencode, urljoin
 from urllib.request import HTTPCookieProcessor, Request, build_opener
 
@@ -87,6 +88,10 @@ def start_up(tmp_path):
         up.cleanup()
 
 
+def parent_of(pid):
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
 def open_url(opener, url, data=None):
     body = urlencode(data).encode() if data is not None else None
     with opener.open(Request(url, data=body), timeout=30) as response:
@@ -114,15 +119,18 @@ def test_up_runs_web_and_worker_and_stops_cleanly_on_ctrl_c(start_up):
 
     connection = redis.Redis(unix_socket_path=str(up.home / "redis.sock"))
     deadline = time.monotonic() + START_TIMEOUT_S
-    while len(workers := Worker.all(connection=connection)) < 3 and time.monotonic() < deadline:
+    while len(workers := Worker.all(connection=connection)) < 5 and time.monotonic() < deadline:
         time.sleep(0.2)
     pids = up.children()
     queues_by_pid = {w.pid: set(w.queue_names()) for w in workers}
-    assert queues_by_pid == {
+    lead_workers = {pid for pid, names in queues_by_pid.items() if names == {"lead"}}
+    assert {pid: queues_by_pid[pid] for pid in set(queues_by_pid) - lead_workers} == {
         pids["worker"]: {"default"},
         pids["session-worker-1"]: {"sessions"},
         pids["session-worker-2"]: {"sessions"},
     }
+    # The lead's fixed pool (CORRAL_LEAD_WORKERS, 2), forked by the lead supervisor.
+    assert len(lead_workers) == 2 and {parent_of(pid) for pid in lead_workers} == {pids["lead"]}
     connection.close()
 
     assert set(up.children()) == {

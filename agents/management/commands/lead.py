@@ -1,63 +1,61 @@
 import os
 import signal
-import sys
 import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from agents import reconcile
+from agents import changesets, lead, leadpool, reconcile
 from workspace.models import Repository
-from workspace.processes import Child, StopRequest, Supervisor
+from workspace.processes import StopRequest
 
 PUSH_RETRY_S = 60
 STOP_GRACE_S = 8  # under `up`'s own grace, so the workers stop before it kills us
 
 
-def lead_worker(slug: str) -> Child:
-    return Child(slug, [sys.executable, "manage.py", "leadworker", slug], cwd=settings.BASE_DIR)
-
-
 class Command(BaseCommand):
-    help = "Keep exactly one lead worker per active repository, until SIGTERM or Ctrl-C."
+    help = "Keep a fixed number of lead workers serving every repository, until SIGTERM or Ctrl-C."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=2.0, help="seconds between looks")
-
-    def handle(self, *args: Any, interval: float, **opts: Any) -> None:
-        stopping = StopRequest(signals=(signal.SIGTERM, signal.SIGINT)).install()
-        self.workers = Supervisor(
-            STOP_GRACE_S,
-            # SIGTERM to the worker alone: it finishes the job at hand (RQ's warm
-            # shutdown), whose git commands must live to the end of it.
-            term_whole_group=False,
-            on_start=lambda child: self.say(
-                f"started lead worker for {child.name} (pid {child.pid})"
-            ),
-            on_exit=lambda child: self.say(
-                f"lead worker for {child.name} exited with code {child.poll()}; restarting",
-                err=True,
-            ),
-            on_stop=lambda child: self.say(f"stopped lead worker for {child.name}"),
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=settings.LEAD_WORKERS,
+            help="lead workers, how many repositories land at once "
+            f"(default CORRAL_LEAD_WORKERS, {settings.LEAD_WORKERS})",
         )
-        self.say(f"lead supervisor running (pid {os.getpid()})")
+
+    def handle(self, *args: Any, interval: float, workers: int, **opts: Any) -> None:
+        if workers < 1:
+            raise CommandError("--workers must be at least 1")
+        stopping = StopRequest(signals=(signal.SIGTERM, signal.SIGINT)).install()
+        self.requeue_waiting()
+        pool = leadpool.Pool(workers, self.say)
+        self.say(f"lead supervisor running (pid {os.getpid()}), {workers} lead worker(s)")
         next_push_retry = time.monotonic() + PUSH_RETRY_S
         while not stopping.requested:
-            # A worker that died is restarted here, one interval later at most.
-            self.workers.keep([lead_worker(slug) for slug in sorted(self.active_slugs())])
+            pool.keep()  # a worker that died is restarted here, one interval later at most
             if time.monotonic() >= next_push_retry:
                 reconcile.retry_pushes()
+                connections.close_all()  # hold no connection while idle
                 next_push_retry = time.monotonic() + PUSH_RETRY_S
             stopping.wait(interval)
-        self.workers.stop()
+        pool.stop(STOP_GRACE_S)
         self.say("lead supervisor stopped")
 
-    def active_slugs(self) -> set[str]:
-        slugs = set(Repository.objects.filter(active=True).values_list("slug", flat=True))
-        connections.close_all()  # hold no connection while idle
-        return slugs
+    def requeue_waiting(self) -> None:
+        """Submissions in flight when the last lead stopped get a drain again."""
+        for repo in Repository.objects.filter(active=True):
+            if waiting := lead.requeue_waiting(repo):
+                self.say(f"{waiting} submission(s) in flight for {repo.slug}: queued again")
+        # A change set's job left running by a lead that died never finishes: again.
+        for changeset, _ in changesets.in_flight():
+            changesets.enqueue_again(changeset)
+            self.say(f"change set {changeset.pk} in flight: queued again")
+        connections.close_all()
 
     def say(self, line: str, err: bool = False) -> None:
         stream = self.stderr if err else self.stdout

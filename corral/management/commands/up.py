@@ -172,6 +172,8 @@ def web(host: str, port: int, env: dict[str, str]) -> Child:
     # `up` supervises gunicorn itself; a control socket in ~/.gunicorn would
     # only collide between two Corrals on one machine.
     argv += ["--no-control-socket"]
+    # The app loaded once, before the workers fork: they share its memory.
+    argv += ["--preload"]
     return Child("web", argv, cwd=settings.BASE_DIR, env=env)
 
 

@@ -1,0 +1,180 @@
+"""How fast the dashboard's pages answer at fleet scale, and how many queries they make.
+
+Run from the repository root:
+
+    .venv/bin/python bench/pages.py [--beads 100000] [--sessions 50000] [--runs 30]
+
+SQLite in a temporary CORRAL_HOME, or PostgreSQL when DATABASE_URL is set (a
+database that does not exist yet is created and dropped at the end, as
+bench/hook.py does). The workspace is bench/hook.py's (30 repositories, the
+beads with their dependencies, in-progress work and a plan), plus --sessions
+finished sessions on its closed beads, each with a log chunk and a committed
+submission. Each page is fetched through Django's test Client as a logged-in
+admin: --runs timed runs after 3 untimed, p50/p95 and the queries of one run.
+
+Goal: every page under 150 ms p95 (through the test Client: no HTTP server,
+so a little under what a browser sees).
+"""
+
+import argparse
+import os
+import random
+import shutil
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from statistics import quantiles
+
+import hook
+from common import load, make_source
+from figures import figure
+
+GOAL_MS = 150.0
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--beads", type=int, default=100_000)
+    parser.add_argument("--sessions", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=30)
+    return parser.parse_args()
+
+
+def add_sessions(world, n, rng):
+    """n finished sessions on closed beads, each with a log chunk and a committed submission."""
+    from django.utils import timezone
+
+    from agents.models import LogChunk, Session, Submission
+    from beads.models import Bead
+
+    agent = hook.make_agent(world, "bench-pages-agent")
+    closed = list(Bead.objects.filter(status="closed").values_list("id", "repository_id"))
+    now = timezone.now()
+    sessions, subs = [], []
+    for i in range(n):
+        bead_id, repo_id = closed[i % len(closed)]
+        ended = now - timedelta(minutes=n - i)
+        session = Session(
+            agent=agent,
+            bead_id=bead_id,
+            status="succeeded",
+            base_sha="0" * 40,
+            created_at=ended - timedelta(minutes=5),
+            started_at=ended - timedelta(minutes=4),
+            ended_at=ended,
+            exit_code=0,
+            changed_files=["src/app.py"],
+            summary="Did the work.",
+        )
+        sessions.append(session)
+        subs.append(
+            Submission(
+                session=session,
+                bead_id=bead_id,
+                repository_id=repo_id,
+                status="committed",
+                commit_sha=f"{i:040x}",
+                finished_at=ended,
+            )
+        )
+    Session.objects.bulk_create(sessions, batch_size=2000)
+    Submission.objects.bulk_create(subs, batch_size=2000)
+    chunks = [LogChunk(session=s, seq=0, text=f"line of session {s.pk}\n" * 20) for s in sessions]
+    LogChunk.objects.bulk_create(chunks, batch_size=2000)
+    return sessions[-1], subs[-1]
+
+
+def pages(world, session, submission):
+    big = max(world.repos, key=lambda r: r.beads.count())
+    return {
+        "overview": "/",
+        f"repository ({big.slug})": f"/repos/{big.slug}/",
+        f"lead queue ({big.slug})": f"/repos/{big.slug}/lead/",
+        "hook": "/hook/",
+        "session": f"/sessions/{session.pk}/",
+        "submission": f"/submissions/{submission.pk}/",
+    }
+
+
+def counted(queries):
+    def wrapper(execute, sql, params, many, context):
+        queries.append(sql)
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+def measure(client, url, runs):
+    from django.db import connection
+
+    for _ in range(3):
+        assert client.get(url).status_code == 200, url
+    queries = []
+    with connection.execute_wrapper(counted(queries)):
+        client.get(url)
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        client.get(url)
+        samples.append((time.perf_counter() - started) * 1000)
+    p = quantiles(samples, n=20)
+    return p[9], p[18], len(queries)
+
+
+def benchmark(args, home, world):
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+
+    rng = random.Random(1)
+    print(f"{connection.vendor}, {os.cpu_count()} CPUs, CORRAL_HOME {home}, {load()}")
+    started = time.monotonic()
+    hook.register(world, make_source(home / "source"), 30)
+    hook.generate(world, args.beads, rng)
+    session, submission = add_sessions(world, args.sessions, rng)
+    hook.analyze()
+    print(f"loaded {args.beads} beads and {args.sessions} sessions in "
+          f"{time.monotonic() - started:.0f} s")  # fmt: skip
+    admin = get_user_model().objects.create_superuser("bench-pages", password="x" * 20)
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(admin)
+    print(f"\n{'page':<34}{'p50 ms':>9}{'p95 ms':>9}{'queries':>9}")
+    for name, url in pages(world, session, submission).items():
+        p50, p95, queries = measure(client, url, args.runs)
+        print(f"{name:<34}{p50:>9.1f}{p95:>9.1f}{queries:>9}")
+        figure(f"pages: {name.split(' (')[0]} p95, {args.beads} beads, {connection.vendor}",
+               p95, "ms", f"< {GOAL_MS:g}", p95 < GOAL_MS)  # fmt: skip
+    get_user_model().objects.filter(pk=admin.pk).delete()
+    print(load())
+    return 0
+
+
+def main():
+    args = parse_args()
+    home = Path(tempfile.mkdtemp(prefix="corral-bench-pages-"))
+    scratch = None
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url.startswith(("postgres://", "postgresql://")):
+        scratch = hook.ScratchDatabase(url)
+        scratch.ensure()
+    world = hook.World()
+    try:
+        hook.setup_django(home)
+        try:
+            status = benchmark(args, home, world)
+        finally:
+            from django.db import connections
+
+            if scratch is None or not scratch.created:
+                world.forget()
+            connections.close_all()
+    finally:
+        if scratch is not None:
+            scratch.drop()
+        shutil.rmtree(home, ignore_errors=True)
+    raise SystemExit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ from agents import changesets, flow
 from agents.models import ChangeSet, ChangeSetMember, JournalStep
 from beads.api import Line, field_errors
 from beads.models import Bead, Wave
+from workspace import audit
 from workspace.models import Workspace
 
 router = Router(tags=["changesets"])
@@ -91,6 +92,7 @@ def create_changeset(request: HttpRequest, data: ChangeSetIn) -> Status[ChangeSe
         raise HttpError(409, str(e)) from None
     except ValidationError as e:
         raise HttpError(422, field_errors(e)) from None
+    changesets.audited(audit.Action.CHANGESET, changeset, "through the API", request=request)
     return Status(201, changeset)
 
 

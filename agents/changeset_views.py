@@ -16,7 +16,7 @@ from django.views.decorators.vary import vary_on_headers
 from agents import changesets
 from agents.changeset_forms import ChangeSetForm
 from agents.models import ChangeSet
-from workspace import roles
+from workspace import audit, roles
 from workspace.htmx import is_partial
 
 SHOWN = 50
@@ -37,6 +37,7 @@ def changeset_list(request: HttpRequest) -> HttpResponse:
                     request.user,
                     shlex.split(form.cleaned_data["integration_command"]),
                 )
+                changesets.audited(audit.Action.CHANGESET, changeset, request=request)
                 return redirect(changeset)
             except (ValidationError, changesets.Taken) as e:
                 form.add_error(None, e.messages if isinstance(e, ValidationError) else str(e))
@@ -68,6 +69,7 @@ def changeset_page(request: HttpRequest, pk: int) -> HttpResponse:
 def changeset_approve(request: HttpRequest, pk: int) -> HttpResponse:
     changeset = get_object_or_404(ChangeSet, pk=pk)
     if changesets.approve(changeset, request.user):
+        changesets.audited(audit.Action.APPROVE, changeset, request=request)
         messages.success(request, "Approved: every member will land together.")
     else:
         messages.error(request, "This change set is no longer waiting for review.")
@@ -82,6 +84,7 @@ def changeset_reject(request: HttpRequest, pk: int) -> HttpResponse:
     if changeset.status == ChangeSet.Status.AWAITING_REVIEW and changesets.reject(
         changeset, request.user, reason
     ):
+        changesets.audited(audit.Action.REJECT, changeset, reason, request=request)
         messages.success(request, "Rejected: every member is back on the hook.")
     else:
         messages.error(request, "This change set is no longer waiting for review.")
@@ -93,6 +96,7 @@ def changeset_reject(request: HttpRequest, pk: int) -> HttpResponse:
 def changeset_revert(request: HttpRequest, pk: int) -> HttpResponse:
     changeset = get_object_or_404(ChangeSet, pk=pk)
     if changesets.request_revert(changeset):
+        changesets.audited(audit.Action.REVERT, changeset, request=request)
         messages.success(request, "Revert queued: every member will be reverted together.")
     else:
         messages.error(request, "Only a landed change set can be reverted.")

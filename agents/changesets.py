@@ -16,9 +16,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from agents import flow, queues
+from agents import flow, queues, webhooks
 from agents.models import ChangeSet, ChangeSetMember, GateResult, Submission
 from beads.models import Bead, Wave
+from workspace import audit
 from workspace.models import Repository, Workspace
 
 MIN_REPOSITORIES = 2
@@ -61,6 +62,16 @@ def create(
         names = ", ".join(sorted(taken.values_list("bead_id", flat=True))) or "a bead"
         raise Taken(f"{names} is already in an open change set.") from None
     return changeset
+
+
+def audited(action: str, changeset: ChangeSet, detail: str = "", **how: Any) -> None:
+    """An audit entry for a person's move on a change set: the target is the
+    change set; it spans repositories, so the entry names none."""
+    if action == audit.Action.CHANGESET:
+        members = ", ".join(sorted(m.bead_id for m in changeset.members.all()))
+        detail = f"{members}{f' ({detail})' if detail else ''}"
+    detail = f"{changeset.title}: {detail}" if detail else changeset.title
+    audit.record(action, f"change set {changeset.pk}", detail=detail, **how)
 
 
 def refuse_members(beads: list[Bead], workspace: Workspace) -> None:
@@ -232,11 +243,32 @@ def landed(changeset: ChangeSet, shas: dict[int, str]) -> bool:
         if not changeset.finish():
             return False
         related = ("submission__session", "submission__bead", "submission__repository")
-        for member in changeset.members.select_related(*related):
+        members = list(changeset.members.select_related(*related, "repository"))
+        for member in members:
             if member.submission is not None:
                 flow.land(member.submission, shas[member.pk])
         changeset.members.update(active=False)
+        tell_done(changeset, members, shas)
     return True
+
+
+def tell_done(changeset: ChangeSet, members: list[ChangeSetMember], shas: dict[int, str]) -> None:
+    """The webhooks that want it hear that the change set landed, once."""
+    landed = [
+        {"bead": m.bead_id, "repository": m.repository.slug, "commit": shas.get(m.pk, "")}
+        for m in members
+    ]
+    webhooks.emit(
+        webhooks.CHANGESET_DONE,
+        {
+            "changeset": changeset.pk,
+            "title": changeset.title,
+            "members": sorted(landed, key=lambda m: m["bead"]),
+            "text": f"Change set {changeset.pk} ({changeset.title}) landed in "
+            f"{', '.join(sorted({m['repository'] for m in landed}))}.",
+        },
+        key=f"changeset-done:{changeset.pk}",
+    )
 
 
 def request_revert(changeset: ChangeSet) -> bool:

@@ -3,8 +3,8 @@
 An MCP client (Claude Code, Codex, any other) starts `corral mcp` and calls
 tools instead of shelling out to `corral`: ready, claim, show, heartbeat, log,
 submit (a patch, or everything in the claimed working tree), release,
-new_bead, learn, inject. Each is one call to the HTTP API with the agent's
-token, read from CORRAL_TOKEN and never written anywhere (stdout carries the
+comment, new_bead, learn, inject. Each is one call to the HTTP API with the
+agent's token, read from CORRAL_TOKEN and never written anywhere (stdout carries the
 protocol, stderr only the SDK's own notes). A refusal comes back as a tool
 error with the API's reason.
 
@@ -134,6 +134,11 @@ def build(client: Client, session: str | None = None) -> MCPServer:
         return call(
             "POST", f"sessions/{quote(work.session_id(session))}/release", {"reason": reason}
         )
+
+    @server.tool()
+    def comment(text: str, session: str | None = None) -> dict[str, Any]:
+        """Comment on the session's bead (people and later agents read it)."""
+        return call("POST", f"sessions/{quote(work.session_id(session))}/comments", {"text": text})
 
     @server.tool()
     def new_bead(

@@ -37,12 +37,14 @@ BEAD_BLOCKED = "bead_blocked"
 PLAN_DONE = "plan_done"
 REPOSITORY_STUCK = "repository_stuck"
 BUDGET_REACHED = "budget_reached"
+CHANGESET_DONE = "changeset_done"
 EVENTS = {
     REVIEW_WAITING: "a submission waits for review",
     BEAD_BLOCKED: "a bead is blocked",
     PLAN_DONE: "every bead of a plan has landed",
     REPOSITORY_STUCK: "a repository's lead queue is stuck",
     BUDGET_REACHED: "a token budget stopped a session",
+    CHANGESET_DONE: "a change set landed (every member)",
 }
 SEND_TIMEOUT_SECONDS = 10
 STALE_SENDING = timedelta(minutes=2)  # a sender that died mid-send

@@ -3,14 +3,16 @@
 
 A record has bd's field names: id, title, description, design,
 acceptance_criteria, notes, status, priority, issue_type, assignee, labels,
-created_at, updated_at, closed_at, close_reason and dependencies (each
-{issue_id, depends_on_id, type, created_at, created_by}). Corral's own bead
+created_at, updated_at, closed_at, close_reason, dependencies (each
+{issue_id, depends_on_id, type, created_at, created_by}) and comments (each
+{id, issue_id, author, text, created_at}: Comment rows, bd's author kept as a
+name, its other keys in Comment.extra). Corral's own bead
 fields that bd does not have travel as extra top-level keys of the same names:
 scope, time_limit_s, attempts, last_failure, commit_sha.
 
 Lossless: import_records() stores what Corral has a column for, and keeps the
 rest in Bead.extra and Dependency.extra as it came (keys Corral does not model,
-such as comments, external_ref, ephemeral, created_by; and the original of a
+such as external_ref, ephemeral, created_by; and the original of a
 value Corral stores differently: a status or issue type it does not have, a
 time not in UTC). export_records() writes those back, an original only while
 the bead still has the value it was mapped to.
@@ -44,7 +46,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from beads.models import Bead, Dependency, lock_dependency_graph
+from beads.models import Bead, Comment, Dependency, lock_dependency_graph
 from workspace.models import Repository
 
 # What read() checks each known key against; other keys pass as they are.
@@ -67,6 +69,7 @@ NUMBERS = ("priority", "time_limit_s", "attempts")
 NULLABLE = ("closed_at", "time_limit_s")
 MAX_ID = Bead._meta.get_field("id").max_length or 64
 MAX_TYPE = Dependency._meta.get_field("type").max_length or 20
+MAX_AUTHOR = Comment._meta.get_field("author_name").max_length or 200
 
 # The record keys import_records() stores on the bead as they are.
 BEAD_FIELDS = (
@@ -170,6 +173,24 @@ def check_record(record: Any) -> None:
         raise ValueError(f"{record['id']}: dependencies must be a list")
     for dependency in dependencies:
         check_dependency(record["id"], dependency)
+    comments = record.get("comments", [])
+    if not isinstance(comments, list):
+        raise ValueError(f"{record['id']}: comments must be a list")
+    for comment in comments:
+        check_comment(record["id"], comment)
+
+
+def check_comment(issue_id: str, comment: Any) -> None:
+    if not isinstance(comment, dict):
+        raise ValueError(f"{issue_id}: each comment must be a JSON object")
+    if not isinstance(comment.get("text"), str):
+        raise ValueError(f"{issue_id}: a comment has no text")
+    if not isinstance(comment.get("author", ""), str):
+        raise ValueError(f"{issue_id}: a comment's author must be text")
+    if len(comment.get("author", "")) > MAX_AUTHOR:
+        raise ValueError(f"{issue_id}: a comment's author has at most {MAX_AUTHOR} characters")
+    if comment.get("created_at") is not None:
+        check_time(issue_id, "a comment's created_at", comment["created_at"])
 
 
 def check_dependency(issue_id: str, dependency: Any) -> None:
@@ -239,8 +260,9 @@ UNKNOWN_TYPE = Bead.Type.TASK
 # bd's types that are not work for an agent: never ready.
 NON_WORK_TYPES = {"merge-request", "gate", "molecule", "message", "agent", "role", "rig"}
 # The keys Corral models; an import keeps any other key in `extra`.
-MODELED = {"id", *BEAD_FIELDS, *TIMES, "dependencies"}
+MODELED = {"id", *BEAD_FIELDS, *TIMES, "dependencies", "comments"}
 DEPENDENCY_MODELED = {"issue_id", "depends_on_id", "type", "created_at"}
+COMMENT_MODELED = {"author", "text", "created_at"}
 
 
 def stored_status(status: str) -> str:
@@ -403,7 +425,7 @@ class Batch:
         bulk_create_keeping(created, "updated_at")
         for column in sorted(self.differing) + ["updated_at"] if changed else []:
             set_column(changed, column)
-        touched = DependencySync(self, targets).store()
+        touched = DependencySync(self, targets).store() | CommentSync(self).store()
         # A bead whose dependencies alone changed was updated too.
         moved = [bead_id for bead_id in result.unchanged if bead_id in touched]
         result.unchanged = [bead_id for bead_id in result.unchanged if bead_id not in touched]
@@ -541,6 +563,68 @@ class DependencySync:
             )
 
 
+class CommentSync:
+    """Make each imported bead's comments those of its record. A stored comment
+    that says the same (author, text, time, bd's other keys) is kept as it is,
+    so a comment made in Corral, exported and imported back keeps its person
+    or agent; the others are deleted and the record's new ones added."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.wanted = {
+            batch.ids[record["id"]]: [self.comment(batch.ids[record["id"]], c) for c in entries]
+            for _, record in batch.records
+            for entries in [record.get("comments", [])]
+        }
+
+    def comment(self, bead_id: str, entry: Mapping[str, Any]) -> Comment:
+        extra = {k: v for k, v in entry.items() if k not in COMMENT_MODELED}
+        if "issue_id" in extra:  # bd's rename on import renames it here too
+            extra["issue_id"] = self.batch.target(extra["issue_id"])
+        if entry.get("created_at") is None:
+            extra["created_at"] = None  # no time: none is exported
+        created = times(entry, ["created_at"], extra)["created_at"]
+        return Comment(
+            bead_id=bead_id,
+            author_name=entry.get("author", ""),
+            text=entry["text"],
+            created_at=created or timezone.now(),
+            extra=extra,
+        )
+
+    def store(self) -> set[str]:
+        """Delete and add comments; the IDs of the beads whose changed."""
+        have: dict[str, list[Comment]] = {}
+        stored = Comment.objects.select_related("person").order_by("created_at", "pk")
+        for comment in in_bulk_by(stored, "bead_id", self.wanted):
+            have.setdefault(comment.bead_id, []).append(comment)
+        gone: list[int] = []
+        new: list[Comment] = []
+        for bead_id, comments in self.wanted.items():
+            kept: dict[tuple[Any, ...], list[Comment]] = {}
+            for old in have.get(bead_id, []):
+                kept.setdefault(comment_key(old), []).append(old)
+            for comment in comments:
+                if kept.get(comment_key(comment)):
+                    kept[comment_key(comment)].pop()
+                else:
+                    new.append(comment)
+            gone += [old.pk for olds in kept.values() for old in olds]
+        for chunk in chunks(gone):
+            Comment.objects.filter(pk__in=chunk).delete()
+        Comment.objects.bulk_create(new, batch_size=500)
+        deleted = set(gone)
+        lost = {b for b, olds in have.items() if any(old.pk in deleted for old in olds)}
+        return lost | {comment.bead_id for comment in new}
+
+
+def comment_key(comment: Comment) -> tuple[Any, ...]:
+    """What a comment says, as bd would see it."""
+    untimed = comment.extra.get("created_at", "") is None
+    extra = json.dumps(comment.extra, sort_keys=True)
+    return (comment.bd_author(), comment.text, None if untimed else comment.created_at, extra)
+
+
 def bulk_create_keeping(objects: list[Any], stamp: str) -> None:
     """Insert `objects` keeping their `stamp` time: bulk_create sets an auto_now
     field to now (on the objects too); one UPDATE per chunk puts theirs back."""
@@ -673,6 +757,9 @@ def export_record(bead: Bead) -> dict[str, Any]:
     dependencies = sorted(bead.dependencies.all(), key=lambda d: d.pk)
     entries = [export_dependency(d) for d in dependencies] + list(bead.external_dependencies)
     put(record, "dependencies", entries)
+    put(record, "comments", [export_comment(c) for c in bead.comments.all()])
+    if "comments" not in record and "comments" in bead.extra:
+        record["comments"] = bead.extra["comments"]  # kept by an older import, not bd's shape
     put(record, "scope", list(bead.scope))
     if bead.time_limit_s is not None:
         record["time_limit_s"] = bead.time_limit_s
@@ -691,6 +778,19 @@ def export_dependency(dependency: Dependency) -> dict[str, Any]:
         "created_at": format_time(dependency.created_at),
     }
     give_back(record, dependency.extra)
+    return record
+
+
+def export_comment(comment: Comment) -> dict[str, Any]:
+    """In bd's key order: id, issue_id (kept from the import), author, text, created_at."""
+    untimed = comment.extra.get("created_at", "") is None  # the record had no time
+    extra = {k: v for k, v in comment.extra.items() if not (untimed and k == "created_at")}
+    record = {k: extra[k] for k in ("id", "issue_id") if k in extra}
+    put(record, "author", comment.bd_author())
+    record["text"] = comment.text
+    if not untimed:
+        record["created_at"] = format_time(comment.created_at)
+    give_back(record, extra)
     return record
 
 

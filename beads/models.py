@@ -482,8 +482,12 @@ class Comment(models.Model):
     agent = models.CharField(
         max_length=100, blank=True, help_text="the agent's name, if one wrote it"
     )
+    # A comment imported from bd: its author as bd named them (text, no account).
+    author_name = models.CharField(max_length=200, blank=True)
     text = models.TextField(max_length=MAX_CHARS)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # bd's keys Corral does not model (its id, issue_id...), given back on export.
+    extra = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["created_at", "pk"]
@@ -504,7 +508,15 @@ class Comment(models.Model):
     def author(self) -> str:
         if self.agent:
             return f"agent {self.agent}"
-        return self.person.get_username() if self.person else "someone"
+        if self.person:
+            return self.person.get_username()
+        return self.author_name or "someone"
+
+    def bd_author(self) -> str:
+        """The author as bd writes it: a name."""
+        if self.agent:
+            return self.agent
+        return self.person.get_username() if self.person else self.author_name
 
     def clean(self) -> None:
         if not self.text.strip():

@@ -124,7 +124,9 @@ def main() -> int:
         changed, _ = timed(
             "import with 1 in 10 titles changed", lambda: jsonl.import_records(data, repo)
         )
-        beads = Bead.objects.filter(repository=repo).prefetch_related("dependencies")
+        beads = Bead.objects.filter(repository=repo).prefetch_related(
+            "dependencies", "comments__person"
+        )
         timed("export", lambda: jsonl.write(jsonl.export_records(beads), io.StringIO()))
         internal = sum(
             1

@@ -53,7 +53,11 @@ def upload(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def download(request: HttpRequest, slug: str) -> HttpResponse:
     repo = get_object_or_404(Repository, slug=slug)
-    beads = Bead.objects.filter(repository=repo).order_by("id").prefetch_related("dependencies")
+    beads = (
+        Bead.objects.filter(repository=repo)
+        .order_by("id")
+        .prefetch_related("dependencies", "comments__person")
+    )
     text = io.StringIO()
     jsonl.write(jsonl.export_records(beads), text)
     response = HttpResponse(text.getvalue(), content_type="application/x-ndjson; charset=utf-8")

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from agents import flow
 from beads import planner
 from beads.models import Bead, Dependency, DependencyCycle, blocks_path
-from workspace import roles
+from workspace import audit, roles
 from workspace.models import Repository
 
 MATCHES_SHOWN = 20  # files listed per pattern
@@ -231,6 +231,11 @@ def edit_bead(request: HttpRequest, bead_id: str) -> HttpResponse:
         form = BeadForm(data, instance=Bead.objects.get(pk=bead.pk))  # `current` stays as read
         form.is_valid()
         return render_form(request, form, bead, status=409, changed=current)
+    changed = ", ".join(name for name in form.changed_data if name != "seen")
+    detail = f"edited {changed}" if changed else "saved unchanged"
+    audit.record(
+        audit.Action.BEAD_EDIT, bead, repository=bead.repository, detail=detail, request=request
+    )
     return redirect(bead)
 
 

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from beads.admin import with_label
 from beads.models import Bead, Plan
-from workspace import roles
+from workspace import audit, roles
 from workspace.models import Repository
 
 PER_PAGE = 50
@@ -92,6 +92,13 @@ def back_to(request: HttpRequest) -> str:
     return reverse("bead-list") + ("?" + back if back else "")
 
 
+def recorded(bead: Bead, label: str, request: HttpRequest) -> Bead:
+    audit.record(
+        audit.Action.BEAD_EDIT, bead, repository=bead.repository, detail=label, request=request
+    )
+    return bead
+
+
 @roles.requires(roles.EDIT_BEADS)
 @require_POST
 def bulk_action(request: HttpRequest) -> HttpResponse:
@@ -101,8 +108,8 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Pick an action and at least one bead.")
         return redirect(back_to(request))
     label, move = action
-    beads = list(Bead.objects.filter(pk__in=ids))
-    moved = sum(1 for bead in beads if move(bead))
+    beads = list(Bead.objects.filter(pk__in=ids).select_related("repository"))
+    moved = len([recorded(bead, label, request) for bead in beads if move(bead)])
     for bead in beads:
         if bead.status == Bead.Status.CLOSED:
             Plan.finish_landed(bead)  # a plan whose last bead a person closed is done too

@@ -10,10 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from agents import timeline
+from agents import budgets, timeline, usage_report
 from beads import hook
 from beads.models import Bead, Comment, WaveBead
-from workspace import roles
+from workspace import audit, roles
 
 # What a person may do to the bead from its page (the bead list's actions).
 MOVES = [("accept", "Accept"), ("close", "Close"), ("block", "Block"), ("defer", "Defer")]
@@ -33,6 +33,8 @@ def bead_context(bead: Bead) -> dict[str, Any]:
         "ready": ready,
         "why": why,
         "timeline": timeline.for_bead(bead),
+        "usage": usage_report.for_bead(bead.pk),
+        "budget": budgets.for_bead(bead.pk),
         "comments": bead.comments.select_related("person"),
         "plans": WaveBead.objects.filter(bead=bead).select_related("plan", "wave"),
         "moves": [(key, label) for key, label in MOVES if bead.status in Bead.MOVES[key].sources],
@@ -57,7 +59,14 @@ def add_comment(request: HttpRequest, bead_id: str) -> HttpResponse:
     form = CommentForm(request.POST)
     if form.is_valid():
         try:
-            Comment.add(bead, form.cleaned_data["text"], person=request.user)
+            made = Comment.add(bead, form.cleaned_data["text"], person=request.user)
+            audit.record(
+                audit.Action.COMMENT,
+                bead,
+                repository=bead.repository,
+                detail=made.text[:200],
+                request=request,
+            )
             return redirect(bead.get_absolute_url() + "#comments")
         except ValidationError as e:
             form.add_error(None, e)

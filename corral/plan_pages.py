@@ -16,11 +16,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from agents import flow, plan_status
+from agents import changesets, flow, plan_status
 from beads import planner, plans
-from beads.models import Bead, Dependency, Plan
+from beads.models import Bead, Dependency, Plan, Wave
 from corral.bead_list import Filters
-from workspace import roles
+from workspace import audit, roles
 from workspace.htmx import is_partial
 from workspace.models import Workspace
 
@@ -87,6 +87,7 @@ def plan_start(request: HttpRequest) -> HttpResponse:
     plan = plans.start(
         Workspace.default(), data["name"], data["selection"], data["max_agents_per_wave"]
     )
+    audit.record(audit.Action.PLAN_EDIT, plan, detail="started", request=request)
     return redirect(plan)
 
 
@@ -147,6 +148,8 @@ def card_middle(row: int) -> int:
 def plan_context(plan: Plan, request: HttpRequest) -> dict[str, Any]:
     ctx = board(plan)
     ctx["editable"] = plan.status == Plan.Status.DRAFT and request.user.has_perm(roles.PLAN)
+    may_make = request.user.has_perm(roles.FILE_BEADS)  # operators make change sets
+    ctx["spanning"] = spanning_waves(ctx["waves"]) if may_make else set()
     ctx |= {"new_wave": len(ctx["waves"]) + 1, "beads_url": reverse("bead-list")}
     status = plan_status.status_of(plan, ctx["waves"])
     for bead in (b for wave in ctx["waves"] for b in wave):  # what each card shows
@@ -154,6 +157,19 @@ def plan_context(plan: Plan, request: HttpRequest) -> dict[str, Any]:
         bead.running_s = status.running_s.get(bead.id)  # type: ignore[attr-defined]
         bead.shared_paths = ctx["shared_by"].get(bead.id, [])  # type: ignore[attr-defined]
     return ctx | {"status": status, "eta": plan_status.eta_text(status.eta_s), "caps": range(1, 9)}
+
+
+def spanning_waves(waves: list[list[Bead]]) -> set[int]:
+    """The numbers of the waves whose beads still to land are in two or more
+    repositories: those a change set could land together."""
+    spanning = set()
+    for number, wave in enumerate(waves, start=1):
+        still = [
+            b for b in wave if b.status != Bead.Status.CLOSED and b.issue_type != Bead.Type.EPIC
+        ]
+        if len({b.repository_id for b in still}) >= changesets.MIN_REPOSITORIES:
+            spanning.add(number)
+    return spanning
 
 
 @login_required
@@ -207,6 +223,7 @@ def plan_edit(request: HttpRequest, pk: int, op: str) -> HttpResponse:
             plans.repropose(plan, version)
         else:
             plans.save_waves(plan, edited(request, plan, op), version)
+        audit.record(audit.Action.PLAN_EDIT, plan, detail=op, request=request)
     except plans.PlanChanged as e:
         messages.error(request, str(e))
         status = 409
@@ -254,6 +271,7 @@ def plan_prepare(request: HttpRequest, pk: int) -> HttpResponse:
     except (ValidationError, ValueError, flow.FilingRefused) as e:
         messages.error(request, f"Cannot add the bead: {e}")
     else:
+        audit.record(audit.Action.PLAN_EDIT, plan, detail=title, request=request)
         messages.success(
             request, f"Filed {first.id} in a new first wave; {len(sharing)} bead(s) wait for it."
         )
@@ -266,9 +284,28 @@ def plan_activate(request: HttpRequest, pk: int) -> HttpResponse:
     plan = get_object_or_404(Plan, pk=pk)
     try:
         if plan.activate():
+            audit.record(audit.Action.PLAN_EDIT, plan, detail="activated", request=request)
             messages.success(request, f"Plan {plan.name} is active: its first wave is ready.")
         else:
             messages.info(request, f"Plan {plan.name} is {plan.get_status_display()} already.")
     except ValidationError as e:
         messages.error(request, f"Not activated: {' '.join(e.messages)}")
     return redirect(plan)
+
+
+@roles.requires(roles.FILE_BEADS)
+@require_POST
+def plan_wave_changeset(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """A change set of a wave's beads still to land, so that they land together."""
+    wave = get_object_or_404(Wave.objects.select_related("plan__workspace"), plan=pk, number=number)
+    title = f"{wave.plan.name}, wave {wave.number}"
+    try:
+        members = changesets.open_wave_beads(wave)
+        changeset = changesets.create(title, members, wave.plan.workspace, request.user)
+    except (ValidationError, changesets.Taken) as e:
+        why = " ".join(e.messages) if isinstance(e, ValidationError) else str(e)
+        messages.error(request, f"No change set: {why}")
+        return redirect(wave.plan)
+    changesets.audited(audit.Action.CHANGESET, changeset, request=request)
+    messages.success(request, f"Change set {changeset.pk}: {len(members)} beads land together.")
+    return redirect(changeset)

@@ -18,4 +18,9 @@ urlpatterns = [
     path("plans/<int:pk>/edit/<slug:op>", plan_pages.plan_edit, name="plan-edit"),
     path("plans/<int:pk>/prepare", plan_pages.plan_prepare, name="plan-prepare"),
     path("plans/<int:pk>/activate", plan_pages.plan_activate, name="plan-activate"),
+    path(
+        "plans/<int:pk>/waves/<int:number>/changeset",
+        plan_pages.plan_wave_changeset,
+        name="plan-wave-changeset",
+    ),
 ]

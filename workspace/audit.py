@@ -36,6 +36,8 @@ class Action(models.TextChoices):
     RETRY = "retry", "retried a lead queue"
     BEAD_EDIT = "bead_edit", "edited a bead"
     PLAN_EDIT = "plan_edit", "changed a plan"
+    CHANGESET = "changeset", "made a change set"
+    COMMENT = "comment", "commented on a bead"
     TOKEN_CREATE = "token_create", "created an agent token"
     TOKEN_ROTATE = "token_rotate", "rotated an agent token"
     ROLE_CHANGE = "role_change", "changed a role"

@@ -19,7 +19,7 @@ from tests.factories import git, run_lead
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {"ready", "claim", "show", "heartbeat", "log", "submit", "release"}
-TOOLS |= {"new_bead", "learn", "inject"}
+TOOLS |= {"comment", "new_bead", "learn", "inject"}
 
 
 @pytest.fixture
@@ -68,6 +68,7 @@ def test_an_agent_works_a_bead_through_mcp_tools(live_server, repo, token, tmp_p
         seen["show"] = result_of(await client.call_tool("show", {"bead": bead.id}))
         seen["heartbeat"] = result_of(await client.call_tool("heartbeat", {}))
         seen["log"] = result_of(await client.call_tool("log", {"text": "on it"}))
+        seen["comment"] = result_of(await client.call_tool("comment", {"text": "Half done"}))
         seen["new"] = result_of(
             await client.call_tool(
                 "new_bead",
@@ -92,6 +93,12 @@ def test_an_agent_works_a_bead_through_mcp_tools(live_server, repo, token, tmp_p
     assert json.loads((work / ".agents" / "session.json").read_text())["session"] == str(session.pk)
     assert seen["show"]["id"] == bead.id and seen["heartbeat"]["status"] == "running"
     assert seen["submit"]["changed_files"] == ["src/app.py"]
+    (note,) = bead.comments.all()
+    assert (note.text, note.author, seen["comment"]["id"]) == (
+        "Half done",
+        "agent mcp-agent",
+        note.pk,
+    )
     assert Learning.objects.filter(source_session=session, title="Tools work").exists()
     assert Bead.objects.get(pk=seen["new"]["id"]).title == "Found more"
     assert seen["learn"]["title"] == "Say it once"

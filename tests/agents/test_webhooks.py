@@ -14,9 +14,10 @@ import pytest
 from django.utils import timezone
 from rq import SimpleWorker
 
-from agents import flow, queues, reconcile, webhooks
+from agents import changesets, flow, queues, reconcile, webhooks
 from agents.models import Delivery, Session, Submission, Webhook
 from beads.models import Bead, Plan, Wave, WaveBead
+from tests.agents.test_changesets import hand_in, pair, work
 from tests.factories import land, run_lead
 from tests.races import race
 
@@ -216,3 +217,33 @@ def test_two_senders_racing_send_a_delivery_once(repo, agent, rq_redis, receiver
     assert sorted(results) == ["delivered", "skipped", "skipped", "skipped"]
     assert len(server.got) == 1
     assert Delivery.objects.get(pk=delivery.pk).attempts == 1
+
+
+def test_a_change_set_that_lands_is_told_once_with_each_members_commit(
+    make_repo, agent, rq_redis, receiver
+):
+    api, web = make_repo("api"), make_repo("web")
+    plain = receiver()
+    Webhook.objects.create(name="sets", url=plain.url, secret=SECRET, events=["changeset_done"])
+    changeset, a, w = pair(api, web)
+    hand_in(a, agent, {"version": "2\n"})
+    work(api, web)
+    run_default_queue()
+    assert plain.got == []  # one member held: nothing landed yet
+    hand_in(w, agent, {"expects": "2\n"})
+    work(api, web)
+    run_default_queue()
+
+    ((headers, body),) = plain.got
+    assert headers["X-Corral-Event"] == "changeset_done" and signed_right(headers, body)
+    data = json.loads(body)["data"]
+    a.refresh_from_db()
+    w.refresh_from_db()
+    assert (data["changeset"], data["title"]) == (changeset.pk, "API v2")
+    assert sorted((m["bead"], m["repository"], m["commit"]) for m in data["members"]) == sorted(
+        [(a.pk, "api", a.commit_sha), (w.pk, "web", w.commit_sha)]
+    )
+    assert not changesets.landed(changeset, {})  # landed already: no second landing
+    changesets.tell_done(changeset, [], {})  # and a second telling is keyed out
+    run_default_queue()
+    assert Delivery.objects.filter(event="changeset_done").count() == 1 and len(plain.got) == 1

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from agents import flow
 from agents.models import Agent, Session
 from beads import hook, jsonl
-from beads.models import Bead, Dependency
+from beads.models import Bead, Comment, Dependency
 from tests.races import race
 from workspace.models import Repository, Workspace
 
@@ -32,14 +34,17 @@ def bd_repo(db):
 
 
 def export(repo):
-    beads = Bead.objects.filter(repository=repo).prefetch_related("dependencies")
+    beads = Bead.objects.filter(repository=repo).prefetch_related(
+        "dependencies", "comments__person"
+    )
     return {r["id"]: r for r in jsonl.export_records(beads)}
 
 
 def snapshot():
     beads = sorted(Bead.objects.values_list(), key=repr)
     dependencies = sorted(Dependency.objects.values_list(), key=repr)
-    return beads, dependencies
+    comments = sorted(Comment.objects.values_list(), key=repr)
+    return beads, dependencies, comments
 
 
 # --- Round trip ----------------------------------------------------------------------
@@ -144,6 +149,79 @@ def test_a_changed_record_updates_its_bead_and_its_dependencies(bd_repo):
     assert jsonl.format_time(bead.updated_at) == "2026-02-02T02:02:02Z"
     assert list(bead.dependencies.values_list("depends_on_id", flat=True)) == ["bd-au0.1"]
     assert export(bd_repo)["bd-f7"] == f7
+
+
+def test_bds_comments_become_comments_and_are_exported_from_them(bd_repo):
+    jsonl.import_records(jsonl.read(MESSY), bd_repo)
+    (comment,) = Comment.objects.all()
+    assert (comment.bead_id, comment.author, comment.text) == (
+        "bd-au0.1",
+        "ada",
+        "Looks right.\nShip it.",
+    )
+    assert jsonl.format_time(comment.created_at) == "2026-01-08T18:31:02.5Z"  # 00:01:02.5+05:30
+    assert comment.extra == {
+        "id": 7,
+        "issue_id": "bd-au0.1",
+        "created_at": "2026-01-09T00:01:02.5+05:30",
+    }
+    assert "comments" not in Bead.objects.get(pk="bd-au0.1").extra  # rows, not kept text
+
+
+def test_a_comment_made_in_corral_goes_to_bd_and_comes_back_the_same_row(bd_repo, user):
+    jsonl.import_records(jsonl.read(MESSY), bd_repo)
+    bead = Bead.objects.get(pk="bd-f7")
+    mine = Comment.add(bead, "Needs a test.", person=user)
+    Comment.add(bead, "On it.", agent="agent-1")
+    exported = export(bd_repo)
+    assert [(c["author"], c["text"]) for c in exported["bd-f7"]["comments"]] == [
+        (user.get_username(), "Needs a test."),
+        ("agent-1", "On it."),
+    ]
+    before = snapshot()
+    again = jsonl.import_records(list(exported.values()), bd_repo)
+    assert (again.created, again.updated) == ([], []) and snapshot() == before
+    assert Comment.objects.get(pk=mine.pk).person == user  # kept, not re-made
+
+    record = exported["bd-f7"]
+    record["comments"] = [record["comments"][1], {"author": "bob", "text": "Done?"}]
+    result = jsonl.import_records([record], bd_repo)
+    assert result.updated == ["bd-f7"]
+    assert [c.author for c in bead.comments.all()] == ["agent agent-1", "bob"]
+    assert export(bd_repo)["bd-f7"]["comments"][1] == {"author": "bob", "text": "Done?"}
+    assert not Comment.objects.filter(pk=mine.pk).exists()
+
+
+def test_a_bad_comment_is_refused_naming_its_line(bd_repo):
+    lines = MESSY.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"author":"ada"', '"author":7')
+    with pytest.raises(ValueError, match=r"^line 2: bd-au0.1: a comment's author must be text"):
+        jsonl.read(lines)
+    assert not Comment.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_comments_an_older_import_kept_in_extra_become_rows(bd_repo):
+    executor = MigrationExecutor(connection)
+    graph = executor.loader.graph  # by name: the lead renumbers migrations at merge
+    (node,) = [n for n in graph.nodes if n[0] == "beads" and n[1].endswith("_bd_comments")]
+    (parent,) = graph.node_map[node].parents
+    before, after = [parent.key], [node]
+    executor.migrate(before)
+    OldBead = executor.loader.project_state(before).apps.get_model("beads", "Bead")
+    ada = {"id": 7, "author": "ada", "text": "Ship it.", "created_at": "2026-01-09T00:01:02+05:30"}
+    odd = [{"text": 5}]  # not bd's shape: left as it came
+    for bead_id, comments in (("bd-a1", [ada]), ("bd-a2", odd)):
+        extra = {"comments": comments, "owner": "x"}
+        OldBead.objects.create(id=bead_id, repository_id=bd_repo.pk, title="t", extra=extra)
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+
+    (comment,) = Comment.objects.all()
+    assert (comment.bead_id, comment.author, comment.text) == ("bd-a1", "ada", "Ship it.")
+    assert Bead.objects.get(pk="bd-a1").extra == {"owner": "x"}
+    records = export(bd_repo)
+    assert records["bd-a1"]["comments"] == [ada] and records["bd-a2"]["comments"] == odd
 
 
 def test_a_bead_a_session_holds_keeps_its_status_and_assignee(bd_repo):

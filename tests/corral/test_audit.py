@@ -7,9 +7,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from agents.models import Agent
+from agents.models import Agent, ChangeSet
 from beads.models import Bead, Plan
 from tests.corral.test_admin import act, form_data, url
+from tests.corral.test_bead_form import form_data as bead_form
 from tests.corral.test_roles import World, person
 from workspace import roles
 from workspace.audit import Action, AppendOnly, AuditEntry
@@ -54,6 +55,58 @@ def test_every_dashboard_action_is_recorded_with_who_what_and_where(
     assert "not like this" in recorded(Action.REJECT)[0].detail
 
 
+def test_change_set_bead_and_plan_actions_are_recorded_with_who_what_and_where(
+    make_repo, rq_redis, django_capture_on_commit_callbacks
+):
+    api, web = make_repo("api"), make_repo("web")
+    a, w, more = (Bead.objects.create(repository=r, title="v2") for r in (api, web, web))
+    client = client_from(person("olga", roles.OPERATOR))
+
+    def post(path, data, action, target):
+        """One step of the walk: the post moves something, and its entry says so."""
+        before = AuditEntry.objects.count()
+        with django_capture_on_commit_callbacks(execute=False):
+            assert client.post(path, data).status_code == 302, path
+        entry = AuditEntry.objects.order_by("-pk").first()
+        assert AuditEntry.objects.count() > before and entry.action == action, path
+        assert entry.target.startswith(target), path
+        assert (entry.actor_name, entry.ip) == ("olga", IP), path
+
+    def changeset(status):
+        ChangeSet.objects.filter(pk=made.pk).update(status=status)
+        return f"/changesets/{made.pk}/"
+
+    post("/changesets/", {"title": "v2", "beads": f"{a.id} {w.id}"}, Action.CHANGESET, "change")
+    made = ChangeSet.objects.get()
+    target = f"change set {made.pk}"
+    post(changeset("awaiting_review") + "approve", {}, Action.APPROVE, target)
+    post(changeset("awaiting_review") + "reject", {"reason": "no"}, Action.REJECT, target)
+    post(changeset("landed") + "revert", {}, Action.REVERT, target)
+
+    page = client.get(f"/beads/{a.id}/edit").content.decode()
+    seen = page.split('name="seen" value="')[1].split('"')[0]
+    edit = bead_form(title="v2, renamed", scope_text="src/app.py", seen=seen)
+    post(f"/beads/{a.id}/edit", edit, Action.BEAD_EDIT, a.id)
+    post("/beads/bulk", {"action": "p0", "bead": [w.id, more.id]}, Action.BEAD_EDIT, "web-")
+    post(f"/beads/{a.id}/comment", {"text": "Looks right"}, Action.COMMENT, a.id)
+
+    start = {"name": "Q4", "beads": f"{a.id} {w.id}", "max_agents_per_wave": "2"}
+    post("/plans/new", start, Action.PLAN_EDIT, "Q4")
+    plan = Plan.objects.get()
+    cap = {"version": plan.version, "max_agents_per_wave": "3"}
+    post(f"/plans/{plan.pk}/edit/agents", cap, Action.PLAN_EDIT, "Q4")
+    post(f"/plans/{plan.pk}/activate", {}, Action.PLAN_EDIT, "Q4")
+
+    assert recorded(Action.CHANGESET, target=target)[0].detail == f"v2: {a.id}, {w.id}"
+    assert recorded(Action.REJECT)[0].detail == "v2: no"
+    assert recorded(Action.COMMENT)[0].repository == api
+    assert "edited title" in recorded(Action.BEAD_EDIT, target__startswith=a.id)[0].detail
+    bulk = recorded(Action.BEAD_EDIT, repository=web)
+    assert sorted(e.target.split(":")[0] for e in bulk) == sorted([w.id, more.id])
+    assert {e.detail for e in bulk} == {"Set P0"}
+    assert [e.detail for e in recorded(Action.PLAN_EDIT)] == ["activated", "agents", "started"]
+
+
 def test_a_bead_a_person_files_through_the_api_is_recorded(repo, user):
     client = client_from(user)
     body = {"repo": repo.slug, "title": "Filed from a script"}
@@ -63,6 +116,17 @@ def test_a_bead_a_person_files_through_the_api_is_recorded(repo, user):
     assert entry.target.startswith(response.json()["id"])
     assert (entry.actor, entry.repository, entry.ip) == (user, repo, IP)
     assert entry.detail == "filed through the API"
+
+
+def test_a_change_set_a_person_makes_through_the_api_is_recorded(make_repo, user):
+    a, w = (Bead.objects.create(repository=make_repo(n), title="v2") for n in ("api", "web"))
+    body = {"title": "v2", "beads": [a.id, w.id]}
+    response = client_from(user).post("/api/v1/changesets", body, content_type="application/json")
+    assert response.status_code == 201
+    (entry,) = recorded(Action.CHANGESET)
+    assert entry.target == f"change set {response.json()['id']}"
+    assert entry.detail == f"v2: {a.id}, {w.id} (through the API)"
+    assert (entry.actor, entry.repository, entry.ip) == (user, None, IP)
 
 
 def test_an_action_that_changed_nothing_is_not_recorded(repo, agent, rq_redis):

@@ -12,7 +12,9 @@ import pytest
 from django.test import Client
 
 from agents import flow, lead
+from agents.budgets import Budget
 from agents.models import Agent, Session
+from agents.usage import Counts, TokenUsage
 from beads.models import Bead, Comment, Dependency, Plan, Wave, WaveBead
 from knowledge import inject
 from tests.factories import land, run_lead
@@ -92,6 +94,25 @@ def test_a_timed_out_session_names_the_limit_that_stopped_it(logged_in, repo, ag
     session = Session.objects.create(agent=agent, bead=bead, status="running")
     session.end(Session.Status.TIMED_OUT)
     assert "Stopped by its time limit (2 min)." in page(logged_in, bead)
+
+
+def test_the_bead_page_shows_its_sessions_usage_and_what_is_left_of_its_budget(
+    logged_in, repo, agent
+):
+    bead = Bead.objects.create(repository=repo, title="costly")
+    assert "No tokens reported." in page(logged_in, bead)
+    assert "No token budget for this bead." in page(logged_in, bead)
+    for _ in range(2):  # two sessions count together
+        session = Session.objects.create(agent=agent, bead=bead, status="failed")
+        TokenUsage.put(
+            session.pk, "codex", "gpt-5", Counts(input=1000, output=200, cache_read=10**5)
+        )
+    Budget.objects.create(bead=bead, tokens=5000)
+    usage = page(logged_in, bead).split('id="bead-usage"')[1].split("</section>")[0]
+    assert 'data-model="gpt-5"' in usage and 'class="n total">202,400<' in usage
+    assert "Budget: 2,600 of 5,000 tokens left" in usage  # cache reads are not counted
+    Budget.objects.filter(bead=bead).update(tokens=2000)
+    assert "Budget: 0 of 2,000 tokens left: spent" in page(logged_in, bead)
 
 
 def test_bead_links_lead_to_the_bead_page(logged_in, repo):

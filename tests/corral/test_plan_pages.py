@@ -8,11 +8,12 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from agents.models import Session
+from agents.models import ChangeSet, Session
 from beads import plans
 from beads.models import Bead, Dependency, Plan
 from tests.factories import make_patch, run_lead, submit
 from tests.races import race
+from workspace.audit import AuditEntry
 from workspace.models import Repository
 
 HTMX = {"HX-Request": "true"}
@@ -307,3 +308,32 @@ def test_of_two_edits_made_at_once_on_one_version_exactly_one_is_written(epic):
     plan.refresh_from_db()
     assert plans.waves_of(plan) == (mine if results[0] else theirs)
     assert plan.version == 2  # made at 0, proposed at 1, one edit
+
+
+def test_an_operator_makes_a_change_set_of_a_wave_that_spans_repositories(
+    logged_in, client, viewer, make_repo
+):
+    api, web = make_repo("api"), make_repo("web")
+    a, w, later = (Bead.objects.create(repository=r, title="v2") for r in (api, web, api))
+    plan = plans.start(api.workspace, "v2", [a, w, later], 4)
+    plans.save_waves(plan, [[a.id, w.id], [later.id]], plan.version)
+    html = logged_in.get(f"/plans/{plan.pk}/").content.decode()
+    assert f"/plans/{plan.pk}/waves/1/changeset" in html  # two repositories
+    assert f"/plans/{plan.pk}/waves/2/changeset" not in html  # one
+
+    response = logged_in.post(f"/plans/{plan.pk}/waves/1/changeset")
+    changeset = ChangeSet.objects.get()
+    assert response.status_code == 302 and response["Location"] == changeset.get_absolute_url()
+    assert changeset.title == "v2, wave 1"
+    assert sorted(changeset.members.values_list("bead_id", flat=True)) == sorted([a.id, w.id])
+    assert AuditEntry.objects.get(action="changeset").detail == f"v2, wave 1: {a.id}, {w.id}"
+    again = logged_in.post(f"/plans/{plan.pk}/waves/1/changeset", follow=True)
+    assert "already in an open change set" in again.content.decode()
+    one_repo = logged_in.post(f"/plans/{plan.pk}/waves/2/changeset", follow=True)
+    assert "two or more repositories" in one_repo.content.decode()
+    assert logged_in.post(f"/plans/{plan.pk}/waves/9/changeset").status_code == 404
+    assert ChangeSet.objects.count() == 1
+
+    client.force_login(viewer)
+    assert "/waves/1/changeset" not in client.get(f"/plans/{plan.pk}/").content.decode()
+    assert client.post(f"/plans/{plan.pk}/waves/1/changeset").status_code == 403

@@ -44,7 +44,7 @@ class Command(BaseCommand):
 
     def export_file(self, repo: Repository, path: str) -> None:
         beads = Bead.objects.filter(repository=repo).order_by("id")
-        records = jsonl.export_records(beads.prefetch_related("dependencies"))
+        records = jsonl.export_records(beads.prefetch_related("dependencies", "comments__person"))
         if path == "-":
             jsonl.write(records, self.stdout)
             return

@@ -261,7 +261,10 @@ def first_in_window(
         len(passed_over) + PICK_WINDOW, repository=repository, repositories=repositories
     )
     for bead_id in [row["id"] for row in rows if row["id"] not in passed_over]:
-        candidate = Bead.objects.filter(pk=bead_id).select_related("repository")
+        # Still open: the rows were read before this statement, and a claimer that
+        # has since committed holds no lock any more to skip it by.
+        candidate = Bead.objects.filter(pk=bead_id, status=Bead.Status.OPEN)
+        candidate = candidate.select_related("repository")
         if connection.features.has_select_for_update_skip_locked:
             candidate = candidate.select_for_update(skip_locked=True, of=("self",))
         if found := candidate.first():

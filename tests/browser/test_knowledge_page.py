@@ -45,6 +45,6 @@ def test_a_curated_learning_reaches_the_next_session(
     expect(injected).to_contain_text("Landed on the first try")
     page.locator("#context summary").click()
     expect(page.locator("pre.context")).to_contain_text("Head every module with the SPDX")
-    injected.get_by_role("link").click()
+    injected.get_by_role("link", name=f"#{lesson.pk}").click()
     expect(page.locator(f'#injections tr[data-session="{session.pk}"]')).to_contain_text("Landed")
     expect(page.locator("#outcomes")).to_contain_text("1 landed")

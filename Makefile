@@ -58,7 +58,7 @@ test: $(BIN)/corral-installed $(CHROMIUM) $(BWRAP)
 	CORRAL_HOME=$(CURDIR)/.corral/test $(BIN)/pytest $(PYTEST_ARGS)
 
 # One table of figures against their goals, also written to bench/results.json
-# (BENCH_ARGS="--only up,lead" for some of them).
+# (BENCH_ARGS="--only up,lead" for some of them; BENCH_QUICK=1 runs all of them small).
 bench: $(BIN)/corral-installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

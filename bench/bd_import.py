@@ -5,10 +5,11 @@ Run from the repository root:
     .venv/bin/python bench/bd_import.py [--beads 10000] [--dependencies 15000]
 
 PostgreSQL when DATABASE_URL is set (a database that does not exist yet is
-created and dropped at the end), else SQLite in a temporary CORRAL_HOME. The
-file is made in bd's shape: several prefixes, dotted child IDs, bd's statuses
-and types, every dependency type (blocks edges only point to earlier beads, so
-there is no cycle), a few external dependencies and unknown keys.
+created and dropped at the end; one that exists must hold no dependencies),
+else SQLite in a temporary CORRAL_HOME. The file is made in bd's shape:
+several prefixes, dotted child IDs, bd's statuses and types, every dependency
+type (blocks edges only point to earlier beads, so there is no cycle), a few
+external dependencies and unknown keys.
 
 Figures: seconds to read the file and import it into an empty repository
 (goal: under 10 s), to import it again (nothing changes), to import it with
@@ -18,14 +19,13 @@ and the second import changed nothing.
 
 import argparse
 import io
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import load, setup_django
+from common import database_vendor, load, scratch_django, sizes
+from figures import figure
 
 GOAL_S = 10.0
 STATUSES = ["open"] * 5 + ["closed"] * 3 + ["in_progress", "blocked", "deferred"]
@@ -89,25 +89,27 @@ def timed(what: str, func):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--beads", type=int, default=10_000)
-    parser.add_argument("--dependencies", type=int, default=15_000)
+    parser.add_argument("--beads", type=int, default=sizes(10_000, 1_000))
+    parser.add_argument("--dependencies", type=int, default=sizes(15_000, 1_500))
     args = parser.parse_args()
-    created_db = ensure_database()
-    home = Path(tempfile.mkdtemp(prefix="bench-bd-"))
-    setup_django(home, "redis://127.0.0.1:6379/10")
+    with scratch_django("bench-bd-", "redis://127.0.0.1:6379/10") as scratch:
+        return benchmark(args, scratch.home)
+
+
+def benchmark(args, home: Path) -> int:
     from beads import jsonl
     from beads.models import Bead, Dependency
     from workspace.models import Repository, Workspace
 
+    data = records(args.beads, args.dependencies, random.Random(12))
+    path = home / "issues.jsonl"
+    with open(path, "w", encoding="utf-8") as stream:
+        jsonl.write(data, stream)
+    repo = Repository.objects.create(
+        workspace=Workspace.default(), name="bench", slug="bench", bead_prefix="bd"
+    )
     try:
-        data = records(args.beads, args.dependencies, random.Random(12))
-        path = home / "issues.jsonl"
-        with open(path, "w", encoding="utf-8") as stream:
-            jsonl.write(data, stream)
-        repo = Repository.objects.create(
-            workspace=Workspace.default(), name="bench", slug="bench", bead_prefix="bd"
-        )
-        print(f"bd import on {vendor()}, {load()}")
+        print(f"bd import on {database_vendor()}, {load()}")
         print(
             f"  {args.beads} beads, {args.dependencies} dependencies, {path.stat().st_size} bytes"
         )
@@ -143,43 +145,12 @@ def main() -> int:
         verdict = "meets" if seconds < GOAL_S else "MISSES"
         print(f"  first import {seconds:.2f} s: {verdict} the goal of {GOAL_S:.0f} s; {load()}")
         print("  counts: " + ("as expected" if ok else "WRONG"))
+        figure(f"bd_import: first import, {args.beads} beads, {database_vendor()}", seconds, "s",
+               f"< {GOAL_S:g}", seconds < GOAL_S)  # fmt: skip
         return 0 if ok else 1
-    finally:
-        from django.db import connections
-
-        Bead.objects.all().delete()
-        connections.close_all()
-        if created_db:
-            drop_database()
-
-
-def vendor() -> str:
-    from django.db import connection
-
-    return connection.vendor
-
-
-def ensure_database() -> bool:
-    """Create DATABASE_URL's database if it does not exist; True if this run made it."""
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        return False
-    import psycopg
-
-    base, _, name = url.rpartition("/")
-    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            return False
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return True
-
-
-def drop_database() -> None:
-    import psycopg
-
-    base, _, name = os.environ["DATABASE_URL"].rpartition("/")
-    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:  # a database that was there before keeps nothing of this run
+        Bead.objects.filter(repository=repo).delete()
+        repo.delete()
 
 
 if __name__ == "__main__":

@@ -23,12 +23,11 @@ Prints the median and mean milliseconds of each, and the overhead of (2) over
 import argparse
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import common
-from common import database_vendor, load
+from common import database_vendor, load, scratch_django, sizes
+from figures import figure
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 INTEGRATION = ["true"]
@@ -36,7 +35,7 @@ INTEGRATION = ["true"]
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=20, help="landings of each kind")
+    parser.add_argument("--rounds", type=int, default=sizes(20, 3), help="landings of each kind")
     parser.add_argument("--wide", type=int, default=5, help="repositories in the wide change set")
     return parser.parse_args()
 
@@ -96,8 +95,11 @@ def summary(name, seconds):
 
 def main():
     args = parse_args()
-    home = Path(tempfile.mkdtemp(prefix="corral-bench-changesets-"))
-    common.setup_django(home, DEFAULT_REDIS_URL)
+    with scratch_django("corral-bench-changesets-", DEFAULT_REDIS_URL) as scratch:
+        benchmark(args, scratch.home)
+
+
+def benchmark(args, home):
     from agents import queues
     from agents.models import Agent
     from workspace.models import Repository, Workspace
@@ -118,11 +120,16 @@ def main():
     base = summary("2 repositories, apart", apart)
     pair = summary("2 repositories, one change set", together)
     summary("  the same, no integration command", bare)
-    summary(f"{args.wide} repositories, one change set", wide)
+    wide_ms = summary(f"{args.wide} repositories, one change set", wide)
     print(
         f"Overhead of the change set over landing apart: {pair - base:+.1f} ms (median), "
         f"x{pair / base:.2f}"
     )
+    # The issue asks for the overhead, with no goal.
+    vendor = database_vendor()
+    figure(f"changesets: 2 repos together / apart, median, {vendor}", pair / base, "x", "", None)
+    figure(f"changesets: {args.wide} repos, one change set, median, {vendor}", wide_ms, "ms", "",
+           None)  # fmt: skip
     print(f"({load()})")
     queues.connection().flushdb()
 

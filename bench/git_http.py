@@ -18,21 +18,18 @@ clone from the path. Exits 1 if a clone does not give the same HEAD.
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from base64 import b64encode
 from pathlib import Path
 from statistics import median
 
-from common import ROOT, git, load, setup_django
-
-from workspace import processes
+from common import Server, git, load, scratch_django, sizes
+from figures import figure
 
 GOAL = 1.5
+HTTP = "git clone http://…/git/<slug>.git"
 
 
 def make_repository(path: Path, megabytes: int) -> None:
@@ -46,25 +43,6 @@ def make_repository(path: Path, megabytes: int) -> None:
         git(path, "commit", "-q", "-m", f"data {commit}")
 
 
-def serve(home: Path) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, CORRAL_HOME=str(home), DJANGO_SETTINGS_MODULE="corral.settings")
-    log = open(home / "gunicorn.log", "w")  # noqa: SIM115  # the server's, for its lifetime
-    argv = [str(Path(sys.executable).with_name("gunicorn")), "corral.wsgi:application"]
-    argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "300"]
-    proc = processes.spawn(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)
-            return proc, port
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer: see {home / 'gunicorn.log'}")
-
-
 def timed_clone(argv: list[str], dest: Path) -> float:
     shutil.rmtree(dest, ignore_errors=True)
     start = time.perf_counter()
@@ -74,37 +52,40 @@ def timed_clone(argv: list[str], dest: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=int, default=50)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--mb", type=int, default=sizes(50, 10))
+    parser.add_argument("--runs", type=int, default=sizes(3, 1))
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="bench-git-http-"))
-    setup_django(home, "redis://127.0.0.1:6379/11")
+    with scratch_django("bench-git-http-", "redis://127.0.0.1:6379/11") as scratch:
+        return benchmark(args, scratch.home)
+
+
+def benchmark(args, home: Path) -> int:
     from agents.models import Agent
     from workspace.models import Repository, Workspace
 
-    server = None
+    make_repository(home / "source", args.mb)
+    repo = Repository.register(str(home / "source"), Workspace.default(), name="big")
+    agent = Agent(name="bench", internal=False)
+    agent.save()
+    size = sum(f.stat().st_size for f in repo.canonical_path.rglob("*") if f.is_file())
+    server = Server(home, timeout=300)
     try:
-        make_repository(home / "source", args.mb)
-        repo = Repository.register(str(home / "source"), Workspace.default(), name="big")
-        agent = Agent(name="bench", internal=False)
-        agent.save()
-        size = sum(f.stat().st_size for f in repo.canonical_path.rglob("*") if f.is_file())
-        server, port = serve(home)
+        server.wait()
         basic = b64encode(f"agent:{agent.plain_token}".encode()).decode()
         header = ["-c", f"http.extraHeader=Authorization: Basic {basic}"]
-        url = f"http://127.0.0.1:{port}/git/{repo.slug}.git"
+        url = f"http://127.0.0.1:{server.port}/git/{repo.slug}.git"
         path = str(repo.canonical_path)
         ways = {
             "git clone PATH (hard links)": ["git", "clone", "-q", path],
             "git clone --no-local PATH (a pack)": ["git", "clone", "-q", "--no-local", path],
-            "git clone http://…/git/<slug>.git": ["git", *header, "clone", "-q", url],
+            HTTP: ["git", *header, "clone", "-q", url],
         }
         print(f"clone of a {size / 2**20:.1f} MB repository, median of {args.runs}; {load()}")
         head = git(path, "rev-parse", "main").strip()
-        for state in ("as registered (loose objects)", "after git repack -ad (as gc leaves it)"):
+        for state in ("as registered", "after git repack -ad"):
             if state.startswith("after"):
                 git(path, "repack", "-adq")
-            print(f" {state}")
+            print(f" {state}" + (" (loose objects)" if state == "as registered" else ""))
             times = {}
             for name, argv in ways.items():
                 runs = [timed_clone(argv, home / "clone") for _ in range(args.runs)]
@@ -113,17 +94,16 @@ def main() -> int:
                     return 1
                 times[name] = median(runs)
                 print(f"  {name:<40} {times[name]:6.2f} s")
-            http = times["git clone http://…/git/<slug>.git"]
             for name in list(ways)[:2]:
-                ratio = http / times[name]
+                ratio = times[HTTP] / times[name]
                 verdict = "within" if ratio <= GOAL else "NOT within"
                 print(f"  HTTP / {name}: {ratio:.2f}x ({verdict} {GOAL}x)")
+                figure(f"git_http: HTTP / {name.split(' (')[0]}, {args.mb} MB, {state}", ratio,
+                       "x", f"<= {GOAL:g}", ratio <= GOAL)  # fmt: skip
         print(f"  {load()}")
         return 0
     finally:
-        if server is not None:
-            processes.stop(server, 10)
-        shutil.rmtree(home, ignore_errors=True)
+        server.stop()
 
 
 if __name__ == "__main__":

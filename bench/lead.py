@@ -28,9 +28,7 @@ with exactly N new linear commits and every submission was committed.
 import argparse
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from pathlib import Path
 from statistics import mean
 
 import common
-from common import database_vendor, git, load
+from common import database_vendor, git, load, run_with_world, sizes
 from figures import figure
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
@@ -51,19 +49,13 @@ GATES = ["paths", "scope", "size", "apply", "check", "review"]
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=200, help="submissions per repository")
+    parser.add_argument("--n", type=int, default=sizes(200, 30), help="submissions per repository")
     parser.add_argument("--repos", type=int, default=4, help="repositories landed at once")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the lead workers into DIR")
     return parser.parse_args()
 
 
 # Git, Django, Redis, CPU time
-
-
-def flush_redis():
-    from agents import queues
-
-    queues.connection().flushdb()
 
 
 def cpu_of(pid):
@@ -127,15 +119,6 @@ def hand_in_all(repo, agent, base, patches):
         session = Session.objects.create(agent=agent, bead=bead, status="running", base_sha=base)
         flow.hand_in(session, patch, summary=f"Added f/{i}.txt.")
     return time.monotonic() - started
-
-
-def forget(repos, agents):
-    """Delete this run's rows (on PostgreSQL they would outlive the run)."""
-    from agents.models import Agent
-    from workspace.models import Repository
-
-    Repository.objects.filter(pk__in=[r.pk for r in repos]).delete()
-    Agent.objects.filter(pk__in=[a.pk for a in agents]).delete()
 
 
 # Lead workers
@@ -410,17 +393,17 @@ def print_summary(args, plains, one, many, problems):
 # The benchmark
 
 
-def benchmark(args, home, created):
+def benchmark(args, home, world):
     n, tag = args.n, secrets.token_hex(3)
     print(f"{database_vendor()}, CORRAL_HOME {home}, n={n}, repos={args.repos}, {load()}")
     source, base = make_source(home / "source")
     patches = prepare_patches(source, base, n, home / "scratch")
     single = register(source, [f"bench-{tag}-one"])
-    created["repos"] += single
+    world.repos += single
     many = register(source, [f"bench-{tag}-{k}" for k in range(1, args.repos + 1)])
-    created["repos"] += many
+    world.repos += many
     agent = make_agent(f"bench-{tag}")
-    created["agents"].append(agent)
+    world.agents.append(agent)
     env = common.worker_env(home)
 
     seconds = hand_in_all(single[0], agent, base, patches)
@@ -445,20 +428,7 @@ def benchmark(args, home, created):
 
 
 def main():
-    args = parse_args()
-    home = Path(tempfile.mkdtemp(prefix="corral-bench-"))
-    created = {"repos": [], "agents": []}  # rows to delete at the end
-    try:
-        common.setup_django(home, DEFAULT_REDIS_URL)
-        flush_redis()
-        try:
-            status = benchmark(args, home, created)
-        finally:
-            flush_redis()
-            forget(created["repos"], created["agents"])
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    sys.exit(status)
+    sys.exit(run_with_world("corral-bench-lead-", benchmark, parse_args(), DEFAULT_REDIS_URL))
 
 
 if __name__ == "__main__":

@@ -19,15 +19,11 @@ so a little under what a browser sees).
 import argparse
 import os
 import random
-import shutil
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
-from statistics import quantiles
 
 import hook
-from common import load, make_source
+from common import load, make_source, run_with_world, sizes, timed_page
 from figures import figure
 
 GOAL_MS = 150.0
@@ -35,9 +31,9 @@ GOAL_MS = 150.0
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--beads", type=int, default=100_000)
-    parser.add_argument("--sessions", type=int, default=50_000)
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--beads", type=int, default=sizes(100_000, 2_000))
+    parser.add_argument("--sessions", type=int, default=sizes(50_000, 1_000))
+    parser.add_argument("--runs", type=int, default=sizes(30, 10))
     return parser.parse_args()
 
 
@@ -97,31 +93,6 @@ def pages(world, session, submission):
     }
 
 
-def counted(queries):
-    def wrapper(execute, sql, params, many, context):
-        queries.append(sql)
-        return execute(sql, params, many, context)
-
-    return wrapper
-
-
-def measure(client, url, runs):
-    from django.db import connection
-
-    for _ in range(3):
-        assert client.get(url).status_code == 200, url
-    queries = []
-    with connection.execute_wrapper(counted(queries)):
-        client.get(url)
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        client.get(url)
-        samples.append((time.perf_counter() - started) * 1000)
-    p = quantiles(samples, n=20)
-    return p[9], p[18], len(queries)
-
-
 def benchmark(args, home, world):
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -141,7 +112,7 @@ def benchmark(args, home, world):
     client.force_login(admin)
     print(f"\n{'page':<34}{'p50 ms':>9}{'p95 ms':>9}{'queries':>9}")
     for name, url in pages(world, session, submission).items():
-        p50, p95, queries = measure(client, url, args.runs)
+        p50, p95, queries = timed_page(client, url, args.runs)
         print(f"{name:<34}{p50:>9.1f}{p95:>9.1f}{queries:>9}")
         figure(f"pages: {name.split(' (')[0]} p95, {args.beads} beads, {connection.vendor}",
                p95, "ms", f"< {GOAL_MS:g}", p95 < GOAL_MS)  # fmt: skip
@@ -151,29 +122,7 @@ def benchmark(args, home, world):
 
 
 def main():
-    args = parse_args()
-    home = Path(tempfile.mkdtemp(prefix="corral-bench-pages-"))
-    scratch = None
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if url.startswith(("postgres://", "postgresql://")):
-        scratch = hook.ScratchDatabase(url)
-        scratch.ensure()
-    world = hook.World()
-    try:
-        hook.setup_django(home)
-        try:
-            status = benchmark(args, home, world)
-        finally:
-            from django.db import connections
-
-            if scratch is None or not scratch.created:
-                world.forget()
-            connections.close_all()
-    finally:
-        if scratch is not None:
-            scratch.drop()
-        shutil.rmtree(home, ignore_errors=True)
-    raise SystemExit(status)
+    raise SystemExit(run_with_world("corral-bench-pages-", benchmark, parse_args()))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Run from the repository root:
 
     .venv/bin/python bench/planner.py [--beads 1000] [--repos 30] [--files 5000] [--runs 5]
 
-SQLite in a temporary CORRAL_HOME, or the database at DATABASE_URL (which must
-exist and hold no beads). The workspace: one git repository of --files files
+SQLite in a temporary CORRAL_HOME, or the PostgreSQL database at DATABASE_URL
+(created if missing and then dropped; one that exists must hold no beads).
+The workspace: one git repository of --files files
 (packages of modules, a shared config file changed by most commits) registered
 --repos times; --beads beads spread over them, each scoped to a module folder,
 a few files, a file not there yet, or the shared config file; about 20% blocked
@@ -29,43 +30,29 @@ import logging
 import os
 import random
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-GIT = ["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"]
+from common import database_vendor, git, load, scratch_django, sizes
+from figures import figure
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--beads", type=int, default=1000, help="beads proposed")
-    parser.add_argument("--repos", type=int, default=30, help="repositories")
-    parser.add_argument("--files", type=int, default=5000, help="files per repository tree")
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per figure")
-    parser.add_argument("--plan-beads", type=int, default=200, help="beads in the plan page")
-    parser.add_argument("--list-beads", type=int, default=10_000, help="beads for the list")
+    parser.add_argument("--beads", type=int, default=sizes(1000, 200), help="beads proposed")
+    parser.add_argument("--repos", type=int, default=sizes(30, 5), help="repositories")
+    parser.add_argument(
+        "--files", type=int, default=sizes(5000, 1000), help="files per repository tree"
+    )
+    parser.add_argument("--runs", type=int, default=sizes(5, 3), help="timed runs per figure")
+    parser.add_argument(
+        "--plan-beads", type=int, default=sizes(200, 50), help="beads in the plan page"
+    )
+    parser.add_argument(
+        "--list-beads", type=int, default=sizes(10_000, 1_000), help="beads for the list"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="cProfile the plan page")
     return parser.parse_args()
-
-
-def setup_django(home):
-    os.environ["CORRAL_HOME"] = str(home)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "corral.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def git(cwd, *args):
-    subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True)
 
 
 def make_tree(path, files):
@@ -131,18 +118,21 @@ def timed(runs, call):
     return result, samples
 
 
-def report(name, samples, goal_ms=None):
+def report(name, samples, goal_ms=None, figure_name=None):
+    """Print the median and the slowest; a figure (the median) when it has a goal."""
     median, worst = statistics.median(samples) * 1000, max(samples) * 1000
     goal = f" (goal {goal_ms:.0f} ms: {'met' if median < goal_ms else 'MISSED'})" if goal_ms else ""
     print(f"{name}: median {median:.1f} ms, slowest {worst:.1f} ms{goal}")
+    if figure_name:
+        figure(f"planner: {figure_name} median, {database_vendor()}", median, "ms",
+               f"< {goal_ms:g}", median < goal_ms)  # fmt: skip
 
 
 def main():
     args = parse_args()
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as scratch:
-        home = Path(scratch)
-        setup_django(home)
+    with scratch_django("corral-bench-planner-") as scratch:
+        home = scratch.home
         logging.getLogger("agents.queues").setLevel(logging.ERROR)  # no Redis: dispatch waits
         from beads import planner
         from workspace.models import Repository, Workspace
@@ -157,9 +147,7 @@ def main():
         beads = make_beads(repos, args.beads, modules, rng)
         print(f"set up {args.repos} repositories of {modules * 50 + 1} files and")
         print(f"{args.beads} beads in {time.perf_counter() - started:.1f} s")
-        print(
-            f"{os.cpu_count()} CPUs, load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-        )
+        print(f"{database_vendor()}, {os.cpu_count()} CPUs, {load()}")
 
         def cold():
             planner.tree_at.cache_clear()
@@ -167,7 +155,12 @@ def main():
             return planner.propose_for(beads)
 
         proposal, samples = timed(args.runs, cold)
-        report(f"1. propose_for, {args.beads} beads in {args.repos} repositories", samples, 1000)
+        report(
+            f"1. propose_for, {args.beads} beads in {args.repos} repositories",
+            samples,
+            1000,
+            f"propose, {args.beads} beads, {args.repos} repos",
+        )
         _, samples = timed(args.runs, lambda: planner.propose_for(beads))
         report("1b. propose_for again: trees, hot files and expanded scopes cached", samples)
         items = planner.items_for(beads)
@@ -212,7 +205,10 @@ def pages(args, workspace, beads, repos):
     get(url)  # warm: templates compiled, trees read
     _, samples = timed(args.runs, lambda: get(url))
     report(
-        f"3. plan page, {args.plan_beads} beads in {len(plans.waves_of(plan))} waves", samples, 150
+        f"3. plan page, {args.plan_beads} beads in {len(plans.waves_of(plan))} waves",
+        samples,
+        150,
+        f"plan page, {args.plan_beads} beads",
     )
     if args.profile:
         import cProfile
@@ -231,11 +227,16 @@ def pages(args, workspace, beads, repos):
     count = Bead.objects.count()
     get("/beads/")
     _, samples = timed(args.runs, lambda: get("/beads/"))
-    report(f"4. bead list, first page of {count} beads", samples, 150)
+    report(f"4. bead list, first page of {count} beads", samples, 150, f"bead list, {count} beads")
     _, samples = timed(args.runs, lambda: get("/beads/", q="bead 99", page="2"))
-    report("4b. bead list, a text filter, page 2", samples, 150)
+    report("4b. bead list, a text filter, page 2", samples, 150, f"bead list q=, {count} beads")
     _, samples = timed(args.runs, lambda: get("/beads/", label="none", status="open"))
-    report("4c. bead list, a label and a status filter", samples, 150)
+    report(
+        "4c. bead list, a label and a status filter",
+        samples,
+        150,
+        f"bead list label=, {count} beads",
+    )
 
 
 if __name__ == "__main__":

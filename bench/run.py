@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/run.py [--only up,lead] [--results bench/results.json]
+    .venv/bin/python bench/run.py [--only up,lead] [--quick] [--results bench/results.json]
 
 Each benchmark below runs as its own process with its output shown as it
 comes; the figures it reports with bench/figures.py's figure() are gathered
@@ -11,6 +11,10 @@ the machine's load and the database to the results file. The figures of the
 results file found there before are shown alongside, so two runs compare. A
 new benchmark joins with one line in BENCHMARKS. Exits 1 if a benchmark
 failed or a goal was missed.
+
+--quick (or BENCH_QUICK=1) runs every benchmark at small sizes (common.sizes),
+to check that the whole run works; its figures go to bench/results-quick.json
+and say nothing of the goals, which are set at the issues' sizes.
 """
 
 import argparse
@@ -23,7 +27,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import load
+from common import load, quick
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +38,12 @@ BENCHMARKS = {
     "pages": ["bench/pages.py"],
     "sessions": ["bench/sessions.py"],
     "up": ["bench/up.py"],
+    "planner": ["bench/planner.py"],
+    "knowledge": ["bench/knowledge.py"],
+    "changesets": ["bench/changesets.py"],
+    "bd_import": ["bench/bd_import.py"],
+    "git_http": ["bench/git_http.py"],
+    "operability": ["bench/operability.py"],
 }
 
 
@@ -42,19 +52,25 @@ def parse_args():
     parser.add_argument(
         "--only", default="", help="comma-separated names: " + ", ".join(BENCHMARKS)
     )
-    parser.add_argument("--results", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument(
+        "--quick", action="store_true", default=quick(), help="every benchmark small"
+    )
+    parser.add_argument("--results", help="default bench/results.json (quick: results-quick)")
     args = parser.parse_args()
+    name = "results-quick.json" if args.quick else "results.json"
+    args.results = args.results or str(ROOT / "bench" / name)
     args.names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
     if unknown := set(args.names) - set(BENCHMARKS):
         parser.error(f"no benchmark {', '.join(sorted(unknown))}")
     return args
 
 
-def run(name, figures_path):
+def run(name, figures_path, is_quick):
     """Run one benchmark; its exit code and how long it took."""
     print(f"\n######## {name}: {' '.join(BENCHMARKS[name])} ({load()})", flush=True)
     started = time.monotonic()
     env = dict(os.environ, BENCH_FIGURES=str(figures_path), BENCH_NAME=name)
+    env["BENCH_QUICK"] = "1" if is_quick else ""
     code = subprocess.call([sys.executable, *BENCHMARKS[name]], cwd=ROOT, env=env)
     return code, time.monotonic() - started
 
@@ -78,9 +94,10 @@ def shown(value):
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def print_table(figures, codes, before):
+def print_table(figures, codes, before, is_quick):
     width = max([len(row["figure"]) for row in figures] + [20])
-    print(f"\n== make bench: {len(figures)} figures ({load()}) ==")
+    title = "make bench --quick (small sizes)" if is_quick else "make bench"
+    print(f"\n== {title}: {len(figures)} figures ({load()}) ==")
     print(f"{'figure':<{width}}  {'value':>10}  {'before':>10}  {'goal':<12}  verdict")
     for row in figures:
         verdict = {True: "met", False: "MISSED", None: "-"}[row["met"]]
@@ -90,7 +107,8 @@ def print_table(figures, codes, before):
             f"{shown(before.get(row['figure'])):>10}  {goal:<12}  {verdict}"
         )
     for name, (code, seconds) in codes.items():
-        print(f"{name}: exit {code} after {seconds:.0f} s")
+        count = sum(row["benchmark"] == name for row in figures)
+        print(f"{name}: exit {code} after {seconds:.0f} s, {count} figures")
 
 
 def main():
@@ -104,13 +122,14 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-figures-") as scratch:
         for name in args.names:
             path = Path(scratch) / f"{name}.jsonl"
-            codes[name] = run(name, path)
+            codes[name] = run(name, path, args.quick)
             figures += read_figures(path, name)
-    print_table(figures, codes, before)
+    print_table(figures, codes, before, args.quick)
     report = {
         "started": started,
         "cpus": os.cpu_count(),
         "database": database,
+        "quick": args.quick,
         "load_at_start": load_at_start,
         "load_at_end": load(),
         "exit_codes": {name: code for name, (code, _) in codes.items()},

@@ -11,10 +11,10 @@ runs, as subprocesses with one environment (DATABASE_URL, REDIS_URL,
 CORRAL_HOME, CORRAL_LEASE_SECONDS): two `manage.py rqworker sessions`, one
 `manage.py rqworker default` (dispatch jobs), `manage.py lead` (its pool of
 lead workers serves every repository) and `manage.py tick` (unless --no-tick).
-The agents are tiny Python programs written into the temporary folder: their first act is to write
-time.time() to a stamp file outside their clone; then they write one file in
-their scope and exit (the chatty one first prints a timestamped line every
---every seconds).
+The agents are tiny Python programs in bench/programs/ (the sandbox lets an
+agent read the project): their first act prints time.time(), read back from
+the session's log; then they write one file in their scope and exit (the
+chatty one first prints a timestamped line every --every seconds).
 
 1. Dispatch latency, from a bead's creation committed (which asks for a
    dispatch) to its agent's first act, split into stages by the session's own
@@ -56,7 +56,7 @@ from pathlib import Path
 from statistics import mean, median
 
 import common
-from common import ROOT, database_vendor, git, load, make_source
+from common import ROOT, database_vendor, git, load, make_source, run_with_world, sizes
 from figures import figure
 
 from workspace import processes
@@ -73,49 +73,27 @@ BEAD_TIMEOUT_S = 60
 BURST_TIMEOUT_S = 900
 START_TIMEOUT_S = 60
 
-# The agents. The first act is the timestamp, in a file outside the clone
-# (the clone is deleted once the patch is read); then one file in scope.
-ONESHOT = """\
-import time
-stamp = time.time()
-import os
-bead = os.environ["CORRAL_BEAD"]
-with open(os.path.join(os.environ["BENCH_STAMPS"], bead), "w") as f:
-    f.write(repr(stamp))
-os.makedirs("bench", exist_ok=True)
-with open(os.path.join("bench", bead + ".txt"), "w") as f:
-    f.write(bead + "\\n")
-print("wrote bench/" + bead + ".txt", flush=True)
-"""
-
-CHATTY = """\
-import time
-stamp = time.time()
-import os
-bead = os.environ["CORRAL_BEAD"]
-with open(os.path.join(os.environ["BENCH_STAMPS"], bead), "w") as f:
-    f.write(repr(stamp))
-every = float(os.environ["BENCH_EVERY"])
-for k in range(int(os.environ["BENCH_LINES"])):
-    print(f"bench-line {k} {time.time():.6f}", flush=True)
-    time.sleep(every)
-os.makedirs("bench", exist_ok=True)
-with open(os.path.join("bench", bead + ".txt"), "w") as f:
-    f.write(bead + "\\n")
-"""
-
+# The agents (bench/programs/): under the project, which the sandbox lets an
+# agent read. Their first act prints the time, which the bench reads back from
+# the session's log: the sandbox lets an agent write nothing outside its clone.
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+STAMP = re.compile(r"^bench-start (\d+\.\d+)$", re.M)
 LINE = re.compile(r"^bench-line (\d+) (\d+\.\d+)$", re.M)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--beads", type=int, default=40, help="beads for the dispatch latency")
+    parser.add_argument(
+        "--beads", type=int, default=sizes(40, 5), help="beads for the dispatch latency"
+    )
     parser.add_argument(
         "--interval", type=float, default=1.0, help="seconds between beads at a steady rate"
     )
-    parser.add_argument("--lines", type=int, default=40, help="log lines for the log latency")
+    parser.add_argument(
+        "--lines", type=int, default=sizes(40, 10), help="log lines for the log latency"
+    )
     parser.add_argument("--every", type=float, default=0.25, help="seconds between log lines")
-    parser.add_argument("--burst", type=int, default=60, help="beads created at once")
+    parser.add_argument("--burst", type=int, default=sizes(60, 10), help="beads created at once")
     parser.add_argument("--repos", type=int, default=2, help="repositories for the burst")
     parser.add_argument("--no-tick", action="store_true", help="run without `manage.py tick`")
     parser.add_argument(
@@ -126,7 +104,7 @@ def parse_args():
     return parser.parse_args()
 
 
-# Git, Django, Redis
+# The processes' environment
 
 
 def worker_env(home):
@@ -134,12 +112,6 @@ def worker_env(home):
     from django.conf import settings
 
     return common.worker_env(home, CORRAL_LEASE_SECONDS=str(settings.LEASE_SECONDS))
-
-
-def redis():
-    from agents import queues
-
-    return queues.connection()
 
 
 # The workspace: repositories, agents
@@ -151,29 +123,21 @@ def register(source, name, max_agents):
     return Repository.register(str(source), Workspace.default(), name=name, max_agents=max_agents)
 
 
-def make_agents(home, tag, args):
-    """The two bench agents, written into home; only one is active at a time."""
+def make_agents(tag, args):
+    """The two bench agents; only one is active at a time."""
     from agents.models import Agent
 
-    stamps = home / "stamps"
-    stamps.mkdir()
-    env = {
-        "BENCH_STAMPS": str(stamps),
-        "BENCH_LINES": str(args.lines),
-        "BENCH_EVERY": str(args.every),
-    }
-    agents = {}
-    for name, code in (("oneshot", ONESHOT), ("chatty", CHATTY)):
-        program = home / f"{name}.py"
-        program.write_text(code)
-        agents[name] = Agent.objects.create(
+    env = {"BENCH_LINES": str(args.lines), "BENCH_EVERY": str(args.every)}
+    return {
+        name: Agent.objects.create(
             name=f"bench-{tag}-{name}",
             preset="shell",
-            command=["{python}", str(program)],
+            command=["{python}", str(PROGRAMS / f"{name}.py")],
             env=env,
             active=False,
         )
-    return agents, stamps
+        for name in ("oneshot", "chatty")
+    }
 
 
 def use_agent(agents, name):
@@ -181,15 +145,6 @@ def use_agent(agents, name):
 
     Agent.objects.filter(pk__in=[a.pk for a in agents.values()]).update(active=False)
     Agent.objects.filter(pk=agents[name].pk).update(active=True)
-
-
-def forget(repos, agents):
-    """Delete this run's rows (on PostgreSQL they would outlive the run)."""
-    from agents.models import Agent
-    from workspace.models import Repository
-
-    Repository.objects.filter(pk__in=[r.pk for r in repos]).delete()
-    Agent.objects.filter(pk__in=[a.pk for a in agents]).delete()
 
 
 # What became of the dispatch asks of this process: "queued" (a new job, or
@@ -387,9 +342,15 @@ def idle():
     )
 
 
-def read_stamp(stamps, bead_id):
-    text = (stamps / bead_id).read_text().strip()
-    return float(text)
+def read_stamp(bead_id):
+    """The time the agent's first act printed, from its session's log."""
+    from agents.models import LogChunk
+
+    chunks = LogChunk.objects.filter(session__bead_id=bead_id).order_by("session", "seq")
+    found = STAMP.search("".join(chunks.values_list("text", flat=True)))
+    if found is None:
+        raise SystemExit(f"no bench-start line in the log of {bead_id}'s session")
+    return float(found[1])
 
 
 # 1. Dispatch latency
@@ -410,7 +371,7 @@ class Start:
         return self.first_act - self.committed
 
 
-def dispatch_idle(repo, n, stamps, procs):
+def dispatch_idle(repo, n, procs):
     """One bead at a time, each once the last has closed and the system is idle."""
     commits = {}
     for i in range(n):
@@ -418,10 +379,10 @@ def dispatch_idle(repo, n, stamps, procs):
         time.sleep(IDLE_GAP_S)
         (bead_id,), *commits[bead_id] = create_beads([repo], 1, f"Latency {i}")
         wait_until_closed([bead_id], procs, BEAD_TIMEOUT_S)
-    return starts_of(commits, stamps)
+    return starts_of(commits)
 
 
-def dispatch_steady(repo, n, interval, stamps, procs):
+def dispatch_steady(repo, n, interval, procs):
     """One bead every `interval` seconds, whatever is still running."""
     wait_for(idle, "the system to be idle", procs)
     commits = {}
@@ -432,7 +393,7 @@ def dispatch_steady(repo, n, interval, stamps, procs):
         (bead_id,), *commits[bead_id] = create_beads([repo], 1, f"Steady {i}")
         next_at += interval
     wait_until_closed(list(commits), procs, BEAD_TIMEOUT_S + n * interval)
-    return starts_of(commits, stamps)
+    return starts_of(commits)
 
 
 def wait_until_closed(ids, procs, timeout):
@@ -443,8 +404,8 @@ def wait_until_closed(ids, procs, timeout):
         raise SystemExit(f"{len(problems)} session(s) failed, e.g. {problems[0]}")
 
 
-def starts_of(commits, stamps):
-    """A Start per bead, from its commit, its session's timestamps and its stamp file."""
+def starts_of(commits):
+    """A Start per bead, from its commit, its session's timestamps and its agent's stamp."""
     from agents.models import Session
 
     sessions = Session.objects.filter(bead__in=list(commits)).values_list(
@@ -454,7 +415,7 @@ def starts_of(commits, stamps):
     for bead_id, claimed, started in sessions:
         committed, asks = commits[bead_id]
         ask = "+".join(sorted(set(asks))) or "none"
-        first_act = read_stamp(stamps, bead_id)
+        first_act = read_stamp(bead_id)
         starts.append(Start(committed, claimed.timestamp(), started.timestamp(), first_act, ask))
     return sorted(starts, key=lambda s: s.committed)
 
@@ -598,19 +559,19 @@ def stages(home, procs, runs=10):
     from agents import queues
 
     def agent_start():
-        stamps = home / "stamps"
-        env = dict(os.environ, BENCH_STAMPS=str(stamps), CORRAL_BEAD="stage-probe")
+        env = dict(os.environ, CORRAL_BEAD="stage-probe")
         workdir = home / "probe"
         workdir.mkdir(exist_ok=True)
         before = time.time()
-        proc = processes.spawn(  # as the runner starts an agent
-            [sys.executable, str(home / "oneshot.py")],
+        proc = processes.spawn(  # as the runner starts an agent, bwrap aside
+            [sys.executable, str(PROGRAMS / "oneshot.py")],
             cwd=workdir,
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        proc.wait()
-        return (read_stamp(stamps, "stage-probe") - before) * 1000
+        out, _ = proc.communicate()
+        return (float(STAMP.search(out)[1]) - before) * 1000
 
     def fork():
         pid = os.fork()
@@ -638,7 +599,7 @@ def stages(home, procs, runs=10):
             median(import_runner() for _ in range(3)),
         ),
         (
-            "Popen agent -> its first act (interpreter start)",
+            "Popen agent -> its first act (interpreter, no bwrap)",
             median(agent_start() for _ in range(runs)),
         ),
     ]
@@ -720,7 +681,7 @@ TRACE_LABELS = [
 ]
 
 
-def trace_starts(source, tag, agents, stamps, created, runs=10):
+def trace_starts(source, tag, agents, world, runs=10):
     """dispatch() and run_session() of `runs` beads, in this process with the workers
     stopped, each step timed. A repository of its own: its beads stay in review."""
     from django.db import connection
@@ -734,7 +695,7 @@ def trace_starts(source, tag, agents, stamps, created, runs=10):
     from workspace import gitops, processes
 
     repo = register(source, f"bench-{tag}-trace", max_agents=1)
-    created["repos"].append(repo)
+    world.repos.append(repo)
     use_agent(agents, "oneshot")
     tracer = Tracer()
     free_slots = dispatch_module.free_slots
@@ -776,7 +737,7 @@ def trace_starts(source, tag, agents, stamps, created, runs=10):
             started = time.time()
             runner.run_session(session.pk)
             whole = time.time() - started
-            first_act = read_stamp(stamps, bead.pk) - started
+            first_act = read_stamp(bead.pk) - started
             connection.close()
             before = time.perf_counter()
             connection.ensure_connection()
@@ -971,29 +932,30 @@ def print_summary(args, starts, steady, lines, result, problems):
 # The benchmark
 
 
-def benchmark(args, home, created):
+def benchmark(args, home, world):
+    observe_dispatch_asks()
     tag = secrets.token_hex(3)
     print(f"{database_vendor()}, CORRAL_HOME {home}, {os.cpu_count()} CPUs, {load()}")
     source = make_source(home / "source")
     base = git(source, "rev-parse", "HEAD").strip()
     latency_repo = register(source, f"bench-{tag}-latency", max_agents=SESSION_WORKERS)
-    created["repos"].append(latency_repo)
+    world.repos.append(latency_repo)
     burst_repos = [
         register(source, f"bench-{tag}-{k}", max_agents=BURST_MAX_AGENTS)
         for k in range(1, args.repos + 1)
     ]
-    created["repos"] += burst_repos
-    agents, stamps = make_agents(home, tag, args)
-    created["agents"] += agents.values()
+    world.repos += burst_repos
+    agents = make_agents(tag, args)
+    world.agents += agents.values()
     repos = [latency_repo, *burst_repos]
 
     procs = Processes(worker_env(home), home, repos, not args.no_tick, args.dispatch_worker_class)
     try:
         print(f"workers ready in {procs.wait_ready():.1f} s")
         use_agent(agents, "oneshot")
-        starts = dispatch_idle(latency_repo, args.beads, stamps, procs)
+        starts = dispatch_idle(latency_repo, args.beads, procs)
         print_dispatch("one at a time on the idle system", starts)
-        steady = dispatch_steady(latency_repo, args.beads, args.interval, stamps, procs)
+        steady = dispatch_steady(latency_repo, args.beads, args.interval, procs)
         print_dispatch(f"one bead every {args.interval:g} s", steady)
 
         use_agent(agents, "chatty")
@@ -1014,7 +976,7 @@ def benchmark(args, home, created):
         shutil.copytree(home / "logs", kept, dirs_exist_ok=True)
         print(f"the processes' logs are kept in {kept}")
     print_errors(errors)
-    print_trace(trace_starts(source, tag, agents, stamps, created))
+    print_trace(trace_starts(source, tag, agents, world))
 
     landed = {latency_repo.slug: 2 * args.beads + 1}
     for i in range(args.burst):
@@ -1026,21 +988,7 @@ def benchmark(args, home, created):
 
 
 def main():
-    args = parse_args()
-    home = Path(tempfile.mkdtemp(prefix="corral-bench-"))
-    created = {"repos": [], "agents": []}  # rows to delete at the end
-    try:
-        common.setup_django(home, DEFAULT_REDIS_URL)
-        observe_dispatch_asks()
-        redis().flushdb()
-        try:
-            status = benchmark(args, home, created)
-        finally:
-            redis().flushdb()
-            forget(created["repos"], created["agents"])
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    sys.exit(status)
+    sys.exit(run_with_world("corral-bench-sessions-", benchmark, parse_args(), DEFAULT_REDIS_URL))
 
 
 if __name__ == "__main__":

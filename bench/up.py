@@ -24,11 +24,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import load, make_source, setup_django
+from common import load, make_source, scratch_django, sizes
 from figures import figure
 
 from workspace import processes
@@ -40,8 +39,12 @@ START_TIMEOUT_S = 180
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repos", default="3,30", help="repository counts, ascending")
-    parser.add_argument("--settle", type=float, default=8.0, help="seconds of no change")
+    parser.add_argument(
+        "--repos", default=sizes("3,30", "3,10"), help="repository counts, ascending"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=sizes(8.0, 3.0), help="seconds of no change"
+    )
     args = parser.parse_args()
     args.counts = sorted(int(n) for n in args.repos.split(","))
     return args
@@ -166,8 +169,14 @@ def print_snapshot(count, snap):
 
 def main():
     args = parse_args()
-    home = Path(tempfile.mkdtemp(prefix="bench-up-"))
-    setup_django(home, "redis://127.0.0.1:6379/15")  # `up` starts its own Redis
+    # SQLite in the scratch home, whatever DATABASE_URL says: `up` is started
+    # without it (and with its own Redis), so the repositories must be there.
+    os.environ.pop("DATABASE_URL", None)
+    with scratch_django("bench-up-", "redis://127.0.0.1:6379/15") as scratch:
+        benchmark(args, scratch.home)
+
+
+def benchmark(args, home):
     source = make_source(home / "source")
     print(f"CORRAL_HOME {home}, {os.cpu_count()} CPUs, {load()}")
     results, have = {}, 0

@@ -364,7 +364,11 @@ class Submission(Transitions, models.Model):
 
     class Meta:
         ordering = ["queued_at"]
-        indexes = [models.Index(fields=["repository", "status", "queued_at"])]
+        indexes = [
+            models.Index(fields=["repository", "status", "queued_at"]),
+            # Problems count refusals per bead and find waiting work off it.
+            models.Index(fields=["status", "bead"]),
+        ]
         permissions = [("review_submission", "Can approve or reject a submission")]
 
     def __str__(self) -> str:

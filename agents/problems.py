@@ -54,8 +54,14 @@ def stuck(now: datetime | None = None) -> list[Any]:
     now = now or timezone.now()
     still_since = now - timedelta(seconds=settings.STUCK_SECONDS)
     for_lead = Q(submissions__status__in=Submission.FOR_LEAD)
+    # Only repositories whose lead has had work waiting that long are aggregated
+    # (off the submissions' status index): none, most of the time.
+    waiting_long = Submission.objects.filter(
+        status__in=Submission.FOR_LEAD, queued_at__lt=still_since
+    ).values("repository_id")
     repos = (
-        Repository.objects.annotate(
+        Repository.objects.filter(pk__in=waiting_long)
+        .annotate(
             waiting=Count("submissions", filter=for_lead),
             oldest=Min("submissions__queued_at", filter=for_lead),
             moved=Greatest(
@@ -71,18 +77,18 @@ def stuck(now: datetime | None = None) -> list[Any]:
 
 
 def churning() -> list[Bead]:
-    refused = list(Submission.REFUSALS)
-    beads = (
-        Bead.objects.exclude(status=Bead.Status.CLOSED)
-        .annotate(refusals=Count("submissions", filter=Q(submissions__status__in=refused)))
-        .filter(refusals__gte=settings.CHURN_REFUSALS)
-        .select_related("repository")
-        .order_by("-refusals", "pk")
-    )
-    found: list[Bead] = list(beads)
+    """Counted from the refused submissions (few, off the status index), not by
+    joining every bead that is not closed with its submissions."""
+    refused = Submission.objects.filter(status__in=list(Submission.REFUSALS))
+    per_bead = refused.values("bead_id").annotate(n=Count("*")).order_by()
+    counts = dict(per_bead.filter(n__gte=settings.CHURN_REFUSALS).values_list("bead_id", "n"))
+    beads = Bead.objects.filter(pk__in=list(counts)).exclude(status=Bead.Status.CLOSED)
+    found: list[Bead] = list(beads.select_related("repository"))
     latest = latest_sessions([b.pk for b in found])
     for bead in found:
+        bead.refusals = counts[bead.pk]  # type: ignore[attr-defined]  # for the page
         bead.latest_session = latest.get(bead.pk)  # type: ignore[attr-defined]  # its log
+    found.sort(key=lambda b: (-b.refusals, b.pk))  # type: ignore[attr-defined]
     return found
 
 

@@ -13,10 +13,9 @@ repository; and, transitively, a `parent-child` child of a blocked bead.
 """
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any, TypeVar
 
 from django.db import connection, transaction
@@ -31,10 +30,8 @@ from django.db.models import (
     QuerySet,
     Value,
     When,
-    Window,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import RowNumber
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -62,14 +59,15 @@ def repositories_with_room(workspace: Workspace | None = None) -> list[int]:
     repos = Repository.objects.filter(active=True)
     if workspace is not None:
         repos = repos.filter(workspace=workspace)
-    # Two small reads: the in-progress counts come off the status index.
-    busy = dict(
-        Bead.objects.filter(status=Bead.Status.IN_PROGRESS)
-        .values_list("repository")
-        .annotate(n=Count("pk"))
-        .values_list("repository", "n")
-    )
+    busy = in_progress_counts()
     return [pk for pk, cap in repos.values_list("pk", "max_agents") if busy.get(pk, 0) < cap]
+
+
+def in_progress_counts() -> dict[int, int]:
+    """{repository id: beads in progress}, off the status index (COUNT(*): SQLite
+    then reads the index alone, without the text primary key)."""
+    rows = Bead.objects.filter(status=Bead.Status.IN_PROGRESS).values_list("repository")
+    return dict(rows.annotate(n=Count("*")).values_list("repository", "n").order_by())
 
 
 def open_waves() -> Waves:
@@ -216,12 +214,15 @@ def claim(
             candidate = pick(repository, bead, passed_over, repositories)
             if candidate is None:
                 break
-            if not room_left(candidate.repository_id):
-                passed_over.add(candidate.pk)
+            passed_over.add(candidate.pk)  # if this try does not end the claim
+            if not candidate.start(assignee):
                 continue
-            if candidate.start(assignee):
-                return open_session(candidate)
-            passed_over.add(candidate.pk)
+            claimed = open_session(candidate)
+            # Checked last: the repository's row lock, which every claimer of the
+            # repository waits for, is then held only from here to the commit.
+            if room_left(candidate.repository_id):
+                return claimed
+            transaction.set_rollback(True)  # over max_agents: undo the start and the session
     if bead is not None:
         raise NotClaimable(why_not_ready(bead))
     raise NothingReady("nothing is ready" + (f" in {repository.slug}" if repository else ""))
@@ -273,11 +274,13 @@ def first_in_window(
 
 
 def room_left(repository_id: int) -> bool:
-    """Re-check max_agents with the repository row locked: two claimers picking
-    two beads of one full repository must not both get in."""
+    """Re-check max_agents with the repository row locked, once this transaction
+    has started its bead (counted here): two claimers of one full repository
+    must not both get in. The second waits for the first's commit, and its
+    count (a new snapshot, per statement) sees the first's bead."""
     repo = Repository.objects.select_for_update().get(pk=repository_id)
     busy = repo.beads.filter(status=Bead.Status.IN_PROGRESS).count()
-    return busy < repo.max_agents
+    return busy <= repo.max_agents
 
 
 def why_not_ready(bead: Bead) -> str:
@@ -316,23 +319,27 @@ def readiness(bead: Bead) -> tuple[bool, str]:
 
 
 def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:
-    """The first n ready beads of each repository, in hook order, in one query.
+    """The first n ready beads of each repository, in hook order, in two queries.
 
-    Each carries `ready_count`, how many of its repository's beads are ready:
-    window functions rank and count per repository, so only n rows per
-    repository leave the database however long the hook is.
+    Each carries `ready_count`, how many of its repository's beads are ready.
+    The ready beads are read once as (id, repository) pairs in hook order and
+    counted and cut here: a window per repository over them sorted them all a
+    second time, and carried every column of every ready row.
     """
-    beads = ready(workspace=workspace).only("id", "repository", "priority", "title", "scope")
-    per_repo = F("repository_id")
-    order = list(beads.query.order_by)
-    first = beads.annotate(
-        # The stubs type query.order_by as Combinable; it holds str and expressions.
-        rank=Window(RowNumber(), partition_by=per_repo, order_by=order),  # type: ignore[arg-type]
-        ready_count=Window(Count("pk"), partition_by=per_repo),
-    ).filter(rank__lte=n)
-    # Sorted by rank here: filtering on a window wraps the query, and Django
-    # 5.2 then keeps only the wave term of the outer ORDER BY when waves are on.
-    return sorted(first, key=attrgetter("rank"))
+    first: defaultdict[int, list[str]] = defaultdict(list)
+    counts: Counter[int] = Counter()
+    for pk, repo_id in ready(workspace=workspace).values_list("pk", "repository_id"):
+        counts[repo_id] += 1
+        if counts[repo_id] <= n:
+            first[repo_id].append(pk)
+    place = {pk: i for i, pk in enumerate(pk for ids in first.values() for pk in ids)}
+    beads = Bead.objects.filter(pk__in=list(place)).order_by()
+    shown = sorted(
+        beads.only("id", "repository", "priority", "title", "scope"), key=lambda b: place[b.pk]
+    )
+    for bead in shown:
+        bead.ready_count = counts[bead.repository_id]  # type: ignore[attr-defined]  # for the page
+    return shown
 
 
 # The first page of ready work as one statement, fetched as values: what the

@@ -4,8 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, F, Prefetch, Q, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -21,8 +20,8 @@ from workspace import audit, roles
 from workspace.htmx import is_partial
 from workspace.models import Repository, Workspace
 
-READY_SHOWN = 10  # ready beads shown per repository on the hook page
-GROUP_SHOWN = 100  # beads of each status shown on a repository's page
+READY_SHOWN = 5  # ready beads shown per repository on the hook page (a polled partial)
+GROUP_SHOWN = 25  # beads of each status shown on a repository's page
 CLAIM_FIELDS = ["status", "lease_expires_at", "agent__name", "bead__title", "bead__repository"]
 
 
@@ -65,10 +64,12 @@ def render_repository(
         Prefetch("changeset_members", queryset=changesets),
     )
     # Counted in the database; of each status the first GROUP_SHOWN only, so the
-    # page's size and queries do not grow with the repository.
-    counts = dict(repo.beads.values_list("status").annotate(n=Count("pk")).order_by())
-    by_status = Window(RowNumber(), partition_by=[F("status")], order_by=Bead._meta.ordering)
-    shown = list(beads.annotate(rank=by_status).filter(rank__lte=GROUP_SHOWN))
+    # page's size and queries do not grow with the repository (the bead list
+    # pages through the rest). Each status's first ids come off the (repository,
+    # status, priority, created_at) index: a window over all of them sorts them all.
+    counts = dict(repo.beads.values_list("status").annotate(n=Count("*")).order_by())
+    first = [repo.beads.filter(status=s).values_list("pk", flat=True)[:GROUP_SHOWN] for s in counts]
+    shown = list(beads.filter(pk__in=[pk for ids in first for pk in ids]))
     groups = [
         (label, [b for b in shown if b.status == value], counts[value])
         for value, label in Bead.Status.choices
@@ -129,12 +130,13 @@ def resume_dispatch(request: HttpRequest, slug: str) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def hook_page(request: HttpRequest) -> HttpResponse:
     workspace = Workspace.default()
-    busy = Count("beads", filter=Q(beads__status=Bead.Status.IN_PROGRESS))
-    active = workspace.repositories.filter(active=True).annotate(in_progress=busy).order_by("name")
+    active = workspace.repositories.filter(active=True).order_by("name")
     # Any: the page gives each repository attributes of its own (hook_beads, claims, ...).
     repos: dict[int, Any] = {repo.pk: repo for repo in active}
+    busy = hook.in_progress_counts()
     for repo in repos.values():
         repo.hook_beads, repo.ready_count, repo.claims = [], 0, []
+        repo.in_progress = busy.get(repo.pk, 0)
         repo.full = repo.in_progress >= repo.max_agents
     for bead in hook.first_ready_per_repository(workspace, READY_SHOWN):
         if repo := repos.get(bead.repository_id):  # not there: added since the first read

@@ -11,6 +11,7 @@ from django.utils import timezone
 from agents.models import Agent, Session
 from beads import hook
 from beads.models import Bead, Dependency, Plan, Wave, WaveBead
+from corral.views import READY_SHOWN
 from workspace.models import Repository, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -87,15 +88,15 @@ def test_ready_beads_in_hook_order_per_repository_without_blocked_ones(logged_in
     assert "Nothing ready." in section(page, web)
 
 
-def test_only_the_first_ten_are_listed_with_the_count_of_all(logged_in):
+def test_only_the_first_few_are_listed_with_the_count_of_all(logged_in):
     repo = add_repo("big")
     made = [bead(repo, f"task {i}", priority=i % 5) for i in range(14)]
     part = section(hook_page(logged_in), repo)
-    expected = [b.id for b in hook.ready(repo)[:10]]
+    expected = [b.id for b in hook.ready(repo)[:READY_SHOWN]]
     assert shown_ids(part) == expected
     assert set(expected) < {b.id for b in made}
     assert 'data-ready="14">14 ready' in part
-    assert "The first 10 of 14 ready beads." in part
+    assert f"The first {READY_SHOWN} of 14 ready beads." in part
 
 
 def test_planned_waves_come_first(logged_in, workspace):

@@ -67,8 +67,13 @@ def render_repository(
     # page's size and queries do not grow with the repository (the bead list
     # pages through the rest). Each status's first ids come off the (repository,
     # status, priority, created_at) index: a window over all of them sorts them all.
+    # Every status is asked, present or not, so the page's queries are the same
+    # whatever its beads' statuses.
     counts = dict(repo.beads.values_list("status").annotate(n=Count("*")).order_by())
-    first = [repo.beads.filter(status=s).values_list("pk", flat=True)[:GROUP_SHOWN] for s in counts]
+    first = [
+        repo.beads.filter(status=s).values_list("pk", flat=True)[:GROUP_SHOWN]
+        for s in Bead.Status.values
+    ]
     shown = list(beads.filter(pk__in=[pk for ids in first for pk in ids]))
     groups = [
         (label, [b for b in shown if b.status == value], counts[value])

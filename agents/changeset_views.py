@@ -81,9 +81,7 @@ def changeset_approve(request: HttpRequest, pk: int) -> HttpResponse:
 def changeset_reject(request: HttpRequest, pk: int) -> HttpResponse:
     changeset = get_object_or_404(ChangeSet, pk=pk)
     reason = request.POST.get("reason", "").strip()
-    if changeset.status == ChangeSet.Status.AWAITING_REVIEW and changesets.reject(
-        changeset, request.user, reason
-    ):
+    if changesets.reject(changeset, request.user, reason):
         changesets.audited(audit.Action.REJECT, changeset, reason, request=request)
         messages.success(request, "Rejected: every member is back on the hook.")
     else:

@@ -108,11 +108,14 @@ def membership(bead: Bead | str) -> ChangeSetMember | None:
     return found.select_related("changeset", "repository").first()
 
 
-def hold(submission: Submission, head: str, tree: str) -> bool:
+def hold(
+    submission: Submission, head: str, tree: str, member: ChangeSetMember | None = None
+) -> bool:
     """A member's submission passed its own gates on `head`, making `tree`: it
     waits for its siblings (True). False when its bead is in no change set.
-    The last one held starts the change set's gating."""
-    member = membership(submission.bead_id)
+    The last one held starts the change set's gating. `member`: its place, when
+    the caller has looked it up already."""
+    member = member or membership(submission.bead_id)
     if member is None:
         return False
     with transaction.atomic():
@@ -232,8 +235,12 @@ def approve(changeset: ChangeSet, user: Any) -> bool:
 
 
 def reject(changeset: ChangeSet, user: Any, reason: str = "") -> bool:
-    """A person turns the change set down while it awaits review: members go back."""
-    return send_back(changeset, reason or f"Change set {changeset.pk} rejected by {user}.")
+    """A person turns the change set down while it awaits review: members go back.
+    False if it was not awaiting review (decided with its row locked)."""
+    with transaction.atomic():
+        if locked(changeset.pk).status != ChangeSet.Status.AWAITING_REVIEW:
+            return False
+        return send_back(changeset, reason or f"Change set {changeset.pk} rejected by {user}.")
 
 
 def landed(changeset: ChangeSet, shas: dict[int, str]) -> bool:

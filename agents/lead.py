@@ -189,9 +189,9 @@ class Landing:
             if not self.pass_gates():
                 return None
             assert self.tree is not None  # the apply gate, passed, set it
-            if changesets.membership(self.bead.id) is not None:
+            if member := changesets.membership(self.bead.id):
                 self.save_results()
-                changesets.hold(self.submission, parent, self.tree)
+                changesets.hold(self.submission, parent, self.tree, member)
                 return None  # a change set member: it lands with its siblings
             message = self.message()
             self.sha = gitops.commit_tree(

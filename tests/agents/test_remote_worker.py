@@ -17,9 +17,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def remote_worker(env, hidden: Path, timeout=120):
-    """`rqworker sessions --burst` in a mount namespace where `hidden` is empty."""
-    argv = ["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(hidden), "--"]
+def remote_worker(env, hidden: Path | None = None, timeout=120):
+    """`rqworker sessions --burst` with `env`; with `hidden`, in a mount namespace
+    where that folder is empty."""
+    argv = ["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(hidden), "--"] if hidden else []
     argv += [sys.executable, "manage.py", "rqworker", "sessions", "--burst"]
     return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
@@ -74,14 +75,7 @@ def test_a_worker_without_the_canonical_folder_mirrors_it_over_http(
     bead = Bead.objects.create(repository=repo, title="Far", scope=["src/**"])
     session = flow.claim(agent, bead=bead)
     assert flow.queue_session(session)
-    done = subprocess.run(
-        [sys.executable, "manage.py", "rqworker", "sessions", "--burst"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = remote_worker(env)
     assert done.returncode == 0, done.stdout + done.stderr
     session.refresh_from_db()
     assert session.status == "submitted", session.error
@@ -99,14 +93,7 @@ def test_a_worker_that_cannot_reach_the_git_url_fails_the_session_saying_why(
     bead = Bead.objects.create(repository=repo, title="Unreachable", scope=["src/**"])
     session = flow.claim(agent, bead=bead)
     assert flow.queue_session(session)
-    done = subprocess.run(
-        [sys.executable, "manage.py", "rqworker", "sessions", "--burst"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = remote_worker(env)
     assert done.returncode == 0, done.stdout + done.stderr
     session.refresh_from_db()
     assert session.status == "failed"

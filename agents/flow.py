@@ -137,13 +137,12 @@ def holds_live_session(agent: Agent, bead: Bead) -> bool:
 
 def send_back(bead: Bead, reason: str) -> None:
     """A failed attempt: the bead goes back to the hook, or is blocked once its
-    attempts run out (then the webhooks that want it hear so)."""
+    attempts run out (tell_blocked then tells the webhooks)."""
     bead.fail_attempt(reason)
-    if bead.status == Bead.Status.BLOCKED:
-        tell_blocked(bead, reason)
 
 
-def tell_blocked(bead: Bead, reason: str) -> None:
+def tell_blocked(sender: type[Bead], bead: Bead, reason: str, **kwargs: Any) -> None:
+    """beads.signals.blocked's receiver: the webhooks that want it hear of every block."""
     webhooks.emit(
         webhooks.BEAD_BLOCKED,
         {
@@ -223,8 +222,8 @@ def stop_over_budget(session: Session, reason: str, of_bead: bool) -> bool:
             return False
         bead = session.bead
         send_back(bead, reason)
-        if of_bead and bead.block(reason):
-            tell_blocked(bead, reason)
+        if of_bead:
+            bead.block(reason)
         webhooks.emit(
             webhooks.BUDGET_REACHED,
             {

@@ -11,7 +11,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from beads import ids
+from beads import ids, signals
 from workspace.models import Repository, Workspace
 from workspace.states import Transitions, move
 
@@ -219,7 +219,10 @@ class Bead(Transitions, models.Model):
         return self.move("defer")
 
     def block(self, reason: str = "") -> bool:
-        return self.move("block", last_failure=reason)
+        if not self.move("block", last_failure=reason):
+            return False
+        signals.blocked.send(sender=Bead, bead=self, reason=reason)
+        return True
 
     def set_priority(self, priority: int) -> bool:
         now = timezone.now()

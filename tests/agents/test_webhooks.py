@@ -18,6 +18,7 @@ from agents import changesets, flow, queues, reconcile, webhooks
 from agents.models import Delivery, Session, Submission, Webhook
 from beads.models import Bead, Plan, Wave, WaveBead
 from tests.agents.test_changesets import hand_in, pair, work
+from tests.corral.test_admin import act
 from tests.factories import land, run_lead
 from tests.races import race
 
@@ -180,8 +181,22 @@ def test_each_webhook_gets_only_the_events_it_chose_and_slack_gets_text(
     assert [json.loads(b)["event"] for _, b in plain.got] == ["plan_done"]
     assert json.loads(plain.got[0][1])["data"]["beads"] == [bead.pk]
     ((headers, body),) = slack.got
-    assert json.loads(body) == {"text": f"{blocked.pk} (Hard one) is blocked: It broke."}
+    why = "Blocked after 3 failed attempts. Last: It broke."
+    assert json.loads(body) == {"text": f"{blocked.pk} (Hard one) is blocked: {why}"}
     assert headers["X-Corral-Event"] == "bead_blocked"
+
+
+def test_a_bead_a_person_blocks_is_told_once_whoever_blocks_it(repo, admin_client):
+    hook = Webhook.objects.create(name="ops", url="http://127.0.0.1:9/", events=["bead_blocked"])
+    in_admin, in_list, already = (
+        Bead.objects.create(repository=repo, title=title) for title in ("A", "B", "C")
+    )
+    already.block("before")
+    act(admin_client, Bead, "block", [in_admin, already])
+    admin_client.post("/beads/bulk", {"action": "block", "bead": [in_list.id, already.id]})
+
+    told = hook.deliveries.filter(event="bead_blocked").order_by("pk")
+    assert [d.data["bead"] for d in told] == [already.pk, in_admin.pk, in_list.pk]
 
 
 def test_a_stuck_repository_and_a_spent_budget_are_told_once(repo, agent, rq_redis, settings):

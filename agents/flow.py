@@ -48,7 +48,11 @@ class FilingRefused(Exception):
 
 
 def file_bead(
-    bead: Bead, discovered_from: Bead | None, agent: Agent | None = None, person: Any = None
+    bead: Bead,
+    discovered_from: Bead | None,
+    agent: Agent | None = None,
+    person: Any = None,
+    via: str = "the API",
 ) -> Bead:
     """File a new bead (not yet saved) and its discovered-from dependency, together.
 
@@ -61,6 +65,7 @@ def file_bead(
     agents file ready work (agents_file_ready). Internal agents then never
     run what an agent wrote until a person has looked at it.
 
+    A person's bead is audited as filed through `via`.
     Raises FilingRefused (403) or ValidationError (422, naming the field).
     """
     with transaction.atomic():
@@ -78,7 +83,7 @@ def file_bead(
                 audit.Action.BEAD_EDIT,
                 bead,
                 repository=bead.repository,
-                detail="filed through the API",
+                detail=f"filed through {via}",
                 actor=person,
             )
     return bead

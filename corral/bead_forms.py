@@ -200,7 +200,9 @@ def file_bead(request: HttpRequest) -> HttpResponse:
         return render_form(request, form, None, status=400, confirm=True)
     try:
         with transaction.atomic():
-            bead = flow.file_bead(form.save(commit=False), None, person=request.user)
+            bead = flow.file_bead(
+                form.save(commit=False), None, person=request.user, via="the dashboard"
+            )
             set_blockers(bead, form.cleaned_data["waits_for"])
             set_parent(bead, form.cleaned_data["parent"])
     except (ValidationError, flow.FilingRefused) as e:

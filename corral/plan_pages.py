@@ -261,7 +261,7 @@ def plan_prepare(request: HttpRequest, pk: int) -> HttpResponse:
         with transaction.atomic():
             first = Bead(repository=sharing[0].repository, title=title[:500], scope=[path])
             first.priority = min(b.priority for b in sharing)
-            flow.file_bead(first, None, person=request.user)
+            flow.file_bead(first, None, person=request.user, via="the plan page")
             for bead in sharing:
                 Dependency.objects.create(issue=bead, depends_on=first)
             waves = [[first.id], *plans.waves_of(plan)]

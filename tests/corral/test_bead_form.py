@@ -5,6 +5,7 @@ detected, and what was typed kept on every error."""
 import pytest
 
 from beads.models import Bead, Dependency
+from workspace.audit import Action, AuditEntry
 
 
 def form_data(repo=None, **fields):
@@ -36,6 +37,8 @@ def test_a_person_files_a_bead_with_a_scope_and_a_dependency(logged_in, repo, us
     assert bead.labels == ["payments", "backend"] and bead.scope == ["src/app.py", "README.md"]
     assert bead.description == "Money\nback."
     assert list(bead.blockers()) == [first]
+    (filed,) = AuditEntry.objects.filter(action=Action.BEAD_EDIT)
+    assert (filed.actor, filed.detail) == (user, "filed through the dashboard")
 
 
 def test_the_form_shows_what_each_pattern_matches_at_head(logged_in, repo):

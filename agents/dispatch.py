@@ -7,6 +7,7 @@ lands or a bead is added, and on the ticker's timer.
 
 from typing import Any
 
+from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import Count, Q
 from rq import Worker
@@ -14,6 +15,7 @@ from rq import Worker
 from agents import budgets, flow, queues
 from agents.models import Agent, Session
 from beads import hook
+from workspace import sandbox
 from workspace.models import Repository
 
 BUSY = [Session.Status.QUEUED, Session.Status.RUNNING]
@@ -28,6 +30,8 @@ def free_slots() -> int:
 def dispatch() -> int:
     """Claim ready beads for internal agents and queue their sessions; returns how many."""
     close_old_connections()  # a long-lived worker runs this: drop a connection gone bad
+    if sandbox_refuses():
+        return 0
     with queues.connection().lock("corral:dispatch", timeout=120, blocking_timeout=60):
         repositories = list(
             Repository.objects.filter(active=True, dispatch_paused=False)
@@ -46,6 +50,13 @@ def dispatch() -> int:
             flow.queue_session(session)
             started += 1
         return started
+
+
+def sandbox_refuses() -> bool:
+    """Whether sessions would be refused for want of a sandbox: each would fail
+    and spend its bead's attempts, so dispatch waits instead (every dashboard
+    page's banner says why)."""
+    return not settings.UNSANDBOXED and not sandbox.available()
 
 
 def least_busy_agent() -> Agent | None:

@@ -69,6 +69,18 @@ def test_dispatch_respects_max_agents_and_paused_repositories(
     assert Session.objects.get().bead.repository == paused
 
 
+def test_dispatch_waits_while_bwrap_cannot_start_and_sessions_would_be_refused(
+    repo, sleepy_agents, two_session_workers, settings, tmp_path
+):
+    bead = Bead.objects.create(repository=repo, title="waits")
+    installed, settings.BWRAP = settings.BWRAP, str(tmp_path / "no-such-bwrap")
+    assert dispatch() == 0
+    bead.refresh_from_db()
+    assert (bead.status, bead.attempts) == ("open", 0) and not Session.objects.exists()
+    settings.BWRAP = installed
+    assert dispatch() == 1
+
+
 def test_a_bead_is_saved_even_when_redis_is_unreachable(repo, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     queues.connection.cache_clear()

@@ -55,7 +55,21 @@ def median_session_s(workspace_id: int) -> float | None:
     return statistics.median(durations) if durations else None
 
 
-def hold_of(bead: Bead, review: dict[str, Submission]) -> Hold | None:
+def ready_among(beads: list[Bead]) -> set[str]:
+    """The ids of those of `beads` the hook would hand out now: one query per
+    repository (what hook.readiness asks of each bead alone)."""
+    by_repo: dict[int, list[Bead]] = {}
+    for bead in beads:
+        by_repo.setdefault(bead.repository_id, []).append(bead)
+    found: set[str] = set()
+    for members in by_repo.values():
+        ready = hook.ready(repository=members[0].repository).filter(pk__in=[b.pk for b in members])
+        found.update(ready.values_list("pk", flat=True))
+    return found
+
+
+def hold_of(bead: Bead, review: dict[str, Submission], ready: set[str]) -> Hold | None:
+    """What holds `bead`, if anything; `ready`: the ids of the wave's ready beads."""
     if bead.status == Bead.Status.BLOCKED:
         return Hold(
             bead, f"blocked: {bead.last_failure or 'set by a person'}", bead.get_absolute_url()
@@ -64,10 +78,12 @@ def hold_of(bead: Bead, review: dict[str, Submission]) -> Hold | None:
         return Hold(bead, "in review, waiting for a person", sub.get_absolute_url())
     if bead.status == Bead.Status.OPEN and bead.last_failure:
         return Hold(bead, f"came back: {bead.last_failure}", bead.get_absolute_url())
-    if bead.status == Bead.Status.OPEN:
-        ready, why = hook.readiness(bead)
-        if not ready:
-            return Hold(bead, why, bead.get_absolute_url())
+    if bead.status == Bead.Status.OPEN and bead.id not in ready:
+        repository = bead.repository
+        why = hook.why_not_ready(bead)  # reads the bead again, forgetting its repository
+        if bead.repository_id == repository.pk:
+            bead.repository = repository  # its card then needs no query for it
+        return Hold(bead, why, bead.get_absolute_url())
     return None
 
 
@@ -91,7 +107,8 @@ def status_of(plan: Plan, waves: list[list[Bead]], now: datetime | None = None) 
                 bead__in=current, status=Submission.Status.AWAITING_REVIEW
             )
         }
-        status.holds = [h for b in current if (h := hold_of(b, review)) is not None]
+        ready = ready_among([b for b in current if b.status == Bead.Status.OPEN])
+        status.holds = [h for b in current if (h := hold_of(b, review, ready)) is not None]
     status.median_s = median_session_s(plan.workspace_id)
     if status.median_s is not None:
         cap = max(1, plan.max_agents_per_wave)

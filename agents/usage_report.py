@@ -10,11 +10,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
-from agents.models import Session
+from agents.models import Agent, Session
 from agents.usage import KINDS, PriceTable, TokenUsage
 from beads.models import Bead
 from workspace.models import Repository
@@ -81,21 +83,78 @@ def last_days(days: int) -> list[date]:
     return [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
 
 
-def per_day(days: int, by: str) -> dict[str, dict[date, int]]:
-    """{series: {day: tokens}} over the last `days` days; `by` is "repository" or "agent"."""
-    field = {"repository": "session__bead__repository__name", "agent": "session__agent__name"}[by]
+@dataclass
+class Overview:
+    """What the usage page charts and lists: {series: {day: tokens}} per
+    repository and per agent over the last days, and each agent's tokens and
+    cost, most tokens first."""
+
+    by_repository: dict[str, dict[date, int]]
+    by_agent: dict[str, dict[date, int]]
+    agents: list[dict[str, Any]]
+
+
+class SessionDay(TruncDate):
+    """TruncDate, read off the text on SQLite when the day is UTC's: SQLite keeps
+    a UTC datetime as 'YYYY-MM-DD HH:MM:SS[.ffffff]', so its first ten characters
+    are the date, where TruncDate runs a Python function per row."""
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, Any]:
+        if self.get_tzname() not in (None, "UTC"):
+            return super().as_sql(compiler, connection, **extra)
+        sql, params = compiler.compile(self.lhs)
+        return f"substr({sql}, 1, 10)", params
+
+
+def overview(days: int, prices: PriceTable | None = None) -> Overview:
+    """The usage page's figures in two passes over the usage rows: the last days'
+    tokens per agent, repository and day, and each agent's tokens per model.
+    Grouped by ids; the few names are read apart."""
     since = datetime.combine(last_days(days)[0], time.min, tzinfo=UTC)
-    rows = (
-        TokenUsage.objects.filter(session__created_at__gte=since)
-        .annotate(day=TruncDate("session__created_at"))
-        .values(field, "day")
+    agent, repository = "session__agent_id", "session__bead__repository_id"
+    # A row is written after its session opened, so one updated before `since`
+    # cannot count: its updated_at index keeps the read to the days shown.
+    recent = TokenUsage.objects.filter(updated_at__gte=since, session__created_at__gte=since)
+    daily = list(
+        recent.values(agent, repository, day=SessionDay("session__created_at"))
         .annotate(tokens=Sum(TOTAL))
-        .order_by(field, "day")
+        .order_by()
     )
-    series: dict[str, dict[date, int]] = {}
-    for row in rows:
-        series.setdefault(row[field], {})[row["day"]] = row["tokens"] or 0
-    return series
+    totals = list(
+        TokenUsage.objects.values(agent, "model")
+        .annotate(**{f"sum_{k}": Sum(k) for k in KINDS})
+        .order_by()
+    )
+    agent_ids = {r[agent] for r in daily} | {r[agent] for r in totals}
+    agent_names = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "name"))
+    repo_ids = {r[repository] for r in daily}
+    repo_names = dict(Repository.objects.filter(pk__in=repo_ids).values_list("pk", "name"))
+    by_repository: dict[str, dict[date, int]] = {}
+    by_agent: dict[str, dict[date, int]] = {}
+    for row in daily:
+        for series in (
+            by_repository.setdefault(repo_names[row[repository]], {}),
+            by_agent.setdefault(agent_names[row[agent]], {}),
+        ):
+            series[row["day"]] = series.get(row["day"], 0) + (row["tokens"] or 0)
+    by_agent_model: dict[str, dict[str, dict[str, int]]] = {}
+    for row in totals:
+        models = by_agent_model.setdefault(agent_names[row[agent]], {})
+        used = models.setdefault(row["model"], dict.fromkeys(KINDS, 0))
+        for kind in KINDS:
+            used[kind] += row[f"sum_{kind}"] or 0
+    prices = prices or PriceTable()
+    summaries = {name: Summary(m, prices.cost(m)) for name, m in by_agent_model.items()}
+    ranked = sorted(summaries, key=lambda name: (-summaries[name].total, name))
+    agents = [{"agent": name, "summary": summaries[name]} for name in ranked]
+    return Overview(sorted_series(by_repository), sorted_series(by_agent), agents)
+
+
+def sorted_series(series: dict[str, dict[date, int]]) -> dict[str, dict[date, int]]:
+    """By name, each by day: the order the charts break ties in."""
+    return {name: dict(sorted(series[name].items())) for name in sorted(series)}
 
 
 def grouped(rows: QuerySet[TokenUsage], by: str) -> dict[Any, dict[str, dict[str, int]]]:
@@ -107,20 +166,9 @@ def grouped(rows: QuerySet[TokenUsage], by: str) -> dict[Any, dict[str, dict[str
     return found
 
 
-def per_agent() -> list[dict[str, Any]]:
-    """Each agent's tokens and cost, most tokens first."""
-    prices = PriceTable()
-    by_agent = grouped(TokenUsage.objects.all(), "session__agent__name")
-    rows = [
-        {"agent": name, "summary": Summary(by_model, prices.cost(by_model))}
-        for name, by_model in by_agent.items()
-    ]
-    return sorted(rows, key=lambda r: (-r["summary"].total, r["agent"]))
-
-
-def landed_beads(limit: int = 20) -> dict[str, Any]:
+def landed_beads(limit: int = 20, prices: PriceTable | None = None) -> dict[str, Any]:
     """The latest landed beads with what all their sessions cost, and the mean."""
-    prices = PriceTable()
+    prices = prices or PriceTable()
     landed = Bead.objects.filter(status=Bead.Status.CLOSED).exclude(commit_sha="")
     beads = list(landed.select_related("repository").order_by("-closed_at", "pk")[:limit])
     by_bead = grouped(TokenUsage.objects.filter(session__bead__in=beads), "session__bead_id")

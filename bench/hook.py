@@ -129,23 +129,27 @@ def make_agent(world, name):
     return agent
 
 
-def bead_sizes(total, repos):
-    """Beads per repository: two large ones (for the claim figures), the rest even."""
+def bead_sizes(total, repos, largest=None):
+    """Beads per repository: two large ones (for the claim figures), the rest even.
+    `largest` (default: as many as the second) puts that many in the first."""
     big = int(total * CLAIM_REPO_SHARE)
-    rest = total - 2 * big
+    first = big if largest is None else largest
+    rest = total - first - big
     each, extra = divmod(rest, repos - 2)
-    return [big, big] + [each + (1 if k < extra else 0) for k in range(repos - 2)]
+    return [first, big] + [each + (1 if k < extra else 0) for k in range(repos - 2)]
 
 
-def generate(world, total, rng):
-    """Bulk-create the beads, their dependencies, in-progress sessions and one plan."""
+def generate(world, total, rng, largest=None):
+    """Bulk-create the beads, their dependencies, in-progress sessions and one plan;
+    `largest`: the beads of repository 0 (see bead_sizes)."""
     from django.utils import timezone
 
     from agents.models import Session
     from beads.models import Bead, Dependency, Plan, Wave, WaveBead
 
     repos = world.repos
-    owner = [k for k, size in enumerate(bead_sizes(total, len(repos))) for _ in range(size)]
+    per_repo = bead_sizes(total, len(repos), largest)
+    owner = [k for k, size in enumerate(per_repo) for _ in range(size)]
     rng.shuffle(owner)  # work arrives in all repositories at once
     now = timezone.now()
     start = now - timedelta(days=90)

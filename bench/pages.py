@@ -3,14 +3,21 @@
 Run from the repository root:
 
     .venv/bin/python bench/pages.py [--beads 100000] [--sessions 50000] [--runs 30]
+        [--largest BEADS]
 
 SQLite in a temporary CORRAL_HOME, or PostgreSQL when DATABASE_URL is set (a
 database that does not exist yet is created and dropped at the end, as
 bench/hook.py does). The workspace is bench/hook.py's (30 repositories, the
-beads with their dependencies, in-progress work and a plan), plus --sessions
-finished sessions on its closed beads, each with a log chunk and a committed
-submission. Each page is fetched through Django's test Client as a logged-in
-admin: --runs timed runs after 3 untimed, p50/p95 and the queries of one run.
+beads with their dependencies, in-progress work and a plan), its largest
+repository holding --largest beads (a fifth of them: 20,000 of 100,000), plus
+--sessions finished sessions on its closed beads, each with a log chunk, its
+tokens (one usage row, on one of two priced models) and a committed
+submission. Each page (the overview, the largest repository's page and lead
+queue, the hook, a session, a submission, usage, /metrics scraped from an
+allowed address, audit, problems, the bead list, a bead, plans, a plan, change
+sets, knowledge) is fetched through Django's test Client as a logged-in admin:
+--runs timed runs after 3 untimed, p50/p95 and the queries of one run (run it
+at two sizes to see they do not grow).
 
 Goal: every page under 150 ms p95 (through the test Client: no HTTP server,
 so a little under what a browser sees).
@@ -27,6 +34,7 @@ from common import load, make_source, run_with_world, sizes, timed_page
 from figures import figure
 
 GOAL_MS = 150.0
+MODELS = ["claude-sonnet-4-5", "gpt-5-codex"]
 
 
 def parse_args():
@@ -34,14 +42,19 @@ def parse_args():
     parser.add_argument("--beads", type=int, default=sizes(100_000, 2_000))
     parser.add_argument("--sessions", type=int, default=sizes(50_000, 1_000))
     parser.add_argument("--runs", type=int, default=sizes(30, 10))
+    parser.add_argument(
+        "--largest", type=int, default=None, help="beads in the largest repository (a fifth)"
+    )
     return parser.parse_args()
 
 
 def add_sessions(world, n, rng):
-    """n finished sessions on closed beads, each with a log chunk and a committed submission."""
+    """n finished sessions on closed beads, each with a log chunk, its tokens on
+    one of two models and a committed submission."""
     from django.utils import timezone
 
     from agents.models import LogChunk, Session, Submission
+    from agents.usage import Price, TokenUsage
     from beads.models import Bead
 
     agent = hook.make_agent(world, "bench-pages-agent")
@@ -71,6 +84,7 @@ def add_sessions(world, n, rng):
                 repository_id=repo_id,
                 status="committed",
                 commit_sha=f"{i:040x}",
+                queued_at=ended - timedelta(seconds=30),
                 finished_at=ended,
             )
         )
@@ -78,6 +92,24 @@ def add_sessions(world, n, rng):
     Submission.objects.bulk_create(subs, batch_size=2000)
     chunks = [LogChunk(session=s, seq=0, text=f"line of session {s.pk}\n" * 20) for s in sessions]
     LogChunk.objects.bulk_create(chunks, batch_size=2000)
+    usage = [
+        TokenUsage(
+            session=s,
+            model=rng.choice(MODELS),
+            channel="claude-code",
+            input=rng.randrange(1_000, 50_000),
+            output=rng.randrange(500, 20_000),
+            cache_read=rng.randrange(0, 200_000),
+            cache_write=rng.randrange(0, 20_000),
+            updated_at=s.ended_at,
+        )
+        for s in sessions
+    ]
+    TokenUsage.objects.bulk_create(usage, batch_size=2000)
+    for model in MODELS:
+        Price.objects.get_or_create(
+            model=model, defaults={"input_per_mtok": 3, "output_per_mtok": 15}
+        )
     return sessions[-1], subs[-1]
 
 
@@ -90,10 +122,21 @@ def pages(world, session, submission):
         "hook": "/hook/",
         "session": f"/sessions/{session.pk}/",
         "submission": f"/submissions/{submission.pk}/",
+        "usage": "/usage/",
+        "metrics": "/metrics",
+        "audit": "/audit/",
+        "problems": "/problems/",
+        "beads": "/beads/",
+        f"bead ({submission.bead_id})": f"/beads/{submission.bead_id}/",
+        "plans": "/plans/",
+        f"plan ({world.plans[0].pk})": f"/plans/{world.plans[0].pk}/",
+        "change sets": "/changesets/",
+        "knowledge": "/knowledge/",
     }
 
 
 def benchmark(args, home, world):
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
@@ -102,12 +145,13 @@ def benchmark(args, home, world):
     print(f"{connection.vendor}, {os.cpu_count()} CPUs, CORRAL_HOME {home}, {load()}")
     started = time.monotonic()
     hook.register(world, make_source(home / "source"), 30)
-    hook.generate(world, args.beads, rng)
+    hook.generate(world, args.beads, rng, largest=args.largest or args.beads // 5)
     session, submission = add_sessions(world, args.sessions, rng)
     hook.analyze()
     print(f"loaded {args.beads} beads and {args.sessions} sessions in "
           f"{time.monotonic() - started:.0f} s")  # fmt: skip
     admin = get_user_model().objects.create_superuser("bench-pages", password="x" * 20)
+    settings.METRICS_ALLOW = ["127.0.0.1/32"]  # the test Client's address may scrape
     client = Client(HTTP_HOST="localhost")
     client.force_login(admin)
     print(f"\n{'page':<34}{'p50 ms':>9}{'p95 ms':>9}{'queries':>9}")

@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from agents import usage_report
+from agents.usage import PriceTable
 from corral import charts
 
 DAYS = 14
@@ -14,12 +15,14 @@ DAYS = 14
 @login_required
 def usage_page(request: HttpRequest) -> HttpResponse:
     days = usage_report.last_days(DAYS)
+    prices = PriceTable()  # read once for the agents and the landed beads
+    usage = usage_report.overview(DAYS, prices)
     ctx = {
         "days": DAYS,
-        "by_repository": charts.stacked_bars(days, usage_report.per_day(DAYS, "repository")),
-        "by_agent": charts.stacked_bars(days, usage_report.per_day(DAYS, "agent")),
-        "agents": usage_report.per_agent(),
-        "landed": usage_report.landed_beads(),
+        "by_repository": charts.stacked_bars(days, usage.by_repository),
+        "by_agent": charts.stacked_bars(days, usage.by_agent),
+        "agents": usage.agents,
+        "landed": usage_report.landed_beads(prices=prices),
         "first_try": usage_report.first_try(),
     }
     return render(request, "corral/usage.html", ctx)

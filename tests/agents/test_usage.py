@@ -3,16 +3,17 @@
 agent through the API and `corral usage`, priced from the admin's table."""
 
 import os
+import random
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
-from agents import flow
+from agents import flow, usage_report
 from agents.models import Agent, Session
 from agents.runner import run_session
 from agents.usage import Counts, Price, PriceTable, TokenUsage, UsageReader, model_from_argv
@@ -272,6 +273,63 @@ def test_usage_shows_on_the_session_repository_agent_and_usage_pages(
     agents = admin_client.get("/admin/agents/agent/").content.decode()
     assert 'class="field-tokens_used">1,100,507<' in agents
     assert 'class="field-cost">unpriced model<' in agents  # gpt-5 has no price
+
+
+def usage_as_rows_say(days):
+    """The usage page's figures worked out row by row in Python, the plain way:
+    a session's tokens count on its UTC date, charts over the last `days` days."""
+    today = timezone.now().date()
+    shown = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    by_repository, by_agent, per_model = {}, {}, {}
+    for row in TokenUsage.objects.select_related("session__agent", "session__bead__repository"):
+        session, total = row.session, row.total()
+        day = session.created_at.astimezone(UTC).date()
+        if day >= shown[0]:
+            for series in (
+                by_repository.setdefault(session.bead.repository.name, {}),
+                by_agent.setdefault(session.agent.name, {}),
+            ):
+                series[day] = series.get(day, 0) + total
+        used = per_model.setdefault(session.agent.name, {}).setdefault(row.model, Counts())
+        used.add(Counts(row.input, row.output, row.cache_read, row.cache_write))
+    agents = {
+        name: {model: counts.as_dict() for model, counts in models.items()}
+        for name, models in per_model.items()
+    }
+    return by_repository, by_agent, agents
+
+
+def test_the_usage_overview_adds_up_as_the_rows_do(make_repo, agent):
+    """Per repository and agent per day (each day's edges to the microsecond,
+    the oldest day shown and the one before it), and each agent's totals."""
+    app, lib = make_repo("app"), make_repo("lib")
+    other = Agent.objects.create(name="agent-2", preset="shell")
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    moments = [
+        timezone.now(),
+        midnight,
+        midnight - timedelta(microseconds=1),
+        midnight - timedelta(days=3, hours=5, microseconds=7),
+        midnight - timedelta(days=13),  # the oldest day shown, its first instant
+        midnight - timedelta(days=13, microseconds=1),  # the day before: not charted
+        midnight - timedelta(days=40),
+    ]
+    rng = random.Random(5)
+    for n, created in enumerate(moments * 2):
+        bead = Bead.objects.create(repository=(app, lib)[n % 2], title=f"b{n}")
+        session = Session.objects.create(
+            agent=(agent, other)[n % 3 == 0], bead=bead, status="succeeded", created_at=created
+        )
+        for model in (SONNET, "gpt-5")[: 1 + n % 2]:
+            counts = Counts(*(rng.randrange(1, 10_000) for _ in range(4)))
+            TokenUsage.put(session.pk, "claude-code", model, counts)
+
+    found = usage_report.overview(14)
+    by_repository, by_agent, agents = usage_as_rows_say(14)
+    assert found.by_repository == by_repository
+    assert found.by_agent == by_agent
+    assert {row["agent"]: row["summary"].by_model for row in found.agents} == agents
+    assert len(by_repository["app"]) >= 4  # the moments fell on several days
 
 
 def report_many(session_id, times):

@@ -16,6 +16,7 @@ from agents.models import Session
 from agents.runner import run_session
 from agents.usage import Counts, TokenUsage
 from beads.models import Bead
+from corral import metrics
 from tests.factories import make_patch, program_agent, run_lead, submit
 
 TOKEN = "s3cret-scraper-token"
@@ -154,3 +155,35 @@ def test_a_histogram_counts_each_duration_in_its_buckets(client, repo, agent, me
         assert value(found, f"{name}_bucket", le=le) == count, le
     assert value(found, f"{name}_sum") == 4055
     assert value(found, f"{name}_count") == 3
+
+
+def test_durations_to_the_microsecond_fall_in_the_buckets_python_would_put_them(
+    client, repo, agent, metrics_on
+):
+    """The database works the durations out (on SQLite from the stored text):
+    a bucket's edge, a microsecond either side of it, whole and fractional
+    starts, must count as Python's own subtraction of the datetimes says."""
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=5)
+    tooks = [
+        timedelta(seconds=30),
+        timedelta(seconds=30, microseconds=1),
+        timedelta(seconds=29, microseconds=999_999),
+        timedelta(seconds=299, microseconds=500_000),
+        timedelta(seconds=3600),
+        timedelta(hours=4, seconds=1),
+        timedelta(microseconds=3),
+    ]
+    for n, took in enumerate(tooks):
+        began = start + timedelta(microseconds=n * 123_457 if n % 2 else 0)
+        bead = Bead.objects.create(repository=repo, title=f"took {took}")
+        Session.objects.create(
+            agent=agent, bead=bead, status="failed", started_at=began, ended_at=began + took
+        )
+    found = samples(scrape(client))
+    name = "corral_session_duration_seconds"
+    seconds = [t.total_seconds() for t in tooks]
+    for le in metrics.SESSION_BUCKETS:
+        expected = sum(s <= le for s in seconds)
+        assert value(found, f"{name}_bucket", le=str(float(le))) == expected, le
+    assert value(found, f"{name}_count") == len(tooks)
+    assert value(found, f"{name}_sum") == sum(tooks, timedelta()).total_seconds()

@@ -8,8 +8,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from agents import plan_status
 from agents.models import ChangeSet, Session
-from beads import plans
+from beads import hook, plans
 from beads.models import Bead, Dependency, Plan
 from tests.factories import make_patch, run_lead, submit
 from tests.races import race
@@ -337,3 +338,25 @@ def test_an_operator_makes_a_change_set_of_a_wave_that_spans_repositories(
     client.force_login(viewer)
     assert "/waves/1/changeset" not in client.get(f"/plans/{plan.pk}/").content.decode()
     assert client.post(f"/plans/{plan.pk}/waves/1/changeset").status_code == 403
+
+
+def test_what_holds_the_current_wave_is_what_the_hook_says_of_each_bead(epic, shop):
+    """The wave's readiness is asked once per repository, not per bead: each
+    bead's hold (or none) must still be the hook's own answer for that bead."""
+    cart, pay, docs = epic["cart"], epic["pay"], epic["docs"]
+    stuck = Bead.objects.create(repository=shop, title="stuck", scope=["src/stuck.py"])
+    blocker = Bead.objects.create(repository=shop, title="not in the plan", scope=["a.py"])
+    Dependency.objects.create(issue=stuck, depends_on=blocker)
+    plan = plans.start(shop.workspace, "p", [cart, pay, docs, stuck], 4)
+    plans.save_waves(plan, [[cart.id, pay.id, docs.id, stuck.id]], plan.version)
+    plan.refresh_from_db()
+    plan.activate()
+    waves = [[Bead.objects.get(pk=b) for b in wave] for wave in plans.waves_of(plan)]
+    expected = {}
+    for bead in waves[0]:
+        ready, why = hook.readiness(Bead.objects.get(pk=bead.pk))
+        if not ready:
+            expected[bead.id] = why
+    assert expected and set(expected) != {b.id for b in waves[0]}  # some held, some not
+    holds = plan_status.status_of(plan, waves).holds
+    assert {h.bead.id: h.why for h in holds} == expected

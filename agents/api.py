@@ -4,6 +4,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
@@ -120,10 +121,11 @@ def claim(request: HttpRequest, data: ClaimIn) -> dict[str, Any]:
         session = flow.claim(agent, repository=repo, bead=bead)
     except (hook.NothingReady, hook.NotClaimable) as e:
         raise HttpError(409, str(e)) from None
-    bead = session.bead
-    bead.dependency_list = list(bead.dependencies.select_related("depends_on"))
-    context = inject.render_context(session, agent.context_budget_chars)
-    session.record_context("", context)
+    bead = with_dependencies(session.bead)
+    # The pack's records (injections, uses) and the session's copy of it: one commit.
+    with transaction.atomic():
+        context = inject.render_context(session, agent.context_budget_chars)
+        session.record_context("", context)
     return {
         "session": session.pk,
         "bead": bead,

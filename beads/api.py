@@ -130,7 +130,9 @@ def list_beads(
 
 def with_dependencies(bead: Bead) -> Bead:
     """The bead with what BeadDetail lists of its dependencies."""
-    bead.dependency_list = list(bead.dependencies.select_related("depends_on"))
+    dependencies = bead.dependencies.select_related("depends_on")
+    # Only DependencyOut's columns, not every column of every bead depended on.
+    bead.dependency_list = list(dependencies.only("type", "depends_on", "depends_on__status"))
     return bead
 
 

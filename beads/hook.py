@@ -44,6 +44,9 @@ Waves = dict[int, list[str]]  # {wave number: [bead ids]}
 CLAIM_TRIES = 5
 PICK_WINDOW = 8  # the hook's rows a claim looks at, beyond those it passed over
 BY_PRIORITY = ("priority", "created_at", "id")
+# Read with a claimed bead, in its row's query: the session opens in its
+# repository, and the context pack ranks the learnings of its workspace.
+CLAIMED_WITH = ("repository__workspace",)
 
 
 class NothingReady(Exception):
@@ -114,23 +117,53 @@ def eligible(
         beads = beads.filter(repository=repository)
     if repositories is not None:
         beads = beads.filter(repository__in=repositories)
-    return beads.exclude(pk__in=RawSQL(BLOCKED_IDS, [])), open_waves()
+    return unblocked(beads), open_waves()
 
 
-# The IDs of the blocked beads (see the module's docstring), for eligible()
-# and READY_SQL alike. UNION, not UNION ALL: a parent-child loop ends.
-BLOCKED_CTE = """
-blocked(id) AS (
-    SELECT d.issue_id FROM {dependency} d
-    JOIN {bead} issue ON issue.id = d.issue_id
-    JOIN {bead} blocker ON blocker.id = d.depends_on_id
-    WHERE d.type IN ('blocks', 'conditional-blocks')
-      AND issue.status <> 'closed' AND NOT issue.pinned
+# Blocked (see the module's docstring) is asked per candidate, never as the
+# whole set of blocked beads: the ready pages read the open beads in hook
+# order and stop at a page's end, and computing every blocked bead first
+# (every active bead against every blocking dependency) cost more than the rest
+# of the statement. Two parts:
+#
+# - directly blocked: an active blocker through a `blocks` or
+#   `conditional-blocks` dependency, a probe of the dependency's (issue,
+#   depends_on) index per candidate (the candidate itself is active: open and
+#   not pinned);
+# - under a blocked parent: the parent-child descendants of the parents that
+#   are directly blocked, a recursive walk seeded only by parents (the
+#   parent-child partial index), so its cost is that of the parent-child links.
+#   UNION, not UNION ALL: a parent-child loop ends.
+DIRECTLY_BLOCKED = """EXISTS (
+    SELECT 1 FROM {dependency} d JOIN {bead} blocker ON blocker.id = d.depends_on_id
+    WHERE d.issue_id = {alias}.id AND d.type IN ('blocks', 'conditional-blocks')
       AND blocker.status <> 'closed' AND NOT blocker.pinned
+)"""
+UNDER_BLOCKED_CTE = """
+under_blocked(id) AS (
+    SELECT parent.id FROM {bead} parent
+    WHERE parent.id IN (SELECT depends_on_id FROM {dependency} WHERE type = 'parent-child')
+      AND parent.status <> 'closed' AND NOT parent.pinned AND {parent_blocked}
     UNION
-    SELECT d.issue_id FROM {dependency} d JOIN blocked ON d.depends_on_id = blocked.id
+    SELECT d.issue_id FROM {dependency} d JOIN under_blocked ON d.depends_on_id = under_blocked.id
     WHERE d.type = 'parent-child'
 )"""
+
+
+def directly_blocked() -> Exists:
+    """Whether the outer bead has an active blocker (DIRECTLY_BLOCKED, for querysets)."""
+    blockers = Dependency.objects.filter(
+        issue=OuterRef("pk"), type__in=Dependency.BLOCKING, depends_on__pinned=False
+    )
+    return Exists(blockers.exclude(depends_on__status=Bead.Status.CLOSED))
+
+
+def unblocked(beads: QuerySet[Bead]) -> QuerySet[Bead]:
+    """`beads` less the blocked ones; `beads` must all be active (open, not pinned).
+
+    Two excludes, not one: each stays a top-level anti-join the database may
+    run per row (a page) or hashed (a count)."""
+    return beads.exclude(directly_blocked()).exclude(pk__in=RawSQL(UNDER_BLOCKED_IDS, []))
 
 
 def wave_number(waves: Waves) -> Case:
@@ -246,7 +279,7 @@ def pick(
             candidates = candidates.filter(pk=bead.pk)
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        if found := candidates.select_related("repository").first():
+        if found := candidates.select_related(*CLAIMED_WITH).first():
             return found
     return None
 
@@ -265,7 +298,7 @@ def first_in_window(
         # Still open: the rows were read before this statement, and a claimer that
         # has since committed holds no lock any more to skip it by.
         candidate = Bead.objects.filter(pk=bead_id, status=Bead.Status.OPEN)
-        candidate = candidate.select_related("repository")
+        candidate = candidate.select_related(*CLAIMED_WITH)
         if connection.features.has_select_for_update_skip_locked:
             candidate = candidate.select_for_update(skip_locked=True, of=("self",))
         if found := candidate.first():
@@ -278,9 +311,10 @@ def room_left(repository_id: int) -> bool:
     has started its bead (counted here): two claimers of one full repository
     must not both get in. The second waits for the first's commit, and its
     count (a new snapshot, per statement) sees the first's bead."""
-    repo = Repository.objects.select_for_update().get(pk=repository_id)
-    busy = repo.beads.filter(status=Bead.Status.IN_PROGRESS).count()
-    return busy <= repo.max_agents
+    locked = Repository.objects.select_for_update().filter(pk=repository_id)
+    max_agents = locked.values_list("max_agents", flat=True).get()
+    busy = Bead.objects.filter(repository=repository_id, status=Bead.Status.IN_PROGRESS).count()
+    return busy <= max_agents
 
 
 def why_not_ready(bead: Bead) -> str:
@@ -294,7 +328,7 @@ def why_not_ready(bead: Bead) -> str:
         return f"bead {bead.id} is an epic: claim its children"
     if bead.pinned or bead.not_work:
         return f"bead {bead.id} is not work for an agent (pinned, ephemeral or a bd non-work type)"
-    if Bead.objects.filter(pk=bead.pk, pk__in=RawSQL(BLOCKED_IDS, [])).exists():
+    if is_blocked(bead):
         return f"bead {bead.id} is blocked, or a child of a blocked bead"
     if not bead.repository.active:
         return f"repository {bead.repository.slug} is not active"
@@ -309,6 +343,13 @@ def why_not_ready(bead: Bead) -> str:
             "agent(s) already work on its wave"
         )
     return f"bead {bead.id} is not ready (an earlier wave, or no free agent slot)"
+
+
+def is_blocked(bead: Bead) -> bool:
+    """Whether the bead is blocked, directly or under a blocked parent (the module's docstring)."""
+    active = ~Q(status=Bead.Status.CLOSED) & Q(pinned=False)
+    blocked = (directly_blocked() & active) | Q(pk__in=RawSQL(UNDER_BLOCKED_IDS, []))
+    return Bead.objects.filter(blocked, pk=bead.pk).exists()
 
 
 def readiness(bead: Bead) -> tuple[bool, str]:
@@ -346,7 +387,9 @@ def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:
 # agents' API serves on every `ready`. The same rules as eligible(),
 # open_waves() and parts() above, which the tests hold it to on random
 # graphs: the planned part in wave order, then the unplanned part in index
-# order, each stopping at the page's end, and only those rows sorted.
+# order, each stopping at the page's end, and only those rows sorted. The
+# planned part starts from the few beads of the open waves (CROSS JOIN: SQLite
+# then keeps that order, instead of testing every open bead's blockers).
 READY_SQL = """
 WITH RECURSIVE busy AS (
     SELECT repository_id, COUNT(*) AS n FROM {bead}
@@ -369,16 +412,16 @@ WITH RECURSIVE busy AS (
         SELECT COUNT(*) FROM member AS held WHERE held.plan_id = member.plan_id
         AND held.number = member.number AND held.status = 'in_progress'
     ) < member.cap
-), {blocked}, ready AS NOT MATERIALIZED (
+), {under_blocked}, ready AS NOT MATERIALIZED (
     SELECT b.id, room.slug AS repo, b.title, b.status, b.priority, b.issue_type, b.labels,
            b.scope, b.assignee, b.attempts, b.created_at
     FROM {bead} b JOIN room ON room.id = b.repository_id
     WHERE b.status = 'open' AND b.issue_type <> 'epic' AND NOT b.pinned AND NOT b.not_work
-      AND b.id NOT IN (SELECT id FROM blocked)
+      {bead_filter} AND NOT {b_blocked} AND b.id NOT IN (SELECT id FROM under_blocked)
 )
 SELECT * FROM (
-    SELECT 0 AS part, open_wave.number AS wave, ready.* FROM ready
-    JOIN open_wave ON open_wave.bead_id = ready.id
+    SELECT 0 AS part, open_wave.number AS wave, ready.* FROM open_wave
+    CROSS JOIN ready WHERE ready.id = open_wave.bead_id
     ORDER BY open_wave.number, ready.priority, ready.created_at, ready.id LIMIT %s
 ) planned
 UNION ALL
@@ -398,7 +441,10 @@ TABLES = {
     "wave": Wave._meta.db_table,
     "dependency": Dependency._meta.db_table,
 }
-BLOCKED_IDS = f"WITH RECURSIVE {BLOCKED_CTE.format(**TABLES)} SELECT id FROM blocked"
+UNDER_BLOCKED = UNDER_BLOCKED_CTE.format(
+    parent_blocked=DIRECTLY_BLOCKED.format(alias="parent", **TABLES), **TABLES
+)
+UNDER_BLOCKED_IDS = f"WITH RECURSIVE {UNDER_BLOCKED} SELECT id FROM under_blocked"
 READY_FIELDS = (
     "id repo title status priority issue_type labels scope assignee attempts created_at"
 ).split()
@@ -424,10 +470,19 @@ def ready_rows(
             return []
         clauses.append(f"AND r.id IN ({', '.join(['%s'] * len(repositories))})")
         params += list(repositories)
-    blocked = BLOCKED_CTE.format(**TABLES)
-    sql = READY_SQL.format(repository_filter=" ".join(clauses), blocked=blocked, **TABLES)
+    # One repository: said of the beads too, so that SQLite walks that
+    # repository's part of the order index, not every open bead's.
+    bead_filter = "" if repository is None else "AND b.repository_id = %s"
+    sql = READY_SQL.format(
+        repository_filter=" ".join(clauses),
+        bead_filter=bead_filter,
+        under_blocked=UNDER_BLOCKED,
+        b_blocked=DIRECTLY_BLOCKED.format(alias="b", **TABLES),
+        **TABLES,
+    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit, limit, limit])
+        bead_params = [] if repository is None else [repository.pk]
+        cursor.execute(sql, [*params, *bead_params, limit, limit, limit])
         rows = cursor.fetchall()
     return [as_bead_values(row[2:]) for row in rows]
 

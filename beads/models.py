@@ -320,6 +320,15 @@ class Dependency(models.Model):
 
     class Meta:
         verbose_name_plural = "dependencies"
+        # The hook walks down parent-child links from blocked parents (beads/hook.py):
+        # this index holds only those links, so the walk never reads the others.
+        indexes = [
+            models.Index(
+                fields=["depends_on", "issue"],
+                condition=models.Q(type="parent-child"),
+                name="dependency_parent_child",
+            )
+        ]
         constraints = [
             models.UniqueConstraint(fields=["issue", "depends_on"], name="one_dependency_per_pair"),
             models.CheckConstraint(

@@ -8,6 +8,7 @@ that is how knowledge crosses repositories.
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import F
 
 from beads.models import Bead
@@ -85,8 +86,8 @@ def previous_handoff(bead: Bead, session: AgentSession | None = None) -> str:
     earlier = bead.sessions.exclude(summary="")
     if session is not None:
         earlier = earlier.exclude(pk=session.pk)
-    last = earlier.order_by("-created_at").first()
-    return last.summary if last else ""
+    # Only the summary: a session row also carries its patch and its context.
+    return earlier.order_by("-created_at").values_list("summary", flat=True).first() or ""
 
 
 def pack_limit(preset: str, budget: int) -> tuple[int, str]:
@@ -102,7 +103,16 @@ def pack_limit(preset: str, budget: int) -> tuple[int, str]:
 
 def recent_comments(bead: Bead, count: int = COMMENTS_SHOWN) -> str:
     """The bead's last comments, oldest first, each cut to COMMENT_CHARS."""
-    last = list(bead.comments.select_related("person").order_by("-created_at", "-pk")[:count])
+    # Only what the lines show (Comment.author), not every column of the comment and its person.
+    shown = (
+        "agent",
+        "author_name",
+        "text",
+        "created_at",
+        f"person__{get_user_model().USERNAME_FIELD}",
+    )
+    comments = bead.comments.select_related("person").only(*shown)
+    last = list(comments.order_by("-created_at", "-pk")[:count])
     return "\n".join(
         f"- {c.author} ({c.created_at:%Y-%m-%d %H:%M}): {scrub(c.text.strip())[:COMMENT_CHARS]}"
         for c in reversed(last)

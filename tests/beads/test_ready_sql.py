@@ -17,7 +17,9 @@ STATUSES = ["open"] * 6 + ["in_progress", "in_progress", "review", "closed", "cl
 FIELDS = ["id", "title", "status", "priority", "issue_type", "labels", "scope", "assignee"]
 
 
-def random_world(rng: random.Random) -> tuple[list[Workspace], list[Repository]]:
+def random_world(
+    rng: random.Random, loops: bool = False
+) -> tuple[list[Workspace], list[Repository]]:
     spaces = [Workspace.objects.create(name=f"w{n}", slug=f"w{n}") for n in range(2)]
     repos = [
         Repository.objects.create(
@@ -63,6 +65,12 @@ def random_world(rng: random.Random) -> tuple[list[Workspace], list[Repository]]
             for _ in range(rng.randint(1, 5)):
                 if unplanned:  # a bead in one plan at most, so in one active plan at most
                     WaveBead.objects.create(wave=wave, bead=unplanned.pop())
+    if loops:  # parent-child links back up the graph: loops, which bd does not refuse
+        for _ in range(len(beads) // 4):
+            child, parent = rng.sample(beads, k=2)
+            pair = Dependency.objects.filter(issue=child, depends_on=parent)
+            if not pair.exists():
+                Dependency.objects.create(issue=child, depends_on=parent, type="parent-child")
     return spaces, repos
 
 
@@ -91,6 +99,70 @@ def test_the_statement_answers_as_the_querysets_do(seed):
             rows = hook.ready_rows(limit, **given)
             got = [{key: row[key] for key in [*FIELDS, "repo"]} for row in rows]
             assert got == expected, (seed, limit, given)
+
+
+def blocked_by_definition() -> set[str]:
+    """The blocked beads as the hook's docstring says, computed here in Python."""
+    active = set(
+        Bead.objects.exclude(status="closed").filter(pinned=False).values_list("pk", flat=True)
+    )
+    links = list(Dependency.objects.values_list("issue_id", "depends_on_id", "type"))
+    blocked = {
+        issue
+        for issue, blocker, kind in links
+        if kind in ("blocks", "conditional-blocks") and issue in active and blocker in active
+    }
+    children = [(issue, parent) for issue, parent, kind in links if kind == "parent-child"]
+    grown = True
+    while grown:
+        below = {child for child, parent in children if parent in blocked}
+        grown = not below <= blocked
+        blocked |= below
+    return blocked
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seed", range(8))
+def test_blocked_is_what_the_definition_says_parent_child_loops_included(seed):
+    random_world(random.Random(seed), loops=True)
+    blocked = blocked_by_definition()
+    active = Bead.objects.exclude(status="closed").filter(pinned=False)
+    assert {b.pk for b in Bead.objects.all() if hook.is_blocked(b)} == blocked
+    assert set(hook.unblocked(active).values_list("pk", flat=True)) == set(
+        active.exclude(pk__in=blocked).values_list("pk", flat=True)
+    )
+    for limit in (3, 500):
+        expected = [as_values(b) for b in hook.first_ready(limit)]
+        got = [{key: row[key] for key in [*FIELDS, "repo"]} for row in hook.ready_rows(limit)]
+        assert got == expected, (seed, limit)
+        assert not {row["id"] for row in got} & blocked
+
+
+@pytest.mark.django_db
+def test_a_deep_parent_child_chain_under_a_blocked_epic_waits_for_its_blocker(repo):
+    blocker = Bead.objects.create(repository=repo, title="blocker")
+    epic = Bead.objects.create(repository=repo, title="epic", issue_type="epic")
+    Dependency.objects.create(issue=epic, depends_on=blocker, type="conditional-blocks")
+    chain = [epic]
+    for n in range(12):
+        chain.append(Bead.objects.create(repository=repo, title=f"level {n}"))
+        Dependency.objects.create(issue=chain[-1], depends_on=chain[-2], type="parent-child")
+    # A loop at the bottom: the last child is also the parent of its own parent.
+    Dependency.objects.create(issue=chain[-2], depends_on=chain[-1], type="parent-child")
+
+    def ready_ids() -> tuple[set[str], set[str]]:
+        return (
+            {row["id"] for row in hook.ready_rows(100)},
+            {b.pk for b in hook.first_ready(100)},
+        )
+
+    assert ready_ids() == ({blocker.pk}, {blocker.pk})
+    assert all(hook.is_blocked(b) for b in chain)
+    assert "child of a blocked bead" in hook.why_not_ready(chain[-1])
+    Bead.objects.filter(pk=blocker.pk).update(status="closed")
+    children = {b.pk for b in chain[1:]}
+    assert ready_ids() == (children, children)
+    assert not any(hook.is_blocked(b) for b in chain)
 
 
 @pytest.mark.django_db

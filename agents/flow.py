@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from agents import queues, webhooks
 from agents.models import Agent, Session, StateError, Submission
@@ -284,37 +285,56 @@ def land(submission: Submission, sha: str) -> None:
 def land_train(landed: Sequence[tuple[Submission, str]]) -> None:
     """The lead moved the branch once for these commits (a train, one commit per
     bead): each lands as land() says, all in one transaction, with one ask for
-    a push and one for a dispatch."""
+    a push and one for a dispatch. The rows move together, a fixed number of
+    queries for the whole train (see land_rows)."""
     if not landed:
         return
     repo = landed[0][0].repository
     with transaction.atomic():
-        moved = [land_rows(submission, sha) for submission, sha in landed]
-        if not any(moved):
+        if not land_rows(landed):
             return
         if repo.push and repo.upstream:
             queues.after_commit(lambda: queues.enqueue_push(repo))
         queues.enqueue_dispatch()
 
 
-def land_rows(submission: Submission, sha: str) -> bool:
-    if not submission.commit(sha):
-        return False
-    submission.bead.land(sha)
-    submission.session.succeed()
-    feedback.settle(submission.session, landed=True)
-    close_finished_parents(submission.bead)
-    Plan.finish_landed(submission.bead)
-    tell_finished_plans(submission.bead)
-    return True
+def land_rows(landed: Sequence[tuple[Submission, str]]) -> list[Submission]:
+    """The submissions committed, their sessions succeeded, their beads closed,
+    and what follows from that; the submissions that moved (a submission
+    done with meanwhile does not). Each step is one move or query for all."""
+    shas = {submission.pk: sha for submission, sha in landed}
+    now = timezone.now()
+    submissions = [submission for submission, _ in landed]
+    committed = Submission.move_many(
+        "commit", submissions, each={"commit_sha": shas}, finished_at=now
+    )
+    if not committed:
+        return []
+    beads = [submission.bead for submission in committed]
+    Bead.move_many(
+        "land",
+        beads,
+        each={"commit_sha": {s.bead_id: shas[s.pk] for s in committed}},
+        closed_at=now,
+        close_reason="committed",
+    )
+    sessions = [submission.session for submission in committed]
+    Session.move_many("succeed", sessions)
+    feedback.settle_all(sessions, landed=True)
+    close_finished_parents(beads)
+    Plan.finish_landed(beads)
+    tell_finished_plans(beads)
+    return committed
 
 
-def close_finished_parents(bead: Bead) -> list[Bead]:
+def close_finished_parents(beads: Sequence[Bead]) -> list[Bead]:
     """Close each parent whose children have now all closed, and theirs in turn."""
     closed = []
-    for parent in bead.parents().exclude(status=Bead.Status.CLOSED):
+    kind = Dependency.Type.PARENT_CHILD
+    parents = Bead.objects.filter(dependents__issue__in=beads, dependents__type=kind)
+    for parent in parents.exclude(status=Bead.Status.CLOSED).distinct():
         if parent.close_if_children_closed():
-            closed += [parent, *close_finished_parents(parent)]
+            closed += [parent, *close_finished_parents([parent])]
     return closed
 
 
@@ -334,16 +354,16 @@ def tell_review_waiting(submission: Submission) -> None:
     )
 
 
-def tell_finished_plans(bead: Bead) -> None:
+def tell_finished_plans(beads: Sequence[Bead]) -> None:
     """A plan all of whose beads have now landed is done: its webhooks hear so, once."""
-    for plan in Plan.objects.filter(waves__beads=bead).distinct():
-        beads = Bead.objects.filter(waves__plan=plan)
-        if not beads.exclude(status=Bead.Status.CLOSED).exists():
+    for plan in Plan.objects.filter(waves__beads__in=beads).distinct():
+        beads_of_plan = Bead.objects.filter(waves__plan=plan)
+        if not beads_of_plan.exclude(status=Bead.Status.CLOSED).exists():
             webhooks.emit(
                 webhooks.PLAN_DONE,
                 {
                     "plan": plan.name,
-                    "beads": sorted(beads.values_list("pk", flat=True)),
+                    "beads": sorted(beads_of_plan.values_list("pk", flat=True)),
                     "text": f"Plan {plan.name} is done: every bead has landed.",
                 },
                 key=f"plan-done:{plan.pk}",

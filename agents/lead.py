@@ -22,7 +22,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from agents import changesets, flow, gates, queues
-from agents.models import GateResult, Submission
+from agents.models import ChangeSetMember, GateResult, Submission
 from beads.models import Bead
 from workspace import gitops
 from workspace.gitops import TreeChange
@@ -33,9 +33,11 @@ log = logging.getLogger(__name__)
 CAS_TRIES = 3  # the branch moved under us (someone wrote to it outside the lead)
 RELATED = ("repository", "session__agent", "bead")
 FOREIGN_TRAILERS = "the commit message would carry trailers that are not Corral's"
-# Landed by one drain before it queues its follow-up behind the other
-# repositories' jobs: a busy repository does not hold a lead worker forever.
-BATCH = 20
+TRAIN = 20  # members of a train at most
+# A drain lands trains for this long before it queues its follow-up behind the
+# other repositories' jobs: a busy repository does not hold a lead worker
+# forever, and a job's bookkeeping is paid once a second, not once a train.
+DRAIN_S = 1.0
 
 
 def drain(repository_id: int) -> None:
@@ -56,13 +58,13 @@ def drain(repository_id: int) -> None:
         with queues.repo_lock(repo, wait_s=settings.LEAD_LOCK_SECONDS + 1) as held:
             if not held:
                 return
-            landed = 0
-            # One query per train: boarding() re-checks each row.
-            while landed < BATCH and (train := list(waiting(repo, tried)[: train_length(repo)])):
+            deadline, over = time.monotonic() + DRAIN_S, False
+            # One query per train: board_train() re-checks each row.
+            while not over and (train := list(waiting(repo, tried)[: train_length(repo)])):
                 tried.update(sub.pk for sub in train)
                 land_train(repo, train)
-                landed += len(train)
-        if landed >= BATCH and next_waiting(repo, exclude=tried) is not None:
+                over = time.monotonic() >= deadline
+        if over and next_waiting(repo, exclude=tried) is not None:
             queues.enqueue_drain(repo)  # the rest after what other repositories queued
             return
 
@@ -70,7 +72,7 @@ def drain(repository_id: int) -> None:
 def train_length(repo: Repository) -> int:
     # With a check command, each member's check would hold the branch for the
     # whole train, and a lead dying would lose them all: one at a time then.
-    return 1 if repo.check_command else BATCH
+    return 1 if repo.check_command else TRAIN
 
 
 def waiting(repo: Repository, exclude: Collection[int] = ()) -> QuerySet[Submission]:
@@ -90,8 +92,7 @@ def land_train(repo: Repository, subs: Sequence[Submission]) -> None:
     queues batch. A member refused or left for a person drops out and the
     others go on. If the branch moved meanwhile, nothing of the train has
     landed and it is built again on the new head."""
-    started = timezone.now()
-    landings = [landing for sub in subs if (landing := boarding(sub, started))]
+    landings = board_train(subs, timezone.now())
     for _ in range(CAS_TRIES):
         try:
             head = gitops.head_sha(repo.canonical_path, repo.branch)
@@ -135,14 +136,33 @@ def foreign_trailers(repo: Repository, aboard: Sequence["Landing"]) -> list["Lan
     return [landing for landing in aboard if found.get(landing.sha) != landing.expected_trailers()]
 
 
+def board_train(subs: Sequence[Submission], started: datetime) -> list["Landing"]:
+    """The landings of those of `subs` that are ours to gate, with a fixed
+    number of queries for the train, not a few per member."""
+    # One conditional UPDATE decides for all: ours to check, or resumed after
+    # a lead died mid-job (still `checking`), or done with meanwhile.
+    checking = {sub.pk for sub in Submission.move_many("start_checking", subs, started_at=started)}
+    members = changesets.memberships(sub.bead_id for sub in subs)
+    return [
+        landing
+        for sub in subs
+        if (landing := boarding_one(sub, sub.pk not in checking, members.get(sub.bead_id)))
+    ]
+
+
 def boarding(sub: Submission, started: datetime) -> "Landing | None":
     """The submission's landing if it is ours to gate, else None (done with)."""
-    # One conditional UPDATE decides: ours to check, or resumed after a lead
-    # died mid-job (still `checking`), or done with meanwhile.
-    resumed = not sub.start_checking(at=started)
+    return next(iter(board_train([sub], started)), None)
+
+
+def boarding_one(
+    sub: Submission, resumed: bool, member: ChangeSetMember | None
+) -> "Landing | None":
+    """The landing of one member of a train (`resumed`: it was `checking`
+    already, or done with), else None; `member`: its place in a change set."""
     if resumed and sub.status != sub.Status.CHECKING:
         return None  # finished, or waiting for a person, meanwhile
-    landing = Landing(sub, stale_results=resumed or sub.reviewed_at is not None)
+    landing = Landing(sub, stale_results=resumed or sub.reviewed_at is not None, member=member)
     try:
         if resumed and (sha := landing.already_committed()):
             landing.committed(sha)  # the lead before died between update-ref and its rows
@@ -163,8 +183,14 @@ def depart(aboard: Sequence["Landing"]) -> None:
 class Landing:
     """One run of the gates and the commit for one submission."""
 
-    def __init__(self, submission: Submission, stale_results: bool = False) -> None:
+    def __init__(
+        self,
+        submission: Submission,
+        stale_results: bool = False,
+        member: ChangeSetMember | None = None,
+    ) -> None:
         self.submission = submission
+        self.member = member  # its place in an open change set (board_train looked)
         self.session = submission.session
         self.bead = submission.bead
         self.agent = self.session.agent
@@ -189,12 +215,12 @@ class Landing:
             if not self.pass_gates():
                 return None
             assert self.tree is not None  # the apply gate, passed, set it
-            if member := changesets.membership(self.bead.id):
+            if self.member:
                 self.save_results()
-                changesets.hold(self.submission, parent, self.tree, member)
+                changesets.hold(self.submission, parent, self.tree, self.member)
                 return None  # a change set member: it lands with its siblings
             message = self.message()
-            self.sha = gitops.commit_tree(
+            self.sha = gitops.write_commit(
                 self.path, self.tree, parent, message, author=self.author()
             )
         except Exception as e:

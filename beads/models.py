@@ -445,9 +445,9 @@ class Plan(Transitions, models.Model):
         return self.move("finish")
 
     @classmethod
-    def finish_landed(cls, bead: "Bead") -> int:
-        """Finish each active plan of `bead` whose beads have all closed; how many."""
-        plans = cls.objects.filter(status=cls.Status.ACTIVE, wavebead__bead=bead).distinct()
+    def finish_landed(cls, beads: "Iterable[Bead]") -> int:
+        """Finish each active plan of `beads` whose beads have all closed; how many."""
+        plans = cls.objects.filter(status=cls.Status.ACTIVE, wavebead__bead__in=beads).distinct()
         pending = WaveBead.objects.filter(plan=models.OuterRef("pk")).exclude(
             bead__status=Bead.Status.CLOSED
         )

@@ -112,7 +112,7 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
     moved = len([recorded(bead, label, request) for bead in beads if move(bead)])
     for bead in beads:
         if bead.status == Bead.Status.CLOSED:
-            Plan.finish_landed(bead)  # a plan whose last bead a person closed is done too
+            Plan.finish_landed([bead])  # a plan whose last bead a person closed is done too
     messages.success(request, f"{label}: {moved} of {len(ids)} bead(s) changed.")
     if skipped := len(beads) - moved:
         messages.warning(request, f"{skipped} bead(s) whose status does not allow it were left.")

@@ -12,6 +12,7 @@ harmful RETIRE_AFTER_HARMFUL times, more often than helpful, is retired
 with the reason recorded.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from knowledge.models import Injection, Learning
@@ -27,9 +28,15 @@ class NotGiven(Exception):
 
 def settle(session: AgentSession, landed: bool) -> int:
     """The session's outcome reaches the learnings it was given; how many it counted for."""
+    return settle_all([session], landed)
+
+
+def settle_all(sessions: Sequence[AgentSession], landed: bool) -> int:
+    """settle() for sessions of one outcome (a lead's train) with one query to
+    find what they were given; how many learnings it counted for."""
     outcome = Injection.Outcome.LANDED if landed else Injection.Outcome.REFUSED
     counted = 0
-    pending = Injection.objects.filter(session=session, outcome=Injection.Outcome.PENDING)
+    pending = Injection.objects.filter(session__in=sessions, outcome=Injection.Outcome.PENDING)
     for injection in pending.select_related("learning"):
         won = Injection.objects.filter(pk=injection.pk, outcome=Injection.Outcome.PENDING).update(
             outcome=outcome

@@ -9,11 +9,17 @@ through its own .git: Corral reads its files through a git dir of its own.
 
 import base64
 import fcntl
+import hashlib
+import io
 import os
 import posixpath
 import re
+import secrets
 import subprocess
 import tempfile
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -294,6 +300,7 @@ class PrivateIndex:
         except GitError as e:
             raise PatchDoesNotApply(str(e).removeprefix("git apply: ")) from None
         self.holds = self.git("write-tree")
+        remember_tree(self.holds, self.holds)
         return self.holds
 
     def committed(self, tree: str, commit: str) -> None:
@@ -366,6 +373,171 @@ def commit_tree(
         "GIT_COMMITTER_EMAIL": committer[1],
     }
     return git_run(path, "commit-tree", tree, "-p", parent, "-F", "-", stdin=message, env=env)
+
+
+# What git's ident.c takes off both ends of a name or an email ("crud"), and
+# what it drops inside one: a commit written here names people as git would.
+IDENT_CRUD = "".join(chr(c) for c in range(33)) + ".,:;<>\"\\'"
+IDENT_DROPPED = str.maketrans("", "", "\n<>")
+
+
+def ident(name: str, email: str, when: int) -> str:
+    """`Name <email> seconds +hhmm` as commit-tree writes it, for the local time zone."""
+    name, email = (part.strip(IDENT_CRUD).translate(IDENT_DROPPED) for part in (name, email))
+    if not name:
+        raise GitError("empty ident name not allowed")
+    offset = time.localtime(when).tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    return f"{name} <{email}> {when} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+
+
+def commit_text(
+    tree: str,
+    parent: str,
+    message: str,
+    author: tuple[str, str],
+    committer: tuple[str, str],
+    when: int,
+) -> bytes:
+    """The commit object commit_tree() would write at `when` (seconds since the epoch)."""
+    head = (
+        f"tree {tree}\nparent {parent}\n"
+        f"author {ident(*author, when)}\ncommitter {ident(*committer, when)}\n\n"
+    )
+    return head.encode() + message.encode("utf-8", "surrogatepass")
+
+
+def object_id(kind: str, content: bytes, like: str) -> str:
+    """The id git gives an object of `kind` with `content`, in the hash of the id `like`."""
+    digest = hashlib.sha1 if len(like) == 40 else hashlib.sha256
+    return digest(f"{kind} {len(content)}\0".encode() + content).hexdigest()
+
+
+def write_commit(
+    path: StrPath,
+    tree: str,
+    parent: str,
+    message: str,
+    author: tuple[str, str] = LEAD_IDENTITY,
+    committer: tuple[str, str] = LEAD_IDENTITY,
+) -> str:
+    """commit_tree() without a git process of its own: the commit's text made
+    here and written by this process's kept `git hash-object`, its id checked
+    against the one computed here (so the object is exactly the text made)."""
+    text = commit_text(tree, parent, message, author, committer, int(time.time()))
+    writer = kept(path, "hash-object", "-w", "-t", "commit", "--stdin-paths")
+    sha = writer.ask_with_file(text)
+    if sha != object_id("commit", text, like=sha):
+        raise GitError(f"git wrote the commit as {sha}, not as the text made for it")
+    remember_tree(sha, tree)
+    return sha
+
+
+class Kept:
+    """A git process kept by this worker that answers what it is given
+    (`cat-file --batch-check`, `hash-object --stdin-paths`, `diff-tree --stdin`):
+    a landing asks it instead of starting git again. See kept()."""
+
+    def __init__(self, path: StrPath, *args: str) -> None:
+        self.args = args
+        self.asked = 0  # git keeps what it parsed: kept() replaces it after KEPT_ASKS
+        self.lock = threading.Lock()  # one question and its answer at a time
+        self.tmp = tempfile.TemporaryDirectory(prefix="corral-kept-")
+        self.proc = subprocess.Popen(
+            ["git", *FORCED_FLAGS, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=git_env({"GIT_DIR": str(path)}),
+        )
+
+    def ask(self, line: str) -> str:
+        """Its answer to `line` (one line, no newline); GitError if it has ended."""
+        if "\n" in line:
+            raise GitError(f"git {self.args[0]} is asked one line at a time")
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None
+        with self.lock:
+            self.asked += 1
+            try:
+                stdin.write(line.encode() + b"\n")
+                stdin.flush()
+                answer = stdout.readline()
+            except OSError as e:
+                raise GitError(f"git {self.args[0]}: {e}") from None
+        if not answer.endswith(b"\n"):
+            raise GitError(f"git {self.args[0]} ended (exit code {self.proc.poll()})")
+        return answer.decode(errors="replace").removesuffix("\n")
+
+    def ask_until_echo(self, line: str) -> bytes:
+        """All it writes for `line`, exactly. `diff-tree --stdin` copies a line
+        that names no object to its output, and flushes: a random one sent
+        after `line` marks where the answer ends (no path can foresee it)."""
+        if "\n" in line:
+            raise GitError(f"git {self.args[0]} is asked one line at a time")
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and isinstance(stdout, io.BufferedReader)
+        end = f"#corral-{secrets.token_hex(16)}\n".encode()
+        out = bytearray()
+        with self.lock:
+            self.asked += 1
+            try:
+                stdin.write(line.encode() + b"\n" + end)
+                stdin.flush()
+                while not out.endswith(end):
+                    if not (chunk := stdout.read1(1 << 16)):
+                        raise GitError(f"git {self.args[0]} ended (exit code {self.proc.poll()})")
+                    out += chunk
+            except OSError as e:
+                raise GitError(f"git {self.args[0]}: {e}") from None
+        return bytes(out[: -len(end)])
+
+    def ask_with_file(self, content: bytes) -> str:
+        """Its answer to the path of a file holding `content` (hash-object --stdin-paths)."""
+        file = Path(self.tmp.name, "object")
+        file.write_bytes(content)
+        return self.ask(str(file))
+
+    def worn(self) -> bool:
+        """It has ended, or answered so much that it is better started again."""
+        return self.proc.poll() is not None or self.asked >= KEPT_ASKS
+
+    def close(self) -> None:
+        """It reads the end of its input and exits; killed if it does not at once."""
+        with self.lock:
+            try:
+                if self.proc.stdin:
+                    self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.tmp.cleanup()
+
+
+# Three per repository, for the last repositories this process landed in: a
+# worker serving many, or a test run making hundreds, keeps only these.
+KEPT_MAX = 30
+KEPT_ASKS = 10_000
+KEPT: OrderedDict[tuple[int, str, tuple[str, ...]], Kept] = OrderedDict()
+KEPT_LOCK = threading.Lock()
+
+
+def kept(path: StrPath, *args: str) -> Kept:
+    """This process's kept `git args` for the repository at `path`, started
+    once, or again when worn out. Keyed by pid too: a forked lead worker
+    never writes to its parent's pipes."""
+    key = (os.getpid(), str(path), args)
+    with KEPT_LOCK:
+        found = KEPT.get(key)
+        done = [found] if found is not None and found.worn() else []
+        if found is None or done:
+            found = KEPT[key] = Kept(path, *args)
+        KEPT.move_to_end(key)
+        done += [KEPT.popitem(last=False)[1] for _ in range(len(KEPT) - KEPT_MAX)]
+    for process in done:
+        process.close()
+    return found
 
 
 def update_branch(path: StrPath, branch: str, new: str, old: str) -> bool:
@@ -488,13 +660,47 @@ class TreeChange:
         return kind_of(self.old_mode)
 
 
+# The lead's kept git processes (see Kept): object sizes and types, and tree diffs.
+CAT_FILE = ("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)")
+# One diff-tree for both: the raw records (meta, path), then the numstat ones.
+DIFF_TREE = ("diff-tree", "--stdin", "-r", "-z", "--no-renames", "--raw", "--numstat")
+
+
+# An object's id names its content, so a commit's tree never changes: the trees
+# this process learned or wrote, and the commits it wrote, are answered without
+# asking git (a train asks for the tree of each commit it just wrote). Bounded.
+TREE_OF: dict[str, str] = {}
+TREE_OF_MAX = 4096
+OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def remember_tree(treeish: str, tree: str) -> None:
+    if not OBJECT_ID.fullmatch(treeish):
+        return  # a ref or a short id: what it names may change
+    if len(TREE_OF) >= TREE_OF_MAX:
+        TREE_OF.clear()
+    TREE_OF[treeish] = tree
+
+
+def tree_id(path: StrPath, treeish: str) -> str:
+    """The tree of a commit or tree: remembered, or asked of the kept cat-file."""
+    if tree := TREE_OF.get(treeish):
+        return tree
+    answer = kept(path, *CAT_FILE).ask(f"{treeish}^{{tree}}").split(" ")
+    if len(answer) != 3 or answer[1] != "tree":
+        raise GitError(f"{treeish} has no tree")
+    remember_tree(treeish, answer[0])
+    return answer[0]
+
+
 def tree_changes(path: StrPath, old: str, new: str) -> list[TreeChange]:
     """Every path that differs from tree-ish `old` to tree-ish `new`, as git sees it."""
-    # One diff-tree for both: the raw records (meta, path), then the numstat ones.
-    out = git_bytes(path, "diff-tree", "-r", "-z", "--no-renames", "--raw", "--numstat", old, new)
-    if out.returncode != 0:
-        raise GitError(f"git diff-tree: {last_line(out.stderr.decode(errors='replace'))}")
-    fields = out.stdout.split(b"\0")[:-1]  # the output ends with a NUL
+    trees = f"{tree_id(path, old)} {tree_id(path, new)}"
+    out = kept(path, *DIFF_TREE).ask_until_echo(trees)
+    # It names the two trees before their differences; not at all if it could not read them.
+    if not out.startswith(f"{trees}\n".encode()):
+        raise GitError(f"git diff-tree: cannot compare {old} with {new}")
+    fields = out[len(trees) + 1 :].split(b"\0")[:-1]  # the output ends with a NUL
     changes, lines, i = [], {}, 0
     while i < len(fields):
         if fields[i].startswith(b":"):  # raw: ":mode mode id id status", then the path
@@ -528,9 +734,9 @@ def read_blobs(path: StrPath, changes: list[TreeChange]) -> None:
     blobs = [c for c in changes if c.kind in ("file", "exec", "symlink")]
     if not blobs:
         return
-    ids = "".join(f"{c.new_id}\n" for c in blobs)
-    out = git_run(path, "cat-file", "--batch-check=%(objectname) %(objectsize)", stdin=ids)
-    sizes = dict(line.split(" ") for line in out.splitlines())
+    # The worker's kept cat-file answers: no git process started per landing.
+    checker = kept(path, *CAT_FILE)
+    sizes = {c.new_id: checker.ask(c.new_id).split(" ")[-1] for c in blobs}
     targets = cat_blobs(path, [c.new_id for c in blobs if c.kind == "symlink"])
     for change in blobs:
         change.size = int(sizes[change.new_id])

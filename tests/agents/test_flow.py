@@ -3,7 +3,7 @@
 import pytest
 
 from agents import flow
-from agents.models import Session
+from agents.models import Session, Submission
 from beads.models import Bead, Dependency
 from tests.factories import make_patch, run_lead, submit
 
@@ -92,3 +92,24 @@ def test_hand_in_stores_what_the_patch_changes(repo, agent):
         "removed": 1,
         "binary": [],
     }
+
+
+def test_a_train_lands_the_others_when_one_member_was_done_with_meanwhile(repo, agent, rq_redis):
+    subs = []
+    for i in range(3):
+        bead = Bead.objects.create(repository=repo, title=f"b{i}", scope=["**"])
+        base, patch = make_patch(repo, {f"{i}.txt": "x\n"})
+        subs.append(submit(bead, agent, patch, base))
+    for sub in subs:
+        assert sub.start_checking()
+    assert flow.refuse(Submission.objects.get(pk=subs[1].pk), "failed", "The lead failed.")
+    flow.land_train([(sub, str(i) * 40) for i, sub in enumerate(subs)])
+    for sub in subs:
+        sub.refresh_from_db()
+        sub.bead.refresh_from_db()
+        sub.session.refresh_from_db()
+    assert [sub.status for sub in subs] == ["committed", "failed", "committed"]
+    assert [sub.commit_sha for sub in subs] == ["0" * 40, "", "2" * 40]
+    assert [sub.bead.status for sub in subs] == ["closed", "open", "closed"]
+    assert [sub.bead.commit_sha for sub in subs] == ["0" * 40, "", "2" * 40]
+    assert [sub.session.status for sub in subs] == ["succeeded", "failed", "succeeded"]

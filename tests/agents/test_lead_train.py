@@ -4,6 +4,8 @@ compare-and-swap of the branch for all of them."""
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import lead
@@ -162,3 +164,17 @@ def test_when_git_fails_under_the_train_its_members_are_refused_not_left_checkin
     run_lead(repo)
     assert [status(sub) for sub in subs] == ["failed"] * 2
     assert all("has no commits" in sub.reason for sub in subs)
+
+
+def queries_to_land(repo, subs):
+    """How many queries the lead makes to land `subs` as one train."""
+    with CaptureQueriesContext(connection) as queries:
+        lead.land_train(repo, list(lead.waiting(repo).filter(pk__in=[s.pk for s in subs])))
+    assert [status(sub) for sub in subs] == ["committed"] * len(subs)
+    return len(queries)
+
+
+def test_a_train_makes_as_many_queries_for_five_members_as_for_two(repo, agent, rq_redis):
+    base = git(repo.canonical_path, "rev-parse", repo.branch)
+    subs = queue_several(repo, agent, 7, base)
+    assert queries_to_land(repo, subs[:2]) == queries_to_land(repo, subs[2:])

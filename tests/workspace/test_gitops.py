@@ -290,3 +290,92 @@ def test_a_committed_agents_symlink_does_not_carry_the_context_pack_outside(
     assert session.status == "submitted", session.error
     assert list(outside.iterdir()) == []
     assert "Feature" in session.context and ".agents" not in session.patch
+
+
+@pytest.mark.django_db
+def test_a_commit_written_without_commit_tree_is_the_one_commit_tree_makes(repo):
+    path = repo.canonical_path
+    head = gitops.head_sha(path, repo.branch)
+    tree = gitops.tree_of(path, head)
+    message = gitops.commit_message("Title", "A body.", [("Bead", "b-1"), ("Session", "7")])
+    author = ("agent-1", "agent-1@agents.corral.invalid")
+    sha = gitops.write_commit(path, tree, head, message, author=author)
+    # commit-tree at the same second makes the same object: same id.
+    when = gitops.git_run(path, "log", "-1", "--format=%ad", "--date=raw", sha)
+    env = {
+        "GIT_AUTHOR_NAME": author[0],
+        "GIT_AUTHOR_EMAIL": author[1],
+        "GIT_COMMITTER_NAME": gitops.LEAD_IDENTITY[0],
+        "GIT_COMMITTER_EMAIL": gitops.LEAD_IDENTITY[1],
+        "GIT_AUTHOR_DATE": when,
+        "GIT_COMMITTER_DATE": when,
+    }
+    made = gitops.git_run(path, "commit-tree", tree, "-p", head, "-F", "-", stdin=message, env=env)
+    assert sha == made
+    fields = gitops.git_run(path, "log", "-1", "--format=%T %P %an <%ae> %cn", sha)
+    assert fields == f"{tree} {head} agent-1 <agent-1@agents.corral.invalid> Corral lead"
+    assert gitops.trailers_of_commits(path, [sha])[sha] == [("Bead", "b-1"), ("Session", "7")]
+
+
+def test_an_ident_loses_what_git_would_strip():
+    assert gitops.ident(" .Ann <x>\n", "<a@b.c>", 0).startswith("Ann x <a@b.c> 0 ")
+    with pytest.raises(gitops.GitError):
+        gitops.ident("...", "a@b.c", 0)
+
+
+@pytest.mark.django_db
+def test_a_kept_git_that_ended_is_started_again(repo):
+    path = repo.canonical_path
+    head = gitops.head_sha(path, repo.branch)
+    args = ("cat-file", "--batch-check=%(objectname) %(objecttype)")
+    first = gitops.kept(path, *args)
+    assert first.ask(head) == f"{head} commit"
+    first.proc.kill()
+    first.proc.wait()
+    with pytest.raises(gitops.GitError):
+        first.ask(head)
+    again = gitops.kept(path, *args)
+    assert again is not first
+    assert again.ask(head) == f"{head} commit"
+
+
+def test_a_git_that_runs_too_long_is_killed(tmp_path):
+    env = gitops.git_env()
+    with pytest.raises(subprocess.TimeoutExpired):
+        gitops.run_git(["-c", "alias.slow=!exec sleep 2", "slow"], env, cwd=tmp_path, timeout=0.2)
+
+
+@pytest.mark.django_db
+def test_a_process_keeps_only_so_many_git_processes(repo, monkeypatch):
+    monkeypatch.setattr(gitops, "KEPT_MAX", 2)
+    path = repo.canonical_path
+    head = gitops.head_sha(path, repo.branch)
+    first, *_ = [gitops.kept(path, "cat-file", f"--batch-check=%(objectname) {n}") for n in "abc"]
+    assert first.proc.wait(timeout=10) == 0  # the oldest was closed: it read the end and left
+    assert len([k for k in gitops.KEPT if k[1] == str(path)]) == 2
+    assert gitops.kept(path, "cat-file", "--batch-check=%(objectname) c").ask(head) == f"{head} c"
+
+
+@pytest.mark.django_db
+def test_a_kept_git_that_answered_enough_is_started_again(repo, monkeypatch):
+    monkeypatch.setattr(gitops, "KEPT_ASKS", 2)
+    path = repo.canonical_path
+    head = gitops.head_sha(path, repo.branch)
+    args = ("cat-file", "--batch-check=%(objectname)")
+    first = gitops.kept(path, *args)
+    assert [first.ask(head), first.ask(head)] == [head, head]
+    again = gitops.kept(path, *args)
+    assert again is not first and first.proc.wait(timeout=10) == 0
+    assert again.ask(head) == head
+
+
+@pytest.mark.django_db
+def test_a_branchs_tree_is_asked_again_after_it_moves(repo):
+    path = repo.canonical_path
+    head = gitops.head_sha(path, repo.branch)
+    before = gitops.tree_id(path, repo.branch)
+    tree = gitops.git_run(path, "mktree", stdin="")
+    moved = gitops.write_commit(path, tree, head, "Empty\n")
+    assert gitops.update_branch(path, repo.branch, moved, head)
+    assert gitops.tree_id(path, moved) == tree  # remembered from writing it
+    assert gitops.tree_id(path, repo.branch) == tree != before  # a ref: asked again

@@ -239,3 +239,33 @@ def test_a_move_not_in_the_table_is_refused(bead):
     assert bead.submit() is False  # open → review is not a move
     bead.refresh_from_db()
     assert bead.status == "open"
+
+
+def test_a_move_of_many_rows_moves_those_that_may_with_a_value_each(repo):
+    beads = [Bead.objects.create(repository=repo, title=f"b{i}") for i in range(3)]
+    for bead in beads:
+        assert bead.start("a1") and bead.submit()
+    stale = Bead.objects.get(pk=beads[1].pk)
+    assert stale.send_back("meanwhile")
+    shas = {bead.pk: f"sha-{i}" for i, bead in enumerate(beads)}
+    won = Bead.move_many("land", beads, each={"commit_sha": shas}, close_reason="committed")
+    assert won == [beads[0], beads[2]]
+    assert [bead.status for bead in beads] == ["closed", "open", "closed"]  # the loser's read
+    assert [b.commit_sha for b in won] == ["sha-0", "sha-2"]
+    stored = Bead.objects.in_bulk([bead.pk for bead in beads])
+    assert [stored[b.pk].status for b in beads] == ["closed", "open", "closed"]
+    assert [stored[b.pk].commit_sha for b in beads] == ["sha-0", "", "sha-2"]
+    assert stored[beads[0].pk].close_reason == "committed"
+
+
+def succeed_many(pks):
+    return [s.pk for s in Session.move_many("succeed", list(Session.objects.filter(pk__in=pks)))]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_moves_of_many_rows_racing_move_each_row_once(repo, agent):
+    beads = [Bead.objects.create(repository=repo, title=f"b{i}") for i in range(4)]
+    pks = [Session.objects.create(agent=agent, bead=b, status="submitted").pk for b in beads]
+    results = race(succeed_many, [(pks,), (pks[::-1],), (pks[1:3],), (pks[2:],)])
+    assert sorted(pk for won in results for pk in won) == sorted(pks)
+    assert set(Session.objects.values_list("status", flat=True)) == {"succeeded"}

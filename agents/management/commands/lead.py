@@ -17,6 +17,9 @@ STOP_GRACE_S = 8  # under `up`'s own grace, so the workers stop before it kills 
 
 class Command(BaseCommand):
     help = "Keep a fixed number of lead workers serving every repository, until SIGTERM or Ctrl-C."
+    # The system checks import every URL and view: a worker serves none, and
+    # `manage.py check` (and every web process) runs them.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=2.0, help="seconds between looks")

@@ -9,6 +9,9 @@ from workspace.models import Repository
 
 class Command(BaseCommand):
     help = "Run one lead worker serving every repository (`manage.py lead` keeps a pool of them)."
+    # The system checks import every URL and view: a worker serves none, and
+    # `manage.py check` (and every web process) runs them.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(

@@ -204,6 +204,13 @@ class TokenUsage(models.Model):
     """A session's tokens on one model by one channel: running totals."""
 
     session = models.ForeignKey("agents.Session", models.CASCADE, related_name="usage")
+    # The session's agent and its bead's repository, copied when the row is made
+    # (save()): the usage page sums every row per agent, and the last days' per
+    # repository, and joining each row to its session and bead took most of that.
+    agent = models.ForeignKey("agents.Agent", models.CASCADE, related_name="+", editable=False)
+    repository = models.ForeignKey(
+        "workspace.Repository", models.CASCADE, related_name="+", editable=False
+    )
     model = models.CharField(max_length=100, default=UNKNOWN_MODEL)
     channel = models.CharField(max_length=20)
     input = models.PositiveBigIntegerField(default=0)
@@ -222,6 +229,16 @@ class TokenUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id} {self.model} ({self.channel})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.agent_id is None or self.repository_id is None:
+            sessions = self._meta.get_field("session").related_model._default_manager
+            self.agent_id, self.repository_id = (
+                sessions.filter(pk=self.session_id)
+                .values_list("agent_id", "bead__repository_id")
+                .get()
+            )
+        super().save(*args, **kwargs)
 
     def total(self) -> int:
         return self.input + self.output + self.cache_read + self.cache_write

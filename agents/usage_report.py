@@ -113,7 +113,7 @@ def overview(days: int, prices: PriceTable | None = None) -> Overview:
     tokens per agent, repository and day, and each agent's tokens per model.
     Grouped by ids; the few names are read apart."""
     since = datetime.combine(last_days(days)[0], time.min, tzinfo=UTC)
-    agent, repository = "session__agent_id", "session__bead__repository_id"
+    agent, repository = "agent_id", "repository_id"  # copied on the rows: no join
     # A row is written after its session opened, so one updated before `since`
     # cannot count: its updated_at index keeps the read to the days shown.
     recent = TokenUsage.objects.filter(updated_at__gte=since, session__created_at__gte=since)

@@ -13,7 +13,7 @@ repository; and, transitively, a `parent-child` child of a blocked bead.
 """
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -188,7 +188,11 @@ def parts(
     a page's end instead of being sorted whole. With no open wave, the planned
     part is None.
     """
-    beads, waves = eligible(repository, workspace, repositories)
+    return split(*eligible(repository, workspace, repositories))
+
+
+def split(beads: QuerySet[Bead], waves: Waves) -> tuple[QuerySet[Bead] | None, QuerySet[Bead]]:
+    """parts() of eligible() beads and open waves."""
     unplanned = beads.exclude(Exists(IN_A_PLAN)).order_by(*BY_PRIORITY)
     if not waves:
         return None, unplanned
@@ -216,7 +220,11 @@ def ready(
     repositories: list[int] | None = None,
 ) -> QuerySet[Bead]:
     """All ready beads in hook order, as one queryset (for counts and whole pages)."""
-    beads, waves = eligible(repository, workspace, repositories)
+    return ready_in(*eligible(repository, workspace, repositories))
+
+
+def ready_in(beads: QuerySet[Bead], waves: Waves) -> QuerySet[Bead]:
+    """ready() of eligible() beads and open waves."""
     if not waves:
         return beads.exclude(Exists(IN_A_PLAN)).order_by(*BY_PRIORITY)
     wave_ids = [bead_id for ids in waves.values() for bead_id in ids]
@@ -360,27 +368,75 @@ def readiness(bead: Bead) -> tuple[bool, str]:
 
 
 def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:
-    """The first n ready beads of each repository, in hook order, in two queries.
+    """The first n ready beads of each repository, in hook order.
 
     Each carries `ready_count`, how many of its repository's beads are ready.
-    The ready beads are read once as (id, repository) pairs in hook order and
-    counted and cut here: a window per repository over them sorted them all a
-    second time, and carried every column of every ready row.
+    Four queries after eligible()'s, whatever the numbers of beads and
+    repositories: the ready beads counted per repository in the database, the
+    planned ones (the open waves: few) read whole, the first n unplanned ones
+    of each repository with some ready (heads()), the shown beads' columns.
+    No query sorts every ready bead or brings it into Python.
     """
-    first: defaultdict[int, list[str]] = defaultdict(list)
-    counts: Counter[int] = Counter()
-    for pk, repo_id in ready(workspace=workspace).values_list("pk", "repository_id"):
-        counts[repo_id] += 1
-        if counts[repo_id] <= n:
-            first[repo_id].append(pk)
-    place = {pk: i for i, pk in enumerate(pk for ids in first.values() for pk in ids)}
-    beads = Bead.objects.filter(pk__in=list(place)).order_by()
-    shown = sorted(
-        beads.only("id", "repository", "priority", "title", "scope"), key=lambda b: place[b.pk]
+    beads, waves = eligible(workspace=workspace)
+    counts = dict(
+        ready_in(beads, waves)
+        .values_list("repository_id")
+        .annotate(n=Count("*"))
+        .values_list("repository_id", "n")
+        .order_by()
     )
+    first: defaultdict[int, list[str]] = defaultdict(list)
+    planned, unplanned = split(beads, waves)
+    if planned is not None:
+        for pk, repo_id in planned.values_list("pk", "repository_id"):
+            first[repo_id].append(pk)
+    for repo_id, pk in heads(unplanned, [pk for pk, count in counts.items() if count], n):
+        first[repo_id].append(pk)  # after the planned ones, as the hook has them
+    place = {pk: i for i, pk in enumerate(pk for ids in first.values() for pk in ids[:n])}
+    rows = Bead.objects.filter(pk__in=list(place)).only(
+        "id", "repository", "priority", "title", "scope"
+    )
+    shown = sorted(rows.order_by(), key=lambda b: place[b.pk])
     for bead in shown:
         bead.ready_count = counts[bead.repository_id]  # type: ignore[attr-defined]  # for the page
     return shown
+
+
+# The first beads of each repository, in one statement planned once: a LATERAL
+# join on PostgreSQL (a UNION ALL of a branch per repository costs each
+# branch's planning, ~1 ms); SQLite, without LATERAL, plans such a UNION ALL in
+# no time. Either way each repository's part reads the (repository, status,
+# priority, created_at, id) index in order and stops at its LIMIT.
+HEADS_LATERAL = """
+SELECT h.repository_id, h.id FROM unnest(%s::bigint[]) AS r(id) CROSS JOIN LATERAL (
+    SELECT * FROM ({rows}) AS u WHERE u.repository_id = r.id ORDER BY {order} LIMIT %s
+) AS h ORDER BY h.repository_id, {outer_order}
+"""
+HEADS_BRANCH = """SELECT * FROM (
+    SELECT * FROM ({rows}) AS u WHERE u.repository_id = %s ORDER BY {order} LIMIT %s
+) AS h"""
+
+
+def heads(beads: QuerySet[Bead], repository_ids: Sequence[int], n: int) -> list[tuple[int, str]]:
+    """(repository id, bead id) of the first n of `beads` in BY_PRIORITY order
+    in each of these repositories, by repository then in that order."""
+    if not repository_ids:
+        return []
+    keys = beads.values_list("repository_id", *BY_PRIORITY).order_by()
+    rows, params = keys.query.sql_with_params()
+    order = ", ".join(BY_PRIORITY)
+    if connection.vendor == "postgresql":
+        outer_order = ", ".join(f"h.{column}" for column in BY_PRIORITY)
+        sql = HEADS_LATERAL.format(rows=rows, order=order, outer_order=outer_order)
+        args = [list(repository_ids), *params, n]
+    else:
+        branch = HEADS_BRANCH.format(rows=rows, order=order)
+        union = " UNION ALL ".join(f"{branch}{k}" for k in range(len(repository_ids)))
+        sql = f"SELECT repository_id, id FROM ({union}) AS heads ORDER BY repository_id, {order}"
+        args = [arg for pk in repository_ids for arg in (*params, pk, n)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, args)
+        return cursor.fetchall()
 
 
 # The first page of ready work as one statement, fetched as values: what the

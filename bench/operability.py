@@ -78,6 +78,8 @@ def fill(home, sessions, repos):
         [
             TokenUsage(
                 session=s,
+                agent_id=s.agent_id,
+                repository_id=s.bead.repository_id,
                 model=rng.choice(["claude-sonnet-4-5", "gpt-5-codex"]),
                 channel="claude-code",
                 input=rng.randrange(10_000),

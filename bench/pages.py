@@ -95,6 +95,8 @@ def add_sessions(world, n, rng):
     usage = [
         TokenUsage(
             session=s,
+            agent=agent,
+            repository_id=sub.repository_id,
             model=rng.choice(MODELS),
             channel="claude-code",
             input=rng.randrange(1_000, 50_000),
@@ -103,7 +105,7 @@ def add_sessions(world, n, rng):
             cache_write=rng.randrange(0, 20_000),
             updated_at=s.ended_at,
         )
-        for s in sessions
+        for s, sub in zip(sessions, subs, strict=True)
     ]
     TokenUsage.objects.bulk_create(usage, batch_size=2000)
     for model in MODELS:

@@ -344,3 +344,15 @@ def test_reports_racing_from_many_processes_all_add_up(repo, agent):
     race(report_many, [(session.pk, 5)] * 6)
     row = TokenUsage.objects.get(session=session)  # one row, however they raced to make it
     assert (row.input, row.output) == (6 * 5 * 10, 6 * 5)
+
+
+def test_a_usage_row_carries_its_sessions_agent_and_repository(live_session, repo):
+    agent, session = live_session
+    TokenUsage.put(session.pk, "claude-code", SONNET, Counts(input=5))
+    TokenUsage.report(session.pk, "gpt-5", Counts(output=3))
+    TokenUsage.put(session.pk, "claude-code", SONNET, Counts(input=9))  # an update keeps them
+    rows = TokenUsage.objects.filter(session=session)
+    assert set(rows.values_list("model", "agent_id", "repository_id")) == {
+        ("gpt-5", agent.pk, repo.pk),
+        (SONNET, agent.pk, repo.pk),
+    }

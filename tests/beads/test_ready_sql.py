@@ -173,3 +173,21 @@ def test_rows_carry_what_the_api_shows(repo):
     assert row["labels"] == ["ops"] and row["scope"] == ["src/**"]
     assert row["created_at"] == Bead.objects.get(pk=bead.pk).created_at
     assert row["attempts"] == 0 and row["status"] == "open"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seed", range(10))
+def test_the_first_per_repository_are_the_heads_of_the_whole_ready_queryset(seed):
+    """The hook page's reading (counted and cut in the database) against the
+    whole ready queryset read in hook order and cut here."""
+    spaces, repos = random_world(random.Random(seed), loops=seed % 2 == 1)
+    for space in spaces:
+        whole: dict[int, list[str]] = {}
+        for bead in hook.ready(workspace=space):
+            whole.setdefault(bead.repository_id, []).append(bead.pk)
+        for n in (1, 2, 5, 100):
+            got: dict[int, list[str]] = {}
+            for bead in hook.first_ready_per_repository(space, n):
+                got.setdefault(bead.repository_id, []).append(bead.pk)
+                assert bead.ready_count == len(whole[bead.repository_id]), (seed, n)
+            assert got == {pk: ids[:n] for pk, ids in whole.items()}, (seed, n)

@@ -96,3 +96,12 @@ def test_a_corral_home_that_is_a_file_is_refused(tmp_path):
     done = run(tmp_path, [sys.executable, "manage.py", "check"], CORRAL_HOME=str(blocker / "x"))
     assert done.returncode != 0
     assert "CORRAL_HOME" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_postgresql_connections_run_without_jit_unless_the_url_says(tmp_path, monkeypatch):
+    from workspace import config
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://corral@db.example:5432/corral")
+    assert config.database(tmp_path)["OPTIONS"]["options"] == "-c jit=off"
+    monkeypatch.setenv("DATABASE_URL", "postgres://corral@db.example/corral?options=-c%20jit%3Don")
+    assert config.database(tmp_path)["OPTIONS"]["options"] == "-c jit=off -c jit=on"

@@ -68,11 +68,11 @@ def for_bead(bead_id: str) -> Summary:
 
 
 def for_agent(agent_id: int) -> Summary:
-    return summary(TokenUsage.objects.filter(session__agent_id=agent_id))
+    return summary(TokenUsage.objects.filter(agent_id=agent_id))
 
 
 def for_repository(repo: Repository, days: int | None = None) -> Summary:
-    rows = TokenUsage.objects.filter(session__bead__repository=repo)
+    rows = TokenUsage.objects.filter(repository=repo)
     if days is not None:
         rows = rows.filter(session__created_at__gte=timezone.now() - timedelta(days=days))
     return summary(rows)

@@ -38,10 +38,12 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 def running_sessions(repo: Repository) -> list[Session]:
     """The repository's live sessions with their time left, in one query."""
-    live = Session.objects.filter(bead__repository=repo, status__in=Session.LIVE)
-    live = live.select_related("agent", "bead").order_by("created_at", "pk")
+    # Every live session, this repository's kept here: they are few (the
+    # agents' slots), and asked by repository SQLite, which has no statistics,
+    # walks each of the repository's beads for their sessions.
+    live = Session.objects.filter(status__in=Session.LIVE).select_related("agent", "bead")
     now = timezone.now()
-    sessions = list(live)
+    sessions = [s for s in live.order_by("created_at", "pk") if s.bead.repository_id == repo.pk]
     for session in sessions:
         session.bead.repository = repo  # the time limit reads it: no query per row
         session.clock = session_clock(session, now)  # type: ignore[attr-defined]  # for the page

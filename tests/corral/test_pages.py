@@ -4,6 +4,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from agents import flow
+from agents.usage import Counts, TokenUsage
 from beads.models import Bead, Dependency
 from workspace.models import Repository, Workspace
 
@@ -86,6 +88,19 @@ def test_repository_page_query_count_does_not_grow_with_beads(logged_in, make_re
         bead = Bead.objects.create(repository=repo, title=f"b{i}")
         Dependency.objects.create(issue=bead, depends_on=target)
     assert queries() == few
+
+
+def test_repository_page_shows_its_own_running_sessions_and_usage_only(logged_in, make_repo, agent):
+    api, web = make_repo("api"), make_repo("web")
+    mine, theirs = (
+        flow.claim(agent, bead=Bead.objects.create(repository=r, title=f"{r.slug} work"))
+        for r in (api, web)
+    )
+    TokenUsage.put(mine.pk, "stream", "m", Counts(input=7))
+    TokenUsage.put(theirs.pk, "stream", "m", Counts(input=1000))
+    page = logged_in.get(f"/repos/{api.slug}/")
+    assert [s.pk for s in page.context["running"]] == [mine.pk]
+    assert page.context["usage"].total == 7
 
 
 def test_an_unknown_repository_is_a_404(logged_in, db):

@@ -15,8 +15,8 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="bead",
             index=models.Index(
-                fields=["status", "closed_at", "commit_sha", "attempts"],
-                name="beads_bead_status_45a787_idx",
+                fields=["closed_at", "status", "commit_sha", "attempts"],
+                name="beads_bead_closed__5fa23c_idx",
             ),
         ),
         migrations.AddIndex(

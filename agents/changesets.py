@@ -104,8 +104,7 @@ def open_wave_beads(wave: Wave) -> list[Bead]:
 def membership(bead: Bead | str) -> ChangeSetMember | None:
     """The bead's place in an open change set, or None."""
     bead_id = bead.pk if isinstance(bead, Bead) else bead
-    found = ChangeSetMember.objects.filter(bead_id=bead_id, active=True)
-    return found.select_related("changeset", "repository").first()
+    return memberships([bead_id]).get(bead_id)
 
 
 def memberships(beads: Iterable[str]) -> dict[str, ChangeSetMember]:

@@ -14,7 +14,6 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from agents import queues, webhooks
 from agents.models import Agent, Session, StateError, Submission
@@ -303,21 +302,11 @@ def land_rows(landed: Sequence[tuple[Submission, str]]) -> list[Submission]:
     and what follows from that; the submissions that moved (a submission
     done with meanwhile does not). Each step is one move or query for all."""
     shas = {submission.pk: sha for submission, sha in landed}
-    now = timezone.now()
-    submissions = [submission for submission, _ in landed]
-    committed = Submission.move_many(
-        "commit", submissions, each={"commit_sha": shas}, finished_at=now
-    )
+    committed = Submission.commit_all([submission for submission, _ in landed], shas)
     if not committed:
         return []
     beads = [submission.bead for submission in committed]
-    Bead.move_many(
-        "land",
-        beads,
-        each={"commit_sha": {s.bead_id: shas[s.pk] for s in committed}},
-        closed_at=now,
-        close_reason="committed",
-    )
+    Bead.land_all(beads, {s.bead_id: shas[s.pk] for s in committed})
     sessions = [submission.session for submission in committed]
     Session.move_many("succeed", sessions)
     feedback.settle_all(sessions, landed=True)

@@ -146,18 +146,11 @@ def board_train(subs: Sequence[Submission], started: datetime) -> list["Landing"
     return [
         landing
         for sub in subs
-        if (landing := boarding_one(sub, sub.pk not in checking, members.get(sub.bead_id)))
+        if (landing := boarding(sub, sub.pk not in checking, members.get(sub.bead_id)))
     ]
 
 
-def boarding(sub: Submission, started: datetime) -> "Landing | None":
-    """The submission's landing if it is ours to gate, else None (done with)."""
-    return next(iter(board_train([sub], started)), None)
-
-
-def boarding_one(
-    sub: Submission, resumed: bool, member: ChangeSetMember | None
-) -> "Landing | None":
+def boarding(sub: Submission, resumed: bool, member: ChangeSetMember | None) -> "Landing | None":
     """The landing of one member of a train (`resumed`: it was `checking`
     already, or done with), else None; `member`: its place in a change set."""
     if resumed and sub.status != sub.Status.CHECKING:

@@ -1,6 +1,7 @@
 import hashlib
 import secrets
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -399,6 +400,14 @@ class Submission(Transitions, models.Model):
 
     def commit(self, sha: str) -> bool:
         return self.move("commit", commit_sha=sha, finished_at=timezone.now())
+
+    @classmethod
+    def commit_all(
+        cls, subs: Sequence["Submission"], shas: Mapping[int, str]
+    ) -> list["Submission"]:
+        """commit() for many submissions at once (a lead's train); `shas`: {pk: its
+        commit}. The submissions that moved."""
+        return cls.move_many("commit", subs, {"commit_sha": shas}, finished_at=timezone.now())
 
     def hold(self) -> bool:
         return self.move("hold")

@@ -1,5 +1,5 @@
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pathspec
@@ -194,6 +194,15 @@ class Bead(Transitions, models.Model):
     def land(self, commit_sha: str) -> bool:
         return self.move(
             "land", commit_sha=commit_sha, closed_at=timezone.now(), close_reason="committed"
+        )
+
+    @classmethod
+    def land_all(cls, beads: Sequence["Bead"], shas: Mapping[str, str]) -> list["Bead"]:
+        """land() for many beads at once (a lead's train); `shas`: {bead id: its commit}.
+        The beads that moved."""
+        each = {"commit_sha": shas}
+        return cls.move_many(
+            "land", beads, each, closed_at=timezone.now(), close_reason="committed"
         )
 
     def send_back(self, reason: str) -> bool:

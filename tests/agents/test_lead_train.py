@@ -100,7 +100,7 @@ def test_a_train_whose_branch_moved_is_built_again_on_the_new_head(repo, agent, 
     # writer outside Corral: the members are still being checked and none of
     # the train's commits is on the branch.
     started = timezone.now()
-    landings = [lead.boarding(sub, started) for sub in subs]
+    landings = lead.board_train(subs, started)
     tip = base
     for landing in landings:
         tip = landing.board(tip)
@@ -146,7 +146,7 @@ def test_a_member_whose_commit_carries_a_trailer_that_is_not_corrals_is_found(
     path = repo.canonical_path
     base = git(path, "rev-parse", repo.branch)
     [sub] = queue_several(repo, agent, 1, base)
-    landing = lead.boarding(sub, timezone.now())
+    [landing] = lead.board_train([sub], timezone.now())
     assert landing.board(base)
     assert lead.foreign_trailers(repo, [landing]) == []
     tree = git(path, "rev-parse", f"{landing.sha}^{{tree}}")

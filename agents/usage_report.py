@@ -122,12 +122,8 @@ def overview(days: int, prices: PriceTable | None = None) -> Overview:
         .annotate(tokens=Sum(TOTAL))
         .order_by()
     )
-    totals = list(
-        TokenUsage.objects.values(agent, "model")
-        .annotate(**{f"sum_{k}": Sum(k) for k in KINDS})
-        .order_by()
-    )
-    agent_ids = {r[agent] for r in daily} | {r[agent] for r in totals}
+    totals = grouped(TokenUsage.objects.all(), agent)
+    agent_ids = {r[agent] for r in daily} | set(totals)
     agent_names = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "name"))
     repo_ids = {r[repository] for r in daily}
     repo_names = dict(Repository.objects.filter(pk__in=repo_ids).values_list("pk", "name"))
@@ -139,14 +135,8 @@ def overview(days: int, prices: PriceTable | None = None) -> Overview:
             by_agent.setdefault(agent_names[row[agent]], {}),
         ):
             series[row["day"]] = series.get(row["day"], 0) + (row["tokens"] or 0)
-    by_agent_model: dict[str, dict[str, dict[str, int]]] = {}
-    for row in totals:
-        models = by_agent_model.setdefault(agent_names[row[agent]], {})
-        used = models.setdefault(row["model"], dict.fromkeys(KINDS, 0))
-        for kind in KINDS:
-            used[kind] += row[f"sum_{kind}"] or 0
     prices = prices or PriceTable()
-    summaries = {name: Summary(m, prices.cost(m)) for name, m in by_agent_model.items()}
+    summaries = {agent_names[pk]: Summary(m, prices.cost(m)) for pk, m in totals.items()}
     ranked = sorted(summaries, key=lambda name: (-summaries[name].total, name))
     agents = [{"agent": name, "summary": summaries[name]} for name in ranked]
     return Overview(sorted_series(by_repository), sorted_series(by_agent), agents)

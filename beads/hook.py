@@ -390,7 +390,7 @@ def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:
     if planned is not None:
         for pk, repo_id in planned.values_list("pk", "repository_id"):
             first[repo_id].append(pk)
-    for repo_id, pk in heads(unplanned, [pk for pk, count in counts.items() if count], n):
+    for repo_id, pk in heads(unplanned, list(counts), n):
         first[repo_id].append(pk)  # after the planned ones, as the hook has them
     place = {pk: i for i, pk in enumerate(pk for ids in first.values() for pk in ids[:n])}
     rows = Bead.objects.filter(pk__in=list(place)).only(
@@ -501,6 +501,7 @@ UNDER_BLOCKED = UNDER_BLOCKED_CTE.format(
     parent_blocked=DIRECTLY_BLOCKED.format(alias="parent", **TABLES), **TABLES
 )
 UNDER_BLOCKED_IDS = f"WITH RECURSIVE {UNDER_BLOCKED} SELECT id FROM under_blocked"
+B_BLOCKED = DIRECTLY_BLOCKED.format(alias="b", **TABLES)  # READY_SQL's candidate
 READY_FIELDS = (
     "id repo title status priority issue_type labels scope assignee attempts created_at"
 ).split()
@@ -533,7 +534,7 @@ def ready_rows(
         repository_filter=" ".join(clauses),
         bead_filter=bead_filter,
         under_blocked=UNDER_BLOCKED,
-        b_blocked=DIRECTLY_BLOCKED.format(alias="b", **TABLES),
+        b_blocked=B_BLOCKED,
         **TABLES,
     )
     with connection.cursor() as cursor:

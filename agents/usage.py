@@ -232,12 +232,14 @@ class TokenUsage(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.agent_id is None or self.repository_id is None:
-            from agents.models import Session  # agents.models imports this module
-
-            session = Session.objects.filter(pk=self.session_id)
-            self.agent_id, self.repository_id = session.values_list(
-                "agent_id", "bead__repository_id"
-            ).get()
+            # Through the field, not an import: agents.models imports this module,
+            # and Corral's packages are imported at module level only.
+            sessions = self._meta.get_field("session").related_model._default_manager
+            self.agent_id, self.repository_id = (
+                sessions.filter(pk=self.session_id)
+                .values_list("agent_id", "bead__repository_id")
+                .get()
+            )
         super().save(*args, **kwargs)
 
     def total(self) -> int:

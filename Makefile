@@ -11,20 +11,20 @@ ifeq ($(filter 1 true yes on,$(CORRAL_UNSANDBOXED)),)
 RUN_BWRAP := $(BWRAP)
 endif
 
-.PHONY: run test bench lint format clean
+.PHONY: run test test-fast bench lint format clean
 
 # `make test` without Chromium: root gets it from apt (the recipe below); anyone
 # else gets one line saying what to install.
-ifneq ($(filter test,$(MAKECMDGOALS)),)
+ifneq ($(filter test test-fast,$(MAKECMDGOALS)),)
 ifeq ($(wildcard $(CHROMIUM)),)
 ifneq ($(shell id -u),0)
-$(error make test needs Chromium at $(CHROMIUM): run "sudo apt-get install chromium" (Debian's package), or make test as root)
+$(error make $(MAKECMDGOALS) needs Chromium at $(CHROMIUM): run "sudo apt-get install chromium" (Debian's package), or make test as root)
 endif
 endif
 endif
 
 # `make run` or `make test` without bubblewrap: the same, root gets it from apt.
-ifneq ($(filter test,$(MAKECMDGOALS))$(if $(RUN_BWRAP),$(filter run,$(MAKECMDGOALS))),)
+ifneq ($(filter test test-fast,$(MAKECMDGOALS))$(if $(RUN_BWRAP),$(filter run,$(MAKECMDGOALS))),)
 ifeq ($(wildcard $(BWRAP)),)
 ifneq ($(shell id -u),0)
 $(error make $(MAKECMDGOALS) needs bubblewrap at $(BWRAP): run "sudo apt-get install bubblewrap" (Debian's package), or make as root)
@@ -53,9 +53,20 @@ run: $(BIN)/corral-installed $(RUN_BWRAP)
 
 # Tests need nothing running: Redis is an embedded one that pytest starts
 # (tests/embedded_redis.py) unless REDIS_URL is set, and the database SQLite
-# unless DATABASE_URL points at PostgreSQL.
+# unless DATABASE_URL points at PostgreSQL. The tests run across the cores
+# (pytest-xdist): each worker has its own test database and its own Redis
+# database (tests/embedded_redis.py). TEST_WORKERS=0 runs them in one process;
+# PYTEST_ARGS adds to pytest's arguments, e.g. PYTEST_ARGS=tests/agents/test_lead.py.
+# The run ends with its 25 slowest tests, which is where a faster run starts.
+TEST_WORKERS ?= auto
+PYTEST := CORRAL_HOME=$(CURDIR)/.corral/test $(BIN)/pytest -n $(TEST_WORKERS) --durations=25
+
 test: $(BIN)/corral-installed $(CHROMIUM) $(BWRAP)
-	CORRAL_HOME=$(CURDIR)/.corral/test $(BIN)/pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
+
+# All but the scenario tests marked slow (pyproject's markers): under 2 minutes.
+test-fast: $(BIN)/corral-installed $(CHROMIUM) $(BWRAP)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 # One table of figures against their goals, also written to bench/results.json
 # (BENCH_ARGS="--only up,lead" for some of them; BENCH_QUICK=1 runs all of them small).

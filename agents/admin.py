@@ -5,7 +5,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from agents import usage_report
 from agents.models import (
     Agent,
     Budget,
@@ -18,45 +17,75 @@ from agents.models import (
     TokenUsage,
     Webhook,
 )
+from agents.moves import dispatching
+from agents.reports import usage
 from workspace import audit
-from workspace.admin import ReadOnlyAdmin
+from workspace.admin import ReadOnlyAdmin, SecretsAdmin
+from workspace.secrets import UNCHANGED
 
 ONCE = "Copy it now: it is stored hashed and will not be shown again."
+ONCE_SECRET = "Copy it now: it is stored encrypted and will not be shown again."
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(SecretsAdmin):
     list_display = [
         "name",
         "preset",
         "internal",
         "active",
+        "paused",
         "token_hint",
         "tokens_used",
         "cost",
         "created_at",
     ]
-    list_filter = ["preset", "internal", "active"]
+    list_filter = ["preset", "internal", "active", "auto_resume"]
     search_fields = ["name"]
     exclude = ["token_hash"]
-    readonly_fields = ["token_hint", "created_at"]
-    actions = ["rotate_token"]
+    readonly_fields = ["token_hint", "created_at", "paused_until", "paused_for_person"]
+    readonly_fields += ["paused_reason"]
+    actions = ["rotate_token", "resume"]
+    secret_fields = {"env": "env_set"}
+
+    @admin.display(description="env set")
+    def env_set(self, agent: Agent) -> str:
+        return self.masked(agent, "env")
 
     def save_model(
         self, request: HttpRequest, obj: Agent, form: "forms.ModelForm[Agent]", change: bool
     ) -> None:
+        if change:
+            # Only what the form changed: a rate limit may pause the agent meanwhile,
+            # and a full save would put back the pause fields as they were read.
+            if form.changed_data:
+                obj.save(update_fields=form.changed_data)
+            return
         super().save_model(request, obj, form, change)
         if not change:  # Agent.save() made the token
             audit.record(audit.Action.TOKEN_CREATE, obj, detail=f"hint {obj.token_hint}")
             messages.success(request, f"Token for {obj}: {obj.plain_token}  {ONCE}")
 
+    @admin.display(description="paused")
+    def paused(self, agent: Agent) -> str:
+        return agent.pause_text() or "no"
+
+    @admin.action(description="Resume (take work again now, after a rate limit)")
+    def resume(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        for agent in queryset:
+            if dispatching.resume_agent(agent):
+                audit.record(audit.Action.RESUME, f"agent {agent.name}", request=request)
+                messages.success(request, f"{agent} takes work again.")
+            else:
+                messages.info(request, f"{agent} was not paused.")
+
     @admin.display(description="tokens (all sessions)")
     def tokens_used(self, agent: Agent) -> str:
-        return f"{usage_report.for_agent(agent.pk).total:,}"
+        return f"{usage.for_agent(agent.pk).total:,}"
 
     @admin.display(description="cost")
     def cost(self, agent: Agent) -> str:
-        cost = usage_report.for_agent(agent.pk).cost
+        cost = usage.for_agent(agent.pk).cost
         return "unpriced model" if cost is None else f"${cost:,.2f}"
 
     @admin.action(description="Rotate token (the old one stops working)")
@@ -155,10 +184,22 @@ class DeliveryInline(admin.TabularInline):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
+class WebhookAdmin(SecretsAdmin):
     list_display = ["name", "url", "events", "slack", "active", "failed_deliveries"]
     list_filter = ["active", "slack"]
     inlines = [DeliveryInline]
+    secret_fields = {"secret": "secret_set"}
+
+    @admin.display(description="secret set")
+    def secret_set(self, hook: Webhook) -> str:
+        return self.masked(hook, "secret")
+
+    def save_model(
+        self, request: HttpRequest, obj: Webhook, form: "forms.ModelForm[Webhook]", change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if not change and form.cleaned_data.get("secret") is UNCHANGED:  # left to Corral
+            messages.success(request, f"Secret for {obj}: {obj.secret}  {ONCE_SECRET}")
 
     @admin.display(description="failed deliveries")
     def failed_deliveries(self, hook: Webhook) -> int:

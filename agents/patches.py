@@ -2,11 +2,15 @@
 
 What a patch changes is shown (and stored with its session) from here; the
 gates never read it: they judge the tree git builds from the patch, since this
-reading and git's may differ (see agents/gates.py). Any input either parses
-or raises PatchError.
+reading and git's may differ (see agents/jobs/gates.py). Any input either parses
+or raises PatchError. One exception, at the end: the sizes binary hunks
+declare, read from every line git could take for one, so that git is never
+handed a patch that would make it inflate more than a repository's cap.
 """
 
+import base64
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,3 +166,123 @@ def summarize(changes: list[FileChange]) -> dict[str, Any]:
         "removed": sum(change.removed for change in changes),
         "binary": sorted(change.path for change in changes if change.binary and change.path),
     }
+
+
+# Binary hunks: `literal N` or `delta N`, then lines of base85 (each led by a
+# letter saying how many bytes it holds). git inflates every hunk, the reverse
+# one too, into the N bytes declared as it parses the patch, and a delta into
+# the size its own header declares, before it checks anything. Those sizes are
+# read here first, from every line git could take for a hunk's header wherever
+# it stands (git reads `literal`/`delta` only at a line's start).
+
+HUNK_HEADER = re.compile(r"(literal|delta) (.*)")
+DATA_LINE = re.compile(r"[A-Za-z][0-9A-Za-z!#$%&()*+\-;<=>?@^_`{|}~]+")
+C_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]*)")
+HUGE = 1 << 64  # more than any cap: what strtoul makes of a negative or overlong number
+
+
+@dataclass
+class Declared:
+    """A size a binary hunk declares: of a literal, a delta, or the blob a delta makes
+    (None when the delta's header cannot be read)."""
+
+    path: str
+    kind: str
+    size: int | None
+
+
+def declared_sizes(text: str) -> list[Declared]:
+    """Every size the binary hunks of `text` declare, with the path of the diff
+    each stands in (as shown; git may read the path otherwise: see gates)."""
+    if "literal " not in text and "delta " not in text:
+        return []
+    found: list[Declared] = []
+    path = "(the patch)"
+    lines = text.split("\n")  # git's lines: no other line breaks
+    for n, line in enumerate(lines):
+        if line.startswith("diff --git "):
+            try:
+                path = FileChange(*paths_from_header(line)).path or path
+            except PatchError:
+                pass
+        elif hunk := HUNK_HEADER.match(line):
+            found.append(Declared(path, hunk[1], c_number(hunk[2])))
+            if hunk[1] == "delta":
+                found.append(Declared(path, "delta result", delta_result_size(lines, n + 1)))
+    return found
+
+
+def c_number(text: str) -> int:
+    """What git's strtoul(text, NULL, 10) reads: 0 without digits, a huge number
+    for a negative one (it wraps) or one too long."""
+    sign, digits = C_NUMBER.match(text).groups()  # type: ignore[union-attr]  # always matches
+    if not digits or not digits.strip("0"):
+        return 0
+    if sign == "-" or len(digits.lstrip("0")) > 20:
+        return HUGE
+    return int(digits)
+
+
+def hunk_bytes(line: str) -> bytes | None:
+    """The bytes one data line of a binary hunk holds, or None if it is malformed."""
+    letter, body = line[0], line[1:]
+    size = ord(letter) - (ord("A") - 1 if letter <= "Z" else ord("a") - 27)
+    if len(body) != (size + 3) // 4 * 5:
+        return None
+    try:
+        return base64.b85decode(body)[:size]
+    except ValueError:
+        return None
+
+
+def delta_result_size(lines: list[str], start: int) -> int | None:
+    """The size of the blob the delta whose data starts at `lines[start]` makes:
+    the second number of its header, inflating only the header's bytes."""
+    inflate, header = zlib.decompressobj(), b""
+    for line in lines[start:]:
+        chunk = hunk_bytes(line) if DATA_LINE.fullmatch(line) else None
+        if chunk is None:
+            return None
+        try:
+            header += inflate.decompress(inflate.unconsumed_tail + chunk, 24 - len(header))
+        except zlib.error:
+            return None
+        if (sizes := header_sizes(header)) is not None:
+            return sizes[1]
+        if len(header) >= 24 or inflate.eof:
+            return None
+    return None
+
+
+def header_sizes(header: bytes) -> tuple[int, int] | None:
+    """A delta's two sizes (source, result), 7 bits a byte, low bits first; None if cut short."""
+    sizes, size, shift = [], 0, 0
+    for byte in header:
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            sizes.append(size)
+            if len(sizes) == 2:
+                return sizes[0], sizes[1]
+            size, shift = 0, 0
+    return None
+
+
+def declared_over(text: str, cap: int) -> list[str]:
+    """Why git may not read `text`: each size a binary hunk declares over `cap`
+    bytes (a repository's per-file cap), or a delta whose size cannot be read."""
+    problems = []
+    for declared in declared_sizes(text):
+        if declared.size is None:
+            problems.append(f"{declared.path}: a binary delta whose size cannot be read")
+        elif declared.size > cap:
+            what = (
+                "the blob a binary delta makes"
+                if declared.kind == "delta result"
+                else "a binary hunk"
+            )
+            problems.append(
+                f"{declared.path}: {what} declares {declared.size} bytes, "
+                f"over the repository's cap of {cap} per file"
+            )
+    return problems

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 
+from beads import moves
 from beads.models import Bead, Dependency, Plan, Wave, WaveBead
 from workspace.admin import apply_moves
 
@@ -73,6 +74,9 @@ def priority_action(priority: int) -> BeadAction:
     return admin.action(description=f"Set priority P{priority}")(action)
 
 
+VIA = "the admin site"
+
+
 @admin.register(Bead)
 class BeadAdmin(admin.ModelAdmin):
     list_display = [
@@ -100,6 +104,7 @@ class BeadAdmin(admin.ModelAdmin):
         "closed_at",
         "close_reason",
         "last_failure",
+        "not_before",
     ]
     fieldsets = [
         (
@@ -125,6 +130,7 @@ class BeadAdmin(admin.ModelAdmin):
                 "fields": [
                     "attempts",
                     "last_failure",
+                    "not_before",
                     "commit_sha",
                     "created_at",
                     "updated_at",
@@ -160,28 +166,39 @@ class BeadAdmin(admin.ModelAdmin):
         # attempts meanwhile, and a full save would put back what we read.
         if form.changed_data:
             obj.save(update_fields=[*form.changed_data, "updated_at"])
+            Bead.clear_wait(Bead.objects.filter(pk=obj.pk))  # edited: no back-off to wait out
 
     @admin.action(description="Accept proposed beads (they become ready)", permissions=["change"])
     def accept(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
         # An agent's proposal joins the hook; the ticker's next dispatch sees it.
         apply_moves(self, request, queryset, Bead.accept, "Accepted")
 
+    # Closing, reopening, deferring and blocking are beads.moves', as from every
+    # other entry point: an epic whose last child closes closes, plans finish.
     @admin.action(description="Close")
     def close(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
         reason = f"closed by {request.user.get_username()} in the admin"
-        apply_moves(self, request, queryset, lambda bead: bead.close(reason), "Closed")
+        by = request.user
+
+        def close(bead: Bead) -> bool:
+            return moves.close(bead, reason, by, VIA)
+
+        apply_moves(self, request, queryset, close, "Closed", audited=True)
 
     @admin.action(description="Reopen")
     def reopen(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
-        apply_moves(self, request, queryset, Bead.reopen, "Reopened")
+        by = request.user
+        apply_moves(self, request, queryset, lambda b: moves.reopen(b, by, VIA), "Reopened", True)
 
     @admin.action(description="Defer")
     def defer(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
-        apply_moves(self, request, queryset, Bead.defer, "Deferred")
+        by = request.user
+        apply_moves(self, request, queryset, lambda b: moves.defer(b, by, VIA), "Deferred", True)
 
     @admin.action(description="Block")
     def block(self, request: HttpRequest, queryset: QuerySet[Bead]) -> None:
-        apply_moves(self, request, queryset, Bead.block, "Blocked")
+        by = request.user
+        apply_moves(self, request, queryset, lambda b: moves.block(b, "", by, VIA), "Blocked", True)
 
 
 @admin.register(Dependency)

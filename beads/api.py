@@ -3,6 +3,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema
@@ -48,14 +49,48 @@ class BeadDetail(BeadOut):
     commit_sha: str
     closed_at: datetime | None
     close_reason: str
+    updated_at: str = Field(
+        ..., description="the bead's version, to its microsecond: give it back to PATCH"
+    )
     dependencies: list[DependencyOut] = Field(..., alias="dependency_list")
+    not_before: datetime | None = Field(
+        ..., description="refused again and again for the same reason: not offered before then"
+    )
+    waiting: str = Field(..., description="why the hook holds it back now; empty if it does not")
+
+    @staticmethod
+    def resolve_waiting(bead: Bead) -> str:
+        return bead.waiting()
+
+    @staticmethod
+    def resolve_updated_at(bead: Bead) -> str:
+        # As text: a JSON datetime keeps milliseconds only, and an edit is
+        # conditional on the exact version.
+        return bead.updated_at.isoformat()
+
+
+class WaitingOut(Schema):
+    id: str
+    repo: str = Field(..., validation_alias=AliasChoices("repo", "repository.slug"))
+    title: str
+    not_before: datetime | None = Field(
+        ..., description="when its back-off ends; null when its repository is held back"
+    )
+    waiting: str
+
+    @staticmethod
+    def resolve_waiting(bead: Bead | dict[str, Any]) -> str:
+        return bead["waiting"] if isinstance(bead, dict) else bead.waiting()
 
 
 # Text an agent or a person writes: no C0 control character (a NUL cannot be
 # stored in PostgreSQL nor put in a commit message); multi-line text keeps tab,
-# newline and carriage return. Declared as patterns, so the OpenAPI document
-# says so and a violation is a 422 naming the field.
-Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f]*$")]
+# newline and carriage return. A single line refuses what beads.models.CONTROL
+# does: DEL, C1, bidirectional controls and Unicode line breaks. Declared as
+# patterns, so the OpenAPI document says so and a violation is a 422 naming the field.
+Line = Annotated[
+    str, Field(pattern=r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]*$")
+]
 Text = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$")]
 
 
@@ -94,37 +129,92 @@ def limit_of(limit: int) -> int:
     return limit
 
 
-@router.get("ready", response=list[BeadOut], summary="Ready beads, in hook order")
+@router.get(
+    "ready",
+    response=list[BeadOut],
+    summary="Ready beads, in hook order",
+    description="Beads waiting out a back-off after repeated refusals are not ready: "
+    "`GET ready/waiting` lists them, with why and until when.",
+)
 def ready(request: HttpRequest, repo: str | None = None, limit: int = 50) -> HttpResponse:
-    repository = repository_or_404(repo)
-    return rendered(hook.ready_rows(limit_of(limit), repository=repository))
+    repository = repository_in_reach(request, repo)
+    rows = hook.ready_raw(limit_of(limit), repository=repository)
+    response = rendered_raw(rows)
+    # Nothing ready in a repository held back (too many submissions await review): why.
+    if not rows and repository is not None and (why := hook.held_back(repository)):
+        response[HELD_HEADER] = why
+    return response
 
 
-def rendered(rows: list[dict[str, Any]]) -> HttpResponse:
-    """The hook's rows as ninja would render them as BeadOut. They are BeadOut's
-    fields already, in order and typed, read by our own SQL: validating each
-    again was half of the hook's Python (tests/beads/test_ready_api.py holds
-    the two the same)."""
-    body = json.dumps(rows, cls=NinjaJSONEncoder)
+HELD_HEADER = "X-Corral-Held"
+
+
+@router.get(
+    "ready/waiting",
+    response=list[WaitingOut],
+    summary="Beads held back after repeated refusals",
+    description="Open beads the hook does not offer yet: refused twice or more in a row for "
+    "the same reason, each waits until `not_before` (sooner if someone comments on it, edits "
+    "it, approves a learning, or a dependency lands). Soonest first. Then the beads that "
+    'would be ready but for their repository being held back ("waiting for review '
+    'capacity": more submissions await a person than its limit), `not_before` null.',
+)
+def waiting(request: HttpRequest, repo: str | None = None, limit: int = 50) -> list[Any]:
+    repository = repository_in_reach(request, repo)
+    limit = limit_of(limit)
+    beads = hook.waiting(repository=repository).select_related("repository")
+    found: list[Any] = list(in_reach(request, beads)[:limit])
+    return found + held_rows(request, repository, limit - len(found))
+
+
+def held_rows(request: HttpRequest, repository: Repository | None, limit: int) -> list[Any]:
+    """The first beads of the repositories in reach that a hold keeps back, with why."""
+    if limit <= 0:
+        return []
+    repos = Repository.objects.filter(active=True)
+    if repository is not None:
+        repos = repos.filter(pk=repository.pk)
+    if (only := only_repository(request)) is not None:
+        repos = repos.filter(pk=only)
+    held = hook.held_repositories(list(repos))
+    if not held:
+        return []
+    rows = hook.ready_rows(limit, repositories=list(held), holds=False)
+    by_slug = {r.slug: r.pk for r in repos if r.pk in held}
+    return [{**row, "not_before": None, "waiting": held[by_slug[row["repo"]]]} for row in rows]
+
+
+ENCODE = NinjaJSONEncoder().default  # a datetime as ninja writes it
+JSON_FIELDS = {"labels", "scope"}
+
+
+def rendered_raw(rows: list[Any]) -> HttpResponse:
+    """The hook's raw rows (hook.ready_raw) as ninja would render them as BeadOut.
+    They are BeadOut's fields already, in order and typed, read by our own SQL:
+    validating each again was half of the hook's Python, and parsing the JSON
+    columns to write them again most of the rest, so each field is written
+    here, the JSON columns' text as the database keeps it (Django's and
+    PostgreSQL's is what json.dumps writes, for ASCII). tests/beads/
+    test_ready_api.py holds the bytes to ninja's own rendering."""
+    items = []
+    for row in rows:
+        fields = []
+        for key, value in zip(hook.READY_FIELDS, row, strict=True):
+            if key in JSON_FIELDS:
+                text = value if isinstance(value, str) and value.isascii() else None
+                if text is None:
+                    text = json.dumps(json.loads(value) if isinstance(value, str) else value)
+            elif key == "created_at":
+                text = json.dumps(ENCODE(hook.aware(value)))
+            else:
+                text = json.dumps(value)
+            fields.append(f'"{key}": {text}')
+        items.append("{" + ", ".join(fields) + "}")
+    body = "[" + ", ".join(items) + "]"
     return HttpResponse(body, content_type="application/json; charset=utf-8")
 
 
-@router.get("beads", response=list[BeadOut], summary="List beads")
-def list_beads(
-    request: HttpRequest,
-    repo: str | None = None,
-    status: Bead.Status | None = None,
-    limit: int = 100,
-) -> list[Bead]:
-    beads = Bead.objects.select_related("repository").order_by("-created_at")
-    if repo is not None:
-        beads = beads.filter(repository=repository_or_404(repo))
-    if status is not None:
-        beads = beads.filter(status=status)
-    return list(beads[: limit_of(limit)])
-
-
-# `GET beads/{id}` and `POST beads` are declared on this router in agents/api.py:
+# `GET beads`, `GET beads/{id}` and `POST beads` are agents/api/beads.py's routes:
 # what a bead shows and who may file one depend on the caller's sessions.
 
 
@@ -144,3 +234,31 @@ def field_errors(error: ValidationError) -> str:
         f"{name}: {' '.join(messages)}" if name != NON_FIELD_ERRORS else " ".join(messages)
         for name, messages in error.message_dict.items()
     )
+
+
+# What a token reaches. agents/auth.py (a layer above) sets `request.agent`;
+# a session token's agent carries `only_repository`, its session's: it reaches
+# that repository only, and anything of another is a 404, as if not there.
+
+
+def only_repository(request: HttpRequest) -> int | None:
+    """The one repository a session token reaches; None for an agent token or a person."""
+    return getattr(getattr(request, "agent", None), "only_repository", None)
+
+
+def in_reach(request: HttpRequest, beads: QuerySet[Bead]) -> QuerySet[Bead]:
+    """The beads the caller may see: a session token, its repository's only."""
+    if (only := only_repository(request)) is not None:
+        return beads.filter(repository_id=only)
+    return beads
+
+
+def repository_in_reach(request: HttpRequest, slug: str | None) -> Repository | None:
+    """The repository named (404 if there is none, or if it is not a session
+    token's own); none named: a session token's own, else None (any)."""
+    only = only_repository(request)
+    if only is None:
+        return repository_or_404(slug)
+    if slug is None:
+        return Repository.objects.get(pk=only)
+    return get_object_or_404(Repository, slug=slug, pk=only)

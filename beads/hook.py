@@ -2,9 +2,11 @@
 
 A bead is ready when it is open, not an epic (its children carry the work),
 not pinned nor marked not work (bd's pinned, ephemeral and non-work beads),
+not waiting out a back-off after repeated refusals (its `not_before` is past),
 not blocked (below), every bead of the earlier waves of its active plan has
 closed, its wave is under the plan's agents per wave, and its repository is
-active and under `max_agents`.
+active, under `max_agents` and not held back by a layer above (HOLDS: review
+back-pressure).
 Order: wave number (unplanned beads after planned ones), priority, age.
 
 Blocked, as bd has it: a bead with a `blocks` or `conditional-blocks`
@@ -15,9 +17,11 @@ repository; and, transitively, a `parent-child` child of a blocked bead.
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 from django.db.models import (
     Case,
@@ -36,17 +40,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from beads.models import Bead, Dependency, Plan, Wave, WaveBead
+from workspace import gitops
 from workspace.models import Repository, Workspace
 
-T = TypeVar("T")
 Waves = dict[int, list[str]]  # {wave number: [bead ids]}
 
 CLAIM_TRIES = 5
 PICK_WINDOW = 8  # the hook's rows a claim looks at, beyond those it passed over
 BY_PRIORITY = ("priority", "created_at", "id")
-# Read with a claimed bead, in its row's query: the session opens in its
-# repository, and the context pack ranks the learnings of its workspace.
-CLAIMED_WITH = ("repository__workspace",)
 
 
 class NothingReady(Exception):
@@ -57,9 +58,53 @@ class NotClaimable(Exception):
     """The bead asked for exists but cannot be claimed now (409)."""
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A reason a layer above holds a repository's new work back (agents: too many
+    of its submissions await a person). `sql()`: a condition true of a repository
+    row `r` that may take new work, added to every statement of the hook;
+    `held(repositories)`: {id: why} of those it holds back now. The hook so stays
+    the one place readiness is decided, without importing what it counts."""
+
+    name: str
+    sql: Callable[[], str]
+    held: Callable[[Sequence[Repository]], dict[int, str]]
+
+
+HOLDS: dict[str, Hold] = {}
+
+
+def hold_back(hold: Hold) -> None:
+    """Register a hold (at start-up, from an AppConfig.ready)."""
+    HOLDS[hold.name] = hold
+
+
+def held_back_sql() -> str:
+    return " ".join(f"AND {hold.sql()}" for hold in HOLDS.values())
+
+
+def held_back(repository: Repository) -> str:
+    """Why the holds keep this repository's beads from the hook now, or ""."""
+    return held_repositories([repository]).get(repository.pk, "")
+
+
+def held_repositories(repositories: Sequence[Repository]) -> dict[int, str]:
+    """{repository id: why} of those the holds keep from the hook now."""
+    held: dict[int, str] = {}
+    for hold in HOLDS.values():
+        for pk, why in hold.held(repositories).items():
+            held.setdefault(pk, why)
+    return held
+
+
 def repositories_with_room(workspace: Workspace | None = None) -> list[int]:
-    """Ids of the active repositories with fewer beads in progress than max_agents."""
+    """Ids of the active repositories with fewer beads in progress than max_agents,
+    and not held back (HOLDS)."""
     repos = Repository.objects.filter(active=True)
+    if HOLDS:
+        table = TABLES["repository"]
+        held = f"SELECT r.id FROM {table} r WHERE 1 = 1 {held_back_sql()}"
+        repos = repos.filter(pk__in=RawSQL(held, []))
     if workspace is not None:
         repos = repos.filter(workspace=workspace)
     busy = in_progress_counts()
@@ -113,6 +158,7 @@ def eligible(
         pinned=False,
         not_work=False,
     ).exclude(issue_type=Bead.Type.EPIC)
+    beads = beads.filter(Q(not_before=None) | Q(not_before__lte=timezone.now()))
     if repository is not None:
         beads = beads.filter(repository=repository)
     if repositories is not None:
@@ -234,101 +280,268 @@ def ready_in(beads: QuerySet[Bead], waves: Waves) -> QuerySet[Bead]:
     )
 
 
+@dataclass(frozen=True)
+class Opening:
+    """The row a claim inserts beside the bead it moves (agents: the session), in
+    the claim's own statement: its table and its columns' values, ready for the
+    database. `bead_column` and `sha_column` take the claimed bead's id and its
+    branch head; the hook knows nothing else of it."""
+
+    table: str
+    values: dict[str, Any]  # column: value (as Field.get_db_prep_save gives it)
+    types: dict[str, str]  # column: its database type (PostgreSQL casts the parameters)
+    pk_column: str
+    bead_column: str
+    sha_column: str
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claim's result: the bead as it now is (in progress) and its branch head."""
+
+    bead: Bead
+    base_sha: str
+
+
+# A claim is one statement per database. PostgreSQL: the hook's first rows
+# (READY_CTES, in hook order), the first of them still open and not
+# row-locked by another claimer taken FOR UPDATE SKIP LOCKED, moved to
+# in_progress, the opening row (the session) inserted, and the repository's row
+# locked, all in one statement planned once per connection. Its snapshot cannot
+# see a claim another transaction commits while this one waits for the
+# repository's row, so max_agents is counted once more after it (a new snapshot,
+# with that lock held: every claimer of the repository waits for it only from
+# there to the commit). SQLite: the whole claim runs under BEGIN IMMEDIATE (one
+# writer at a time), so one UPDATE … RETURNING of the first ready bead is exact,
+# max_agents and all; the session's INSERT follows it.
+CLAIM_PG = """{ctes},
+hook_order AS ({parts}
+    {order} LIMIT %s
+), picked AS (
+    SELECT b.id, h.part FROM {bead} b JOIN hook_order h ON h.id = b.id
+    WHERE b.status = 'open' AND NOT (b.id = ANY(%s))
+    ORDER BY h.part, h.wave, h.priority, h.created_at, h.id
+    LIMIT 1 FOR UPDATE OF b SKIP LOCKED
+), moved AS (
+    UPDATE {bead} AS m SET status = 'in_progress', assignee = %s, not_before = NULL,
+        updated_at = %s
+    FROM picked WHERE m.id = picked.id AND m.status = 'open'
+    RETURNING {returning}
+), opened AS (
+    INSERT INTO {opening} ({columns}) SELECT {values} FROM moved RETURNING 1
+), repo AS (
+    SELECT r.id, r.max_agents FROM {repository} r JOIN moved ON r.id = moved.repository_id
+    FOR UPDATE OF r
+)
+SELECT moved.*, repo.max_agents, (SELECT part FROM picked), (SELECT COUNT(*) FROM opened)
+FROM moved JOIN repo ON repo.id = moved.repository_id
+"""
+# A planned bead (part 0) claimed on PostgreSQL: its plan's row locked, then its
+# wave's beads in progress counted with a new snapshot, as max_agents is.
+WAVE_CAP_SQL = """
+SELECT p.max_agents_per_wave FROM {plan} p JOIN {wavebead} wb ON wb.plan_id = p.id
+WHERE wb.bead_id = %s AND p.status = 'active' FOR UPDATE OF p
+"""
+WAVE_BUSY_SQL = """
+SELECT COUNT(*) FROM {wavebead} wb JOIN {bead} b ON b.id = wb.bead_id
+WHERE wb.wave_id = (
+    SELECT mine.wave_id FROM {wavebead} mine JOIN {plan} p ON p.id = mine.plan_id
+    WHERE mine.bead_id = %s AND p.status = 'active'
+) AND b.status = 'in_progress'
+"""
+CLAIM_SQLITE = """{ctes}
+UPDATE {bead} SET status = 'in_progress', assignee = %s, not_before = NULL, updated_at = %s
+WHERE id = (
+    SELECT id FROM ({parts}) AS h WHERE h.id NOT IN (SELECT value FROM json_each(%s))
+    {order} LIMIT 1
+) AND status = 'open'
+RETURNING {returning}
+"""
+IN_PROGRESS_SQL = (
+    f"SELECT COUNT(*) FROM {Bead._meta.db_table} WHERE repository_id = %s "
+    "AND status = 'in_progress'"
+)
+
+
+def composed(template: str) -> str:
+    """A claim's statement with the hook's parts in it, its filters still to fill."""
+    return (
+        template.replace("{ctes}", READY_CTES)
+        .replace("{parts}", READY_PARTS)
+        .replace("{order}", HOOK_ORDER)
+    )
+
+
+def bead_fields() -> list[Any]:
+    """The bead's columns, in the order a claim returns them."""
+    return list(Bead._meta.concrete_fields)
+
+
 def claim(
     assignee: str,
-    open_session: Callable[[Bead], T],
+    opening: Opening,
     repository: Repository | None = None,
     bead: Bead | None = None,
     repositories: list[int] | None = None,
-) -> T:
-    """Atomically turn one ready bead into in_progress; return `open_session(bead)`,
-    which runs in the same transaction (the caller's record of the claim).
+) -> Claimed:
+    """Atomically turn one ready bead into in_progress and insert `opening`
+    beside it (the caller's record of the claim), in one transaction.
 
-    On PostgreSQL the candidate row is taken with FOR UPDATE SKIP LOCKED, so
-    concurrent claimers pass over each other's beads; on SQLite the whole
-    claim runs in one IMMEDIATE transaction, which serializes writers. Either
-    way the status change is a conditional UPDATE, retried on a lost race.
+    N claimers at once get N different beads or NothingReady, never one bead
+    twice: the status change is a conditional UPDATE (`status = 'open'`) in
+    the statement that picks the bead. PostgreSQL passes over the beads other
+    claimers hold (SKIP LOCKED), looking further down the hook when the first
+    rows are all held.
     """
-    passed_over: set[str] = set()
-    for _ in range(CLAIM_TRIES):
-        with transaction.atomic():
-            candidate = pick(repository, bead, passed_over, repositories)
-            if candidate is None:
+    found = filters(repository, None, repositories, bead.pk if bead is not None else None)
+    passed_over: list[str] = []
+    window = PICK_WINDOW
+    if found is not None:
+        # The branch head, read before the statement: a claim of a known repository's
+        # bead carries it in; another's is read once the repository is known.
+        sha = head_before(bead.repository if bead is not None else repository)
+        for _ in range(CLAIM_TRIES):
+            with transaction.atomic():
+                claimed = claim_once(assignee, opening, found, passed_over, window, sha)
+                if claimed is not None:
+                    return claimed
+            if not connection.features.has_select_for_update_skip_locked:
+                break  # SQLite's statement sees every bead: none was ready
+            if not ready_rows(1, repository=repository, repositories=repositories):
                 break
-            passed_over.add(candidate.pk)  # if this try does not end the claim
-            if not candidate.start(assignee):
-                continue
-            claimed = open_session(candidate)
-            # Checked last: the repository's row lock, which every claimer of the
-            # repository waits for, is then held only from here to the commit.
-            if room_left(candidate.repository_id):
-                return claimed
-            transaction.set_rollback(True)  # over max_agents: undo the start and the session
+            window *= 4  # the first rows were all held by other claimers
     if bead is not None:
         raise NotClaimable(why_not_ready(bead))
-    raise NothingReady("nothing is ready" + (f" in {repository.slug}" if repository else ""))
+    raise NothingReady(nothing_ready(repository))
 
 
-def pick(
-    repository: Repository | None,
-    bead: Bead | None,
-    passed_over: set[str],
-    repositories: list[int] | None = None,
-) -> Bead | None:
-    """The first ready bead not passed over, planned ones first, row-locked where
-    the database can skip rows other claimers hold."""
-    if bead is None and (found := first_in_window(repository, passed_over, repositories)):
-        return found
-    for candidates in parts(repository, repositories=repositories):
-        if candidates is None:
-            continue
-        candidates = candidates.exclude(pk__in=passed_over)
-        if bead is not None:
-            candidates = candidates.filter(pk=bead.pk)
-        if connection.features.has_select_for_update_skip_locked:
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        if found := candidates.select_related(*CLAIMED_WITH).first():
-            return found
-    return None
+def head_before(repository: Repository | None) -> str | None:
+    """The branch head of the repository a claim is into, if known and readable
+    (otherwise it is read once the bead is claimed, and its failure then said)."""
+    if repository is None:
+        return None
+    try:
+        return gitops.head_sha(repository.canonical_path, repository.branch)
+    except gitops.GitError:
+        return None
 
 
-def first_in_window(
-    repository: Repository | None, passed_over: set[str], repositories: list[int] | None
-) -> Bead | None:
-    """The first ready bead that is not passed over nor row-locked by another
-    claimer among the hook's first rows (the one statement of ready_rows, not
-    the querysets: most of a claim's time); None if there is none there, and
-    pick() looks with the querysets."""
-    rows = ready_rows(
-        len(passed_over) + PICK_WINDOW, repository=repository, repositories=repositories
-    )
-    for bead_id in [row["id"] for row in rows if row["id"] not in passed_over]:
-        # Still open: the rows were read before this statement, and a claimer that
-        # has since committed holds no lock any more to skip it by.
-        candidate = Bead.objects.filter(pk=bead_id, status=Bead.Status.OPEN)
-        candidate = candidate.select_related(*CLAIMED_WITH)
-        if connection.features.has_select_for_update_skip_locked:
-            candidate = candidate.select_for_update(skip_locked=True, of=("self",))
-        if found := candidate.first():
-            return found
-    return None
+def claim_once(
+    assignee: str,
+    opening: Opening,
+    found: "Filters",
+    passed_over: list[str],
+    window: int,
+    sha: str | None,
+) -> Claimed | None:
+    """One try, inside the caller's transaction: the claimed bead, or None (the
+    transaction is then rolled back when it changed anything)."""
+    columns = [c for c in opening.values if c not in (opening.bead_column, opening.sha_column)]
+    fields = bead_fields()
+    returning = ", ".join(f.column for f in fields)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    if connection.vendor == "postgresql":
+        values = [f"CAST(%s AS {opening.types[c]})" for c in columns]
+        sql = with_filters(
+            composed(CLAIM_PG),
+            found,
+            returning=", ".join(f"m.{f.column}" for f in fields),
+            opening=opening.table,
+            columns=", ".join([*columns, opening.bead_column, opening.sha_column]),
+            values=", ".join([*values, "moved.id", "CAST(%s AS text)"]),
+        )
+        limit = window + len(passed_over)
+        params = [*found.room_params, now_param(), *found.bead_params, limit, limit, limit]
+        params += [passed_over, assignee, now, *(opening.values[c] for c in columns), sha or ""]
+        row = fetch(sql, params, one=True)
+        if row is None:
+            return None
+        claimed = bead_of(row[: len(fields)])
+        max_agents, part = row[len(fields)], row[len(fields) + 1]
+        over = fetch(IN_PROGRESS_SQL, [claimed.repository_id], one=True)[0] > max_agents
+        if not over and part == 0:
+            over = over_wave_cap(claimed.pk)
+        if over:
+            passed_over.append(claimed.pk)
+            transaction.set_rollback(True)  # over max_agents or the wave's: undo it all
+            return None
+    else:
+        sql = with_filters(composed(CLAIM_SQLITE), found, returning=returning)
+        limit = 1 + len(passed_over)
+        params = [*found.room_params, now_param(), *found.bead_params, assignee, now]
+        params += [limit, limit, json.dumps(passed_over)]
+        row = fetch(sql, params, one=True)
+        if row is None:
+            return None
+        claimed = bead_of(row)
+        values = [opening.values[c] for c in columns]
+        placeholders = ", ".join(["%s"] * (len(columns) + 2))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {opening.table} "
+                f"({', '.join([*columns, opening.bead_column, opening.sha_column])}) "
+                f"VALUES ({placeholders})",
+                [*values, claimed.pk, sha or ""],
+            )
+    if sha is None:
+        sha = base_of(claimed, opening)
+    return Claimed(claimed, sha)
 
 
-def room_left(repository_id: int) -> bool:
-    """Re-check max_agents with the repository row locked, once this transaction
-    has started its bead (counted here): two claimers of one full repository
-    must not both get in. The second waits for the first's commit, and its
-    count (a new snapshot, per statement) sees the first's bead."""
-    locked = Repository.objects.select_for_update().filter(pk=repository_id)
-    max_agents = locked.values_list("max_agents", flat=True).get()
-    busy = Bead.objects.filter(repository=repository_id, status=Bead.Status.IN_PROGRESS).count()
-    return busy <= max_agents
+def over_wave_cap(bead_id: str) -> bool:
+    """Whether a planned bead just claimed (PostgreSQL) puts its wave over its
+    plan's agents per wave, counted with the plan's row locked."""
+    cap = fetch(WAVE_CAP_SQL.format(**TABLES), [bead_id], one=True)
+    if cap is None:
+        return False
+    return fetch(WAVE_BUSY_SQL.format(**TABLES), [bead_id], one=True)[0] > cap[0]
+
+
+def base_of(claimed: Bead, opening: Opening) -> str:
+    """The branch head of a bead claimed from any repository, written into its
+    opening row (the repository was not known before the statement)."""
+    repo = claimed.repository
+    sha = gitops.head_sha(repo.canonical_path, repo.branch)
+    pk = opening.values[opening.pk_column]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {opening.table} SET {opening.sha_column} = %s WHERE {opening.pk_column} = %s",
+            [sha, pk],
+        )
+    return sha
+
+
+def bead_of(row: Sequence[Any]) -> Bead:
+    """A Bead from its columns as the database returned them (through the
+    fields' converters, as the ORM reads a row)."""
+    values, fields = [], bead_fields()
+    for field, value in zip(fields, row, strict=True):
+        column = field.get_col(Bead._meta.db_table)
+        for convert in connection.ops.get_db_converters(column) + column.get_db_converters(
+            connection
+        ):
+            value = convert(value, column, connection)
+        values.append(value)
+    return Bead.from_db(connection.alias, [f.attname for f in fields], values)
+
+
+def nothing_ready(repository: Repository | None) -> str:
+    if repository is None:
+        return "nothing is ready"
+    if why := held_back(repository):
+        return f"nothing is ready in {repository.slug}: {why}"
+    return f"nothing is ready in {repository.slug}"
+
+
+SOONER = "sooner if someone comments on it, edits it, approves a learning, or a dependency lands"
 
 
 def why_not_ready(bead: Bead) -> str:
     bead.refresh_from_db()
     if bead.status != Bead.Status.OPEN:
         return f"bead {bead.id} is {bead.get_status_display()}"
+    if waiting := bead.waiting():
+        return f"bead {bead.id} was {waiting} ({SOONER})"
     blockers = [b.id for b in bead.blockers().exclude(status=Bead.Status.CLOSED)]
     if blockers:
         return f"bead {bead.id} waits for {', '.join(blockers)}"
@@ -340,6 +553,8 @@ def why_not_ready(bead: Bead) -> str:
         return f"bead {bead.id} is blocked, or a child of a blocked bead"
     if not bead.repository.active:
         return f"repository {bead.repository.slug} is not active"
+    if why := held_back(bead.repository):
+        return f"repository {bead.repository.slug} is {why}"
     if bead.repository_id not in repositories_with_room():
         repo = bead.repository
         return f"repository {repo.slug} has {repo.max_agents} agent(s) at work, its most"
@@ -365,6 +580,23 @@ def readiness(bead: Bead) -> tuple[bool, str]:
     if ready(repository=bead.repository).filter(pk=bead.pk).exists():
         return True, f"bead {bead.id} is ready: the next agent to ask may claim it"
     return False, why_not_ready(bead)
+
+
+def waiting(
+    repository: Repository | None = None,
+    workspace: Workspace | None = None,
+    repositories: Sequence[int] | None = None,
+) -> QuerySet[Bead]:
+    """The open beads held back by a back-off now, the soonest free first (off
+    the partial index of beads with a `not_before`: only those are read)."""
+    beads = Bead.objects.filter(not_before__gt=timezone.now(), status=Bead.Status.OPEN)
+    if repository is not None:
+        beads = beads.filter(repository=repository)
+    if workspace is not None:
+        beads = beads.filter(repository__workspace=workspace)
+    if repositories is not None:
+        beads = beads.filter(repository__in=repositories)
+    return beads.order_by("not_before", "id")
 
 
 def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:
@@ -446,13 +678,13 @@ def heads(beads: QuerySet[Bead], repository_ids: Sequence[int], n: int) -> list[
 # order, each stopping at the page's end, and only those rows sorted. The
 # planned part starts from the few beads of the open waves (CROSS JOIN: SQLite
 # then keeps that order, instead of testing every open bead's blockers).
-READY_SQL = """
+READY_CTES = """
 WITH RECURSIVE busy AS (
     SELECT repository_id, COUNT(*) AS n FROM {bead}
     WHERE status = 'in_progress' GROUP BY repository_id
 ), room AS (
     SELECT r.id, r.slug FROM {repository} r LEFT JOIN busy ON busy.repository_id = r.id
-    WHERE r.active AND COALESCE(busy.n, 0) < r.max_agents {repository_filter}
+    WHERE r.active AND COALESCE(busy.n, 0) < r.max_agents {held_back} {repository_filter}
 ), member AS (
     SELECT wb.bead_id, wb.plan_id, w.number, m.status, p.max_agents_per_wave AS cap
     FROM {wavebead} wb
@@ -473,8 +705,10 @@ WITH RECURSIVE busy AS (
            b.scope, b.assignee, b.attempts, b.created_at
     FROM {bead} b JOIN room ON room.id = b.repository_id
     WHERE b.status = 'open' AND b.issue_type <> 'epic' AND NOT b.pinned AND NOT b.not_work
+      AND (b.not_before IS NULL OR b.not_before <= %s)
       {bead_filter} AND NOT {b_blocked} AND b.id NOT IN (SELECT id FROM under_blocked)
-)
+)"""
+READY_PARTS = """
 SELECT * FROM (
     SELECT 0 AS part, open_wave.number AS wave, ready.* FROM open_wave
     CROSS JOIN ready WHERE ready.id = open_wave.bead_id
@@ -485,10 +719,9 @@ SELECT * FROM (
     SELECT 1 AS part, CAST(NULL AS integer) AS wave, ready.* FROM ready
     WHERE NOT EXISTS (SELECT 1 FROM member WHERE member.bead_id = ready.id)
     ORDER BY ready.priority, ready.created_at, ready.id LIMIT %s
-) unplanned
-ORDER BY part, wave, priority, created_at, id
-LIMIT %s
-"""
+) unplanned"""
+HOOK_ORDER = "ORDER BY part, wave, priority, created_at, id"
+READY_SQL = f"{READY_CTES}{READY_PARTS}\n{HOOK_ORDER}\nLIMIT %s\n"
 TABLES = {
     "bead": Bead._meta.db_table,
     "repository": Repository._meta.db_table,
@@ -507,15 +740,28 @@ READY_FIELDS = (
 ).split()
 
 
-def ready_rows(
-    limit: int,
+@dataclass(frozen=True)
+class Filters:
+    """What narrows the hook's statements: SQL added to its `room` (repositories,
+    alias r) and `ready` (beads, alias b) parts, and their parameters in order."""
+
+    room: str
+    room_params: list[Any]
+    bead: str
+    bead_params: list[Any]
+
+
+def filters(
     repository: Repository | None = None,
     workspace: Workspace | None = None,
     repositories: Sequence[int] | None = None,
-) -> list[dict[str, Any]]:
-    """The first `limit` ready beads in hook order, as dicts of READY_FIELDS
-    (`repo` is the repository's slug): one round trip, no model instances."""
-    clauses, params = [], []
+    bead_id: str | None = None,
+    holds: bool = True,
+) -> Filters | None:
+    """The statements' filters; None when they cannot match (no repositories).
+    `holds=False` leaves HOLDS out (what they hold back, for saying why)."""
+    clauses: list[str] = [held_back_sql() if holds else ""]
+    params: list[Any] = []
     if workspace is not None:
         clauses.append("AND r.workspace_id = %s")
         params.append(workspace.pk)
@@ -524,24 +770,89 @@ def ready_rows(
         params.append(repository.pk)
     if repositories is not None:
         if not repositories:
-            return []
-        clauses.append(f"AND r.id IN ({', '.join(['%s'] * len(repositories))})")
-        params += list(repositories)
+            return None
+        if connection.vendor == "postgresql":  # one statement text whatever the count
+            clauses.append("AND r.id = ANY(%s)")
+            params.append(list(repositories))
+        else:
+            clauses.append(f"AND r.id IN ({', '.join(['%s'] * len(repositories))})")
+            params += list(repositories)
     # One repository: said of the beads too, so that SQLite walks that
     # repository's part of the order index, not every open bead's.
-    bead_filter = "" if repository is None else "AND b.repository_id = %s"
-    sql = READY_SQL.format(
-        repository_filter=" ".join(clauses),
-        bead_filter=bead_filter,
+    bead: list[str] = []
+    bead_params: list[Any] = []
+    if repository is not None:
+        bead.append("AND b.repository_id = %s")
+        bead_params.append(repository.pk)
+    if bead_id is not None:
+        bead.append("AND b.id = %s")
+        bead_params.append(bead_id)
+    return Filters(" ".join(clauses), params, " ".join(bead), bead_params)
+
+
+def with_filters(template: str, found: Filters, **more: str) -> str:
+    return template.format(
+        repository_filter=found.room,
+        held_back="",  # in found.room
+        bead_filter=found.bead,
         under_blocked=UNDER_BLOCKED,
         b_blocked=B_BLOCKED,
         **TABLES,
+        **more,
     )
-    with connection.cursor() as cursor:
-        bead_params = [] if repository is None else [repository.pk]
-        cursor.execute(sql, [*params, *bead_params, limit, limit, limit])
-        rows = cursor.fetchall()
-    return [as_bead_values(row[2:]) for row in rows]
+
+
+def now_param() -> Any:
+    # As the ORM stores it (SQLite: naive UTC text), so the comparison holds.
+    return connection.ops.adapt_datetimefield_value(timezone.now())
+
+
+def ready_rows(
+    limit: int,
+    repository: Repository | None = None,
+    workspace: Workspace | None = None,
+    repositories: Sequence[int] | None = None,
+    holds: bool = True,
+) -> list[dict[str, Any]]:
+    """The first `limit` ready beads in hook order, as dicts of READY_FIELDS
+    (`repo` is the repository's slug): one round trip, no model instances,
+    a prepared statement on PostgreSQL. `holds=False`: as if nothing held a
+    repository back."""
+    rows = ready_raw(limit, repository, workspace, repositories, holds)
+    return [as_bead_values(row) for row in rows]
+
+
+def ready_raw(
+    limit: int,
+    repository: Repository | None = None,
+    workspace: Workspace | None = None,
+    repositories: Sequence[int] | None = None,
+    holds: bool = True,
+) -> list[Sequence[Any]]:
+    """ready_rows() as the database returns them: READY_FIELDS in order, the
+    JSON columns as their text where the database gives text (for the API to
+    write out as they are, rather than parse and write again)."""
+    found = filters(repository, workspace, repositories, holds=holds)
+    if found is None:
+        return []
+    params = [*found.room_params, now_param(), *found.bead_params, limit, limit, limit]
+    return [row[2:] for row in fetch(with_filters(READY_SQL, found), params)]
+
+
+def fetch(sql: str, params: Sequence[Any], one: bool = False) -> Any:
+    """Run one of the hook's statements: on PostgreSQL through a psycopg cursor
+    that binds on the server and prepares the statement (its text is the same
+    for every call of a kind, so each connection plans it once; Django's own
+    cursors bind on the client and never prepare); elsewhere Django's cursor."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() if one else cursor.fetchall()
+    connection.ensure_connection()
+    raw = connection.connection
+    with psycopg.Cursor(raw) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone() if one else cursor.fetchall()
 
 
 def as_bead_values(row: Sequence[Any]) -> dict[str, Any]:

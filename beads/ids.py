@@ -9,6 +9,7 @@ the next candidate.
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Iterator
 
@@ -44,3 +45,18 @@ def candidates(prefix: str, title: str, existing: int) -> Iterator[str]:
         misses += 1
         if misses % 3 == 0 and length < MAX_LENGTH:
             length += 1  # a crowded space: widen rather than keep colliding
+
+
+# bd's ID shape: `<prefix>-<hash>`, a child `<parent>.<n>` (`bd-a3f8e9.1`). An ID
+# is a path segment of every page that links its bead and a ref-like word in
+# commit trailers, so only letters, digits, `-`, `_` and `.` are taken, starting
+# with a letter or a digit.
+SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+def problem(bead_id: str) -> str:
+    """Why `bead_id` is not a bd ID (a message naming it), or ""."""
+    prefix, _, rest = bead_id.rpartition("-")
+    if SHAPE.fullmatch(bead_id) and prefix and rest:
+        return ""
+    return f"{bead_id!r} is not a bead ID: bd's are <prefix>-<hash> of letters, digits, -, _ and ."

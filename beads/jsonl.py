@@ -37,6 +37,7 @@ refused, and importing the same records again changes nothing.
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from beads import ids, moves
 from beads.models import Bead, Comment, Dependency, lock_dependency_graph
 from workspace.models import Repository
 
@@ -70,6 +72,9 @@ NULLABLE = ("closed_at", "time_limit_s")
 MAX_ID = Bead._meta.get_field("id").max_length or 64
 MAX_TYPE = Dependency._meta.get_field("type").max_length or 20
 MAX_AUTHOR = Comment._meta.get_field("author_name").max_length or 200
+MAX_NESTING = 64  # bd's records nest three deep; a JSON line deeper than this is refused
+STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+BRACKETS = re.compile(r"[\[\]{}]")
 
 # The record keys import_records() stores on the bead as they are.
 BEAD_FIELDS = (
@@ -118,10 +123,14 @@ def read_lines(lines: Iterable[str], where: str = "") -> list[tuple[int, dict[st
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        if nesting(line) > MAX_NESTING:
+            raise ValueError(f"{where}line {number}: nested deeper than {MAX_NESTING} levels")
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{where}line {number}: not valid JSON: {e.msg}") from None
+        except RecursionError:  # not past nesting(): a safety net, never a 500
+            raise ValueError(f"{where}line {number}: nested too deep to read") from None
         try:
             check_record(record)
         except ValueError as e:
@@ -133,6 +142,20 @@ def read_lines(lines: Iterable[str], where: str = "") -> list[tuple[int, dict[st
         seen[record["id"]] = number
         records.append((number, record))
     return records
+
+
+def nesting(line: str) -> int:
+    """How deep the JSON of `line` nests (an object or a list is one level),
+    counted before parsing: json.loads recurses once a level, and a line nested
+    100,000 deep would raise RecursionError. Brackets in strings do not count
+    (in an unclosed one they do: json.loads would refuse the line anyway)."""
+    depth = deepest = 0
+    for bracket in BRACKETS.finditer(STRINGS.sub('""', line)):
+        depth += 1 if bracket.group() in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            break
+    return deepest
 
 
 class Writer(Protocol):
@@ -152,9 +175,10 @@ def check_record(record: Any) -> None:
         raise ValueError("expected a JSON object")
     if not isinstance(record.get("id"), str) or not record["id"]:
         raise ValueError("no id")
-    split_id(record["id"])
     if len(record["id"]) > MAX_ID:
         raise ValueError(f"{record['id'][:MAX_ID]}…: an ID has at most {MAX_ID} characters")
+    if problem := ids.problem(record["id"]):
+        raise ValueError(problem)
     if not isinstance(record.get("title"), str) or not record["title"]:
         raise ValueError(f"{record['id']} has no title")
     for key, value in record.items():
@@ -334,16 +358,18 @@ class Imported:
 def import_records(
     records: Iterable[Mapping[str, Any] | tuple[int, Mapping[str, Any]]],
     repository: Repository | Mapping[str, Repository],
+    origin: str = Bead.Origin.IMPORT,
 ) -> Imported:
     """Create or update a bead per record, and make its dependencies the record's.
 
     `records` are records, or (line number, record) pairs from read_numbered()
     so errors name lines. `repository` is the repository every record goes to
     (IDs kept), or a mapping from each ID prefix to its repository (IDs take
-    the repository's prefix). Raises ValueError, naming the record, when one
-    cannot be stored; then nothing is.
+    the repository's prefix). `origin`: what the beads it creates say filed
+    them (the demo seeds through here too). Raises ValueError, naming the
+    record, when one cannot be stored; then nothing is.
     """
-    batch = Batch(records, repository)
+    batch = Batch(records, repository, origin)
     with transaction.atomic():
         # Imports, and people adding dependencies, take their turn: the cycle
         # check below sees a graph nobody changes under it.
@@ -365,7 +391,9 @@ class Batch:
         self,
         records: Iterable[Mapping[str, Any] | tuple[int, Mapping[str, Any]]],
         repository: Repository | Mapping[str, Repository],
+        origin: str = Bead.Origin.IMPORT,
     ) -> None:
+        self.origin = origin
         self.records = numbered(records)
         self.lines = {record["id"]: line for line, record in self.records if "id" in record}
         for _, record in self.records:
@@ -390,7 +418,11 @@ class Batch:
             raise ValueError(f"{self.where(record)}{e}") from None
 
     def bead(self, record: Mapping[str, Any], repository: Any) -> Bead:
-        bead = Bead(id=self.ids[record["id"]], repository=destination(record["id"], repository))
+        bead = Bead(
+            id=self.ids[record["id"]],
+            repository=destination(record["id"], repository),
+            origin=self.origin,
+        )
         for key, value in bead_values(record).items():
             setattr(bead, key, value)
         bead.created_at = bead.created_at or timezone.now()
@@ -410,9 +442,12 @@ class Batch:
         result = Imported()
         created: list[Bead] = []
         changed: list[Bead] = []
+        was_open: list[Bead] = []  # to see which this import closes
         for (_, record), bead in zip(self.records, self.beads, strict=True):
             bead.external_dependencies = self.external(record, targets)
             old = existing.get(bead.id)
+            if old is None or old.status != Bead.Status.CLOSED:
+                was_open.append(old or bead)
             if old is None:
                 created.append(bead)
                 result.created.append(bead.id)
@@ -430,6 +465,10 @@ class Batch:
         moved = [bead_id for bead_id in result.unchanged if bead_id in touched]
         result.unchanged = [bead_id for bead_id in result.unchanged if bead_id not in touched]
         result.updated += moved
+        # The file says what its own beads are; parents it does not name close
+        # once their last child has, as they would on a landing.
+        closed = [bead for bead in was_open if bead.status == Bead.Status.CLOSED]
+        moves.closed_after(closed, leave=self.ids.values())
         return result
 
     def known_targets(self) -> set[str]:

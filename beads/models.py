@@ -1,5 +1,7 @@
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import pathspec
@@ -7,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F
+from django.db.models import Case, F, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,6 +19,11 @@ from workspace.states import Transitions, move
 
 MAX_ID_TRIES = 20
 MAX_ATTEMPTS = 3  # failed attempts before a bead is blocked for a person to look at
+# A bead sent back for the same reason as the time before waits this long
+# before the hook offers it again (the second time in a row, the third, any
+# later), unless something changed meanwhile (Bead.clear_wait): an agent
+# would meet the same refusal again.
+BACKOFF_SECONDS = (30, 120, 600)
 
 
 class Bead(Transitions, models.Model):
@@ -28,6 +35,13 @@ class Bead(Transitions, models.Model):
         BLOCKED = "blocked"
         DEFERRED = "deferred"
         CLOSED = "closed"
+
+    class Origin(models.TextChoices):
+        """Where a bead came from when no person or agent filed it (filed_by, filed_by_agent)."""
+
+        UNRECORDED = "", "not recorded"  # filed before Corral kept it
+        IMPORT = "import", "a bd import"
+        DEMO = "demo", "the demo"
 
     class Type(models.TextChoices):
         TASK = "task"
@@ -76,6 +90,13 @@ class Bead(Transitions, models.Model):
     )
     attempts = models.PositiveIntegerField(default=0)
     last_failure = models.TextField(blank=True, help_text="why the last attempt came back")
+    # The back-off after repeated refusals (BACKOFF_SECONDS): the hook offers
+    # the bead no sooner than `not_before`; `failure_key` is the last failure's
+    # fingerprint (failure_key()), `repeats` how many times in a row it came
+    # back for that same reason, after the first.
+    not_before = models.DateTimeField(null=True, blank=True, editable=False)
+    failure_key = models.CharField(max_length=16, blank=True, editable=False)
+    repeats = models.PositiveSmallIntegerField(default=0, editable=False)
     commit_sha = models.CharField(max_length=40, blank=True)
     filed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -86,6 +107,9 @@ class Bead(Transitions, models.Model):
         help_text="the person who filed it (empty: an agent, an import or the demo)",
     )
     filed_by_agent = models.CharField(max_length=100, blank=True)
+    origin = models.CharField(
+        max_length=10, choices=Origin.choices, blank=True, editable=False, default=""
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -109,7 +133,14 @@ class Bead(Transitions, models.Model):
             # alone, never from the table's rows.
             models.Index(
                 fields=["repository", "status", "priority", "created_at", "id"]
-                + ["pinned", "not_work", "issue_type"]
+                + ["pinned", "not_work", "issue_type", "not_before"]
+            ),
+            # The beads waiting out a back-off (the hook page lists them): few,
+            # and only they are in it.
+            models.Index(
+                fields=["not_before"],
+                condition=models.Q(not_before__isnull=False),
+                name="bead_waiting",
             ),
             # The bead list's order: its first page without sorting every bead.
             models.Index(fields=["priority", "-created_at", "id"]),
@@ -141,6 +172,20 @@ class Bead(Transitions, models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("bead", args=[self.id])
+
+    def filer(self) -> str:
+        """Who or what filed it, as the bead page says it."""
+        if self.filed_by is not None:
+            return str(self.filed_by.get_username())
+        if self.filed_by_agent:
+            return f"agent {self.filed_by_agent}"
+        if self.origin == self.Origin.IMPORT and self.extra.get("created_by"):
+            return f"a bd import (created by {self.extra['created_by']} in bd)"
+        return str(self.get_origin_display())
+
+    def out_of_attempts(self) -> bool:
+        """Blocked because its failed attempts ran out, not by a person."""
+        return self.status == self.Status.BLOCKED and self.attempts >= MAX_ATTEMPTS
 
     def _save_with_new_id(self, *args: Any, **kwargs: Any) -> None:
         kwargs["force_insert"] = True
@@ -186,7 +231,8 @@ class Bead(Transitions, models.Model):
         return self.move("accept")
 
     def start(self, assignee: str) -> bool:
-        return self.move("start", assignee=assignee)
+        # Its wait (if any) is over, or the hook would not have offered it.
+        return self.move("start", assignee=assignee, not_before=None)
 
     def submit(self) -> bool:
         return self.move("submit")
@@ -206,8 +252,45 @@ class Bead(Transitions, models.Model):
         )
 
     def send_back(self, reason: str) -> bool:
-        """A held bead returns to the hook (released, lost, timed out, rejected)."""
-        return self.move("send_back", assignee="", attempts=F("attempts") + 1, last_failure=reason)
+        """A held bead returns to the hook (released, lost, timed out, rejected),
+        to wait out a back-off if it came back for the same reason as last time."""
+        return self.move(
+            "send_back",
+            assignee="",
+            attempts=F("attempts") + 1,
+            last_failure=reason,
+            **backoff(reason, timezone.now()),
+        )
+
+    def put_back(self) -> bool:
+        """A held bead returns to the hook through no fault of its own (its
+        agent hit a rate limit): no attempt counted, its last failure and
+        back-off as they were."""
+        return self.move("send_back", assignee="")
+
+    def waits(self, now: datetime | None = None) -> bool:
+        """Whether the hook holds it back now, after repeated refusals."""
+        return self.not_before is not None and self.not_before > (now or timezone.now())
+
+    def waiting(self, now: datetime | None = None) -> str:
+        """Why the hook holds it back, in a person's words; "" if it does not."""
+        if not self.waits(now):
+            return ""
+        assert self.not_before is not None  # waits() said so
+        times = "twice" if self.repeats <= 1 else f"{self.repeats + 1} times in a row"
+        until = timezone.localtime(self.not_before)
+        shown = (
+            f"{until:%H:%M}" if until.date() == timezone.localdate() else f"{until:%Y-%m-%d %H:%M}"
+        )
+        return f"refused {times} for the same reason: waits until {shown}"
+
+    @classmethod
+    def clear_wait(cls, beads: "models.QuerySet[Bead]") -> int:
+        """Something changed for these beads (a comment, an approved learning, a
+        dependency landed, an edit): they need not wait out their back-off, and
+        a refusal for the same reason starts it again from the first wait.
+        updated_at stays: an edit form opened before it is not refused for it."""
+        return int(beads.filter(not_before__isnull=False).update(not_before=None, repeats=0))
 
     def fail_attempt(self, reason: str) -> bool:
         """Back to the hook after a failed attempt; blocked once attempts run out."""
@@ -227,11 +310,19 @@ class Bead(Transitions, models.Model):
             last_failure=f"Its commit was reverted by {revert_sha[:12]}.",
         )
 
+    def unland(self, reason: str) -> bool:
+        """Its commit never reached the upstream and no longer applies there: open
+        again, the reason for the next session (the move a revert makes)."""
+        return self.move(
+            "revert", commit_sha="", closed_at=None, close_reason="", last_failure=reason
+        )
+
     def close(self, reason: str = "closed by hand") -> bool:
         return self.move("close", closed_at=timezone.now(), close_reason=reason)
 
     def reopen(self) -> bool:
-        return self.move("reopen", closed_at=None, close_reason="")
+        # A person wants it tried again: no back-off left to wait out.
+        return self.move("reopen", closed_at=None, close_reason="", not_before=None, repeats=0)
 
     def defer(self) -> bool:
         return self.move("defer")
@@ -275,6 +366,40 @@ class Bead(Transitions, models.Model):
         return self.close(reason="all its children landed")
 
 
+# What varies between two runs of the same failure: numbers (counts, times,
+# line numbers), hashes and random names (a check's scratch folder).
+VARYING = re.compile(r"corral-check-\w+|\w*\d\w*")
+
+
+def failure_key(reason: str) -> str:
+    """A fingerprint of why an attempt failed, equal for the same failure seen
+    twice: the check's timing, a commit's SHA or a scratch folder's name differ."""
+    text = " ".join(VARYING.sub("#", reason).split())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def backoff(reason: str, now: datetime) -> dict[str, Any]:
+    """The changes that set a bead's back-off as it goes back with `reason`, in
+    the send-back's own UPDATE: each reads the row as it was, so the streak
+    and the wait follow from the failure stored before, whoever else moves it."""
+    key = failure_key(reason)
+    same = Q(failure_key=key)
+    waits = [
+        When(same & Q(repeats=n), then=Value(now + timedelta(seconds=s)))
+        for n, s in enumerate(BACKOFF_SECONDS[:-1])
+    ]
+    waits.append(When(same, then=Value(now + timedelta(seconds=BACKOFF_SECONDS[-1]))))
+    return {
+        "failure_key": key,
+        "repeats": Case(
+            When(same, then=F("repeats") + 1),
+            default=Value(0),
+            output_field=models.PositiveSmallIntegerField(),
+        ),
+        "not_before": Case(*waits, default=Value(None), output_field=models.DateTimeField()),
+    }
+
+
 def with_bead_counts(repositories: Iterable["Repository"]) -> list["Repository"]:
     """The repositories, each with `count_<status>` and `count_total` set.
 
@@ -299,7 +424,10 @@ def with_bead_counts(repositories: Iterable["Repository"]) -> list["Repository"]
 # C0 control characters: a NUL cannot be stored in PostgreSQL nor put in a
 # commit message, and the others garble a terminal or a page. Multi-line
 # text keeps tab, newline and carriage return (a browser's textarea sends CRLF).
-CONTROL = re.compile(r"[\x00-\x1f]")
+# A single line (a title: a commit's subject) refuses DEL and C1 too, the
+# bidirectional controls (U+202E shows `exe.txt` as `txt.exe`: a subject that
+# reads as something else) and the Unicode line breaks (U+0085, U+2028, U+2029).
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -546,10 +674,13 @@ class Comment(models.Model):
 
     @classmethod
     def add(cls, bead: Bead, text: str, person: Any = None, agent: str = "") -> "Comment":
-        """Save a comment, or raise ValidationError naming what is wrong with it."""
+        """Save a comment, or raise ValidationError naming what is wrong with it.
+        Something was said about the bead: it need not wait out a back-off."""
         comment = cls(bead=bead, text=text, person=person, agent=agent)
         comment.full_clean(exclude=["bead", "person"])
-        comment.save()
+        with transaction.atomic():
+            comment.save()
+            Bead.clear_wait(Bead.objects.filter(pk=bead.pk))
         return comment
 
     @property

@@ -59,7 +59,7 @@ class Tree:
     def __init__(self, files: Iterable[str]) -> None:
         self.files = sorted(files)
         self.text = "\n".join(self.files)
-        self.expanded: dict[tuple[str, ...], Touch] = {}  # read-only once made
+        self.touches: dict[tuple[str, ...], Touch] = {}  # read-only once made
 
     def under(self, root: str) -> tuple[str, list[str]]:
         """The files at or below `root` (a path without wildcards), as text and a list."""
@@ -101,12 +101,12 @@ def expand(scope: Sequence[str], tree: Tree) -> Touch:
     gitignore), and its patterns that match none. Kept with the tree: a plan
     page asks again for the same scopes at the same head on every refresh."""
     key = tuple(scope)
-    if (touch := tree.expanded.get(key)) is None:
-        touch = tree.expanded[key] = expanded(scope, tree)
+    if (touch := tree.touches.get(key)) is None:
+        touch = tree.touches[key] = match_scope(scope, tree)
     return touch
 
 
-def expanded(scope: Sequence[str], tree: Tree) -> Touch:
+def match_scope(scope: Sequence[str], tree: Tree) -> Touch:
     if not any(scopes.adds_paths(p) for p in scope):
         return Touch(anything=True)
     spec = pathspec.GitIgnoreSpec.from_lines(scope)

@@ -57,10 +57,14 @@ def save_waves(plan: Plan, waves: Sequence[Sequence[str]], version: int, **field
 
 def start(workspace: Workspace, name: str, beads: Sequence[Bead], cap: int) -> Plan:
     """A draft plan over `beads` with the planner's proposal as its waves."""
-    proposal = planner.propose_for(beads, cap)
+    return start_with(workspace, name, planner.propose_for(beads, cap).waves, cap)
+
+
+def start_with(workspace: Workspace, name: str, waves: Sequence[Sequence[str]], cap: int) -> Plan:
+    """A draft plan with these waves (bead ids, each in one wave), as given."""
     with transaction.atomic():
         plan = Plan.objects.create(workspace=workspace, name=name, max_agents_per_wave=cap)
-        save_waves(plan, proposal.waves, plan.version)
+        save_waves(plan, waves, plan.version)
     return plan
 
 

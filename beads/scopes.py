@@ -1,7 +1,7 @@
 """Scopes compared as patterns: whether one scope lies within another.
 
 An agent may file a bead only within the scope of the bead it works on
-(agents.flow.file_bead). Patterns are gitignore-style; the comparison is
+(agents.moves.filing.file_bead). Patterns are gitignore-style; the comparison is
 conservative: a pattern is accepted only where it provably matches no path
 the parent's scope does not, and anything unclear is reported as beyond (a
 person can widen a scope).

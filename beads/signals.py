@@ -6,3 +6,9 @@ from django.dispatch import Signal
 # a person (the admin, the bead list), spent attempts, a refused change set, a
 # spent budget. Receivers run inside the mover's transaction.
 blocked = Signal()
+
+# Sent with `beads` (a list) once beads have closed, however they closed (a
+# landing, by hand, an import), with the parents that closed after them; the
+# plans they finished are finished already. Receivers run inside the mover's
+# transaction.
+closed = Signal()

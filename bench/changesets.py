@@ -29,6 +29,8 @@ import common
 from common import database_vendor, load, scratch_django, sizes
 from figures import figure
 
+from agents.moves import lifecycle
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 INTEGRATION = ["true"]
 
@@ -51,7 +53,6 @@ def work(repos):
 
 def hand_in(bead, agent, n):
     """A running session on the bead hands in a patch adding one new file."""
-    from agents import flow
     from agents.models import Session
 
     repo = bead.repository
@@ -64,12 +65,12 @@ def hand_in(bead, agent, n):
     )
     bead.start(agent.name)
     session = Session.objects.create(agent=agent, bead=bead, status="running", base_sha=base)
-    flow.hand_in(session, patch, "bench")
+    lifecycle.hand_in(session, patch, "bench")
 
 
 def land(repos, agent, n, together, command=INTEGRATION):
     """Seconds to land one bead per repository, as a change set or apart."""
-    from agents import changesets
+    from agents.moves import changesets
     from beads.models import Bead
 
     beads = [Bead.objects.create(repository=r, title=f"b{n}", scope=["f/**"]) for r in repos]

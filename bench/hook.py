@@ -22,7 +22,7 @@ Figures (p50/p95 over --runs):
    through Django's test Client in-process and through a real HTTP server
    (gunicorn, 2 sync workers, on a free local port);
 3. claims per second, --claimers at once, until nothing is ready in one large
-   repository: flow.claim in forked processes, then POST /api/v1/claim over
+   repository: lifecycle.claim in forked processes, then POST /api/v1/claim over
    HTTP from as many client threads; every claimed bead must be distinct and
    have exactly one session.
 
@@ -50,6 +50,8 @@ from statistics import quantiles
 
 from common import Server, load, make_source, p50_p95, run_with_world, sizes
 from figures import figure as report
+
+# Django's modules are imported inside the functions: run_with_world sets Django up first.
 
 GOAL_P95_MS = 10.0  # at 10,000 beads on PostgreSQL (the issue's goal; 25 ms at 100,000)
 CLAIM_GOAL_MS = 20.0  # with 8 clients, on PostgreSQL
@@ -388,8 +390,8 @@ def claim_until_empty(barrier, queue, agent_id, repo_id):
     """A forked claimer: its own database connection, hook.claim until nothing is ready."""
     from django.db import connections
 
-    from agents import flow
     from agents.models import Agent
+    from agents.moves import lifecycle
     from beads import hook
     from workspace.models import Repository
 
@@ -402,7 +404,7 @@ def claim_until_empty(barrier, queue, agent_id, repo_id):
         started, claimed = time.monotonic(), []
         while True:
             try:
-                claimed.append(flow.claim(agent, repository=repo).bead_id)
+                claimed.append(lifecycle.claim(agent, repository=repo).bead_id)
             except hook.NothingReady:
                 break
         queue.put(("ok", started, time.monotonic(), claimed))
@@ -436,11 +438,15 @@ def race_claims(agents, repo):
 
 
 CLAIM_MS = []  # every POST /claim's round trip, for the claim p95
+FLOOR_MS = []  # every bare-SQL claim's transaction, for the floor's p95
+# The claim as clients from this release make it: the context pack is fetched after it.
+CLAIM_PATH = "/api/v1/claim?context=later"
 
 
 def http_claims(server, tokens, repo):
     barrier = threading.Barrier(len(tokens))
     results = [None] * len(tokens)
+    busy = [0] * len(tokens)  # 503s each claimer was told
     body = json.dumps({"repo": repo.slug})
 
     def claimer(index, token):
@@ -449,12 +455,15 @@ def http_claims(server, tokens, repo):
         started = time.monotonic()
         while True:
             asked = time.monotonic()
-            status, answer = server.request("POST", "/api/v1/claim", token, body, conn=conn)
+            status, answer = server.request("POST", CLAIM_PATH, token, body, conn=conn)
             CLAIM_MS.append((time.monotonic() - asked) * 1000)
             if status == 200:
                 claimed.append(json.loads(answer)["bead"]["id"])
             elif status == 409:
                 break
+            elif status == 503:  # SQLite's write lock busy: wait as told, as the client does
+                busy[index] += 1
+                time.sleep(random.uniform(0.5, 1.5))
             else:
                 other[status] += 1
                 if sum(other.values()) > 20:
@@ -468,6 +477,8 @@ def http_claims(server, tokens, repo):
         thread.join()
     seconds = max(r[1] for r in results) - min(r[0] for r in results)
     errors = sum((r[3] for r in results), Counter())
+    if any(busy):
+        print(f"503 (busy, retried) per claimer: {busy}")
     return [b for r in results for b in r[2]], seconds, [len(r[2]) for r in results], errors
 
 
@@ -497,6 +508,108 @@ def verify_claims(label, claimed, repo, ready_before):
     if taken:
         problems.append(f"{label}: {taken} claimed beads are not in progress")
     return doubles, problems
+
+
+# The floors: the same work as bare SQL through psycopg, measured in the same run.
+
+
+def psycopg_connect(autocommit=True):
+    import psycopg
+    from django.db import connection
+
+    c = connection.settings_dict
+    return psycopg.connect(
+        dbname=c["NAME"], user=c["USER"] or None, password=c["PASSWORD"] or None,
+        host=c["HOST"] or None, port=c["PORT"] or None, autocommit=autocommit,
+        options="-c jit=off",  # as Corral's own connections (workspace/config.py)
+    )  # fmt: skip
+
+
+def statement_ready(sample, runs):
+    """The ready statement alone (hook.READY_SQL, prepared), through psycopg:
+    what the API's answer would cost with nothing around it."""
+    from django.db import connection
+
+    from beads import hook
+
+    if connection.vendor != "postgresql":
+        return {}
+    figures = {}
+    with psycopg_connect() as conn:
+        for label, found in [(sample.slug, hook.filters(repository=sample)), ("", hook.filters())]:
+            sql = hook.with_filters(hook.READY_SQL, found)
+            params = [*found.room_params, hook.now_param(), *found.bead_params]
+            params += [LIMIT, LIMIT, LIMIT]
+
+            def one(sql=sql, params=params):
+                assert len(conn.execute(sql, params, prepare=True).fetchall()) == LIMIT
+
+            name = f"ready statement alone{f' ({label})' if label else ''}, psycopg"
+            figures[name] = timed(one, runs)
+    return figures
+
+
+FLOOR_PICK = (
+    "SELECT id FROM {bead} WHERE repository_id = %s AND status = 'open' "
+    "ORDER BY priority, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+FLOOR_MOVE = "UPDATE {bead} SET status = 'in_progress', assignee = %s WHERE id = %s"
+
+
+def floor_claims(agent, repo, threads):
+    """Claims as bare SQL, `threads` psycopg connections at once until nothing is
+    open in `repo`: SELECT … FOR UPDATE SKIP LOCKED, UPDATE, INSERT, COMMIT.
+    No readiness, no checks, no HTTP: the floor a claim cannot go under."""
+    import uuid
+
+    from agents.models import Session
+    from beads.models import Bead
+
+    table = Bead._meta.db_table
+    opening = Session.to_open(agent).opening()
+    columns = [*opening["values"], opening["bead_column"], opening["sha_column"]]
+    insert = (
+        f"INSERT INTO {opening['table']} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    sha = gitops_head(repo)
+    barrier, results, samples = threading.Barrier(threads), [None] * threads, []
+
+    def claimer(index):
+        claimed = []
+        with psycopg_connect(autocommit=False) as conn:
+            barrier.wait(timeout=60)
+            started = time.monotonic()
+            while True:
+                asked = time.monotonic()
+                with conn.transaction():
+                    cursor = conn.execute(FLOOR_PICK.format(bead=table), [repo.pk], prepare=True)
+                    row = cursor.fetchone()
+                    if row is None:
+                        break
+                    conn.execute(FLOOR_MOVE.format(bead=table), ["floor", row[0]], prepare=True)
+                    values = {**opening["values"], opening["pk_column"]: uuid.uuid4()}
+                    conn.execute(insert, [*values.values(), row[0], sha], prepare=True)
+                samples.append((time.monotonic() - asked) * 1000)
+                claimed.append(row[0])
+        results[index] = (started, time.monotonic(), claimed)
+
+    workers = [threading.Thread(target=claimer, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    seconds = max(r[1] for r in results) - min(r[0] for r in results)
+    return [b for r in results for b in r[2]], seconds, samples
+
+
+def reopen(repo, claimed):
+    """Give the lifecycle run's beads back, so the floor drains the same beads."""
+    from agents.models import Session
+    from beads.models import Bead
+
+    Session.objects.filter(bead__repository=repo, status="claimed").delete()
+    Bead.objects.filter(pk__in=claimed).update(status="open", assignee="")
 
 
 # Profile
@@ -563,7 +676,7 @@ def profile_claims(world, repo, n=20):
     body = json.dumps({"repo": repo.slug})
     cpu = time.process_time()
     for _ in range(n):
-        client.post("/api/v1/claim", body, content_type="application/json")
+        client.post(CLAIM_PATH, body, content_type="application/json")
     cpu_ms = ms(time.process_time() - cpu) / n
     print(f"\nPOST /api/v1/claim in {repo.slug}, one at a time: {cpu_ms:.1f} CPU ms each")
     report("hook: claim CPU ms, in-process (test Client)", cpu_ms, "ms", "", None)
@@ -571,7 +684,7 @@ def profile_claims(world, repo, n=20):
     started = time.perf_counter()
     profiler.enable()
     for _ in range(n):
-        client.post("/api/v1/claim", body, content_type="application/json")
+        client.post(CLAIM_PATH, body, content_type="application/json")
     profiler.disable()
     whole = time.perf_counter() - started
     out = io.StringIO()
@@ -629,6 +742,8 @@ def benchmark(args, home, world):
         server.wait()
         http_rows = http_ready(server, sample, caller.plain_token, args.runs)
         rows += http_rows.items()
+        statement_rows = statement_ready(sample, args.runs)
+        rows += statement_rows.items()
         print_table(rows)
         print(load())
         if args.profile:
@@ -636,20 +751,21 @@ def benchmark(args, home, world):
             profile_claims(world, world.repos[2])
 
         claimers = [make_agent(world, f"bench-claimer-{i}") for i in range(args.claimers)]
-        problems, doubles = [], 0
+        problems, doubles, rates = [], 0, {}
         claim_lines = []
         for label, repo in [
-            (f"flow.claim, {args.claimers} processes", world.repos[0]),
+            (f"lifecycle.claim, {args.claimers} processes", world.repos[0]),
             (f"POST /claim, {args.claimers} HTTP clients", world.repos[1]),
         ]:
             ready_before = hook.ready(repo).count()
-            if label.startswith("flow.claim"):
+            if label.startswith("lifecycle.claim"):
                 claimed, seconds, per = race_claims(claimers, repo)
                 errors = Counter()
             else:
                 tokens = [a.plain_token for a in claimers]
                 claimed, seconds, per, errors = http_claims(server, tokens, repo)
             connection.close()
+            rates[label] = len(claimed) / seconds
             n, p = verify_claims(label, claimed, repo, ready_before)
             doubles += n
             problems += p + [f"{label}: HTTP {s} x{k}" for s, k in errors.items()]
@@ -658,6 +774,20 @@ def benchmark(args, home, world):
                 f"{len(claimed) / seconds:7.1f}/s  (per claimer {min(per)}-{max(per)}; "
                 f"double claims {n})"
             )
+            shares = [f"{k / max(1, len(claimed)):.0%}" for k in per]
+            claim_lines.append(f"{'':<34} each claimer's share: {' '.join(shares)}")
+            fairest = min(per) / max(1, max(per))
+            report(f"hook: claim share, fewest / most, {label}, {connection.vendor}",
+                   fairest, "", "", None)  # fmt: skip
+            if label.startswith("lifecycle.claim") and connection.vendor == "postgresql":
+                reopen(repo, claimed)
+                floor, seconds, FLOOR_MS[:] = floor_claims(claimers[0], repo, args.claimers)
+                rates["floor"] = len(floor) / seconds
+                claim_lines.append(
+                    f"{'floor: bare SQL, psycopg, ' + str(args.claimers) + ' threads':<34} "
+                    f"{len(floor):5d} claims in {seconds:6.2f} s = {rates['floor']:7.1f}/s  "
+                    f"(p95 {quantiles(FLOOR_MS, n=20)[-1]:.1f} ms)"
+                )
     finally:
         server.stop()
 
@@ -677,9 +807,34 @@ def benchmark(args, home, world):
         print(f"POST /claim round trip, {args.claimers} HTTP clients: p95 {claim_p95:.1f} ms")
         report(f"hook: claim p95, HTTP, {args.claimers} clients, {beads} beads, {vendor}",
                claim_p95, "ms", f"< {claim_goal_ms:g}", claim_p95 < claim_goal_ms)  # fmt: skip
+    against_floors(args, http_rows, statement_rows, rates, beads, vendor)
     for problem in problems:
         print(f"PROBLEM: {problem}")
     return 1 if problems else 0
+
+
+def against_floors(args, http_rows, statement_rows, rates, beads, vendor):
+    """The API against the same work as bare SQL in this run: the ready answer
+    within 2x its statement alone, HTTP claims/s within 2x of the floor's."""
+    for (http_label, http), (_, alone) in zip(
+        http_rows.items(), statement_rows.items(), strict=False
+    ):
+        http_p95, alone_p95 = p50_p95_ms(http.samples)[1], p50_p95_ms(alone.samples)[1]
+        ratio = http_p95 / alone_p95
+        print(f"{http_label}: p95 {http_p95:.2f} ms = {ratio:.2f}x the statement alone "
+              f"({alone_p95:.2f} ms)")  # fmt: skip
+        where = "one repository" if "repo=" in http_label else "workspace"
+        report(f"hook: ready p95 HTTP / statement alone, {where}, {beads} beads, {vendor}",
+               ratio, "x", "<= 2", ratio <= 2)  # fmt: skip
+    http_rate = next((r for label, r in rates.items() if label.startswith("POST")), None)
+    if "floor" in rates and http_rate:
+        ratio = rates["floor"] / http_rate
+        print(f"claims/s: HTTP {http_rate:.1f}, floor {rates['floor']:.1f}: the floor is "
+              f"{ratio:.2f}x ({load()})")  # fmt: skip
+        report(f"hook: claims/s floor / HTTP, {args.claimers} clients, {beads} beads, {vendor}",
+               ratio, "x", "<= 2", ratio <= 2)  # fmt: skip
+        report(f"hook: claim floor p95, psycopg, {args.claimers} threads, {vendor}",
+               quantiles(FLOOR_MS, n=20)[-1], "ms", "", None)  # fmt: skip
 
 
 def goals(beads, vendor):

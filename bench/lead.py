@@ -39,6 +39,8 @@ import common
 from common import database_vendor, git, load, run_with_world, sizes
 from figures import figure
 
+from agents.moves import lifecycle
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
 TIMEOUT_S = 900
 POLL_S = 0.05
@@ -108,7 +110,6 @@ def make_agent(name):
 
 def hand_in_all(repo, agent, base, patches):
     """A bead, a running session and a submission per patch; returns the seconds it took."""
-    from agents import flow
     from agents.models import Session
     from beads.models import Bead
 
@@ -117,7 +118,7 @@ def hand_in_all(repo, agent, base, patches):
         bead = Bead.objects.create(repository=repo, title=f"Write f/{i}.txt", scope=[f"f/{i}.txt"])
         bead.start(agent.name)
         session = Session.objects.create(agent=agent, bead=bead, status="running", base_sha=base)
-        flow.hand_in(session, patch, summary=f"Added f/{i}.txt.")
+        lifecycle.hand_in(session, patch, summary=f"Added f/{i}.txt.")
     return time.monotonic() - started
 
 

@@ -25,10 +25,15 @@ from figures import figure
 PAGE_GOAL_MS = 150.0  # issue 15: every dashboard page at scale
 
 
+def with_durations(row):
+    row.fill_durations()
+    return row
+
+
 def fill(home, sessions, repos):
     from django.utils import timezone
 
-    from agents.models import Agent, GateResult, Price, Session, Submission, TokenUsage
+    from agents.models import Agent, GateResult, Price, Session, Submission, TokenUsage, UsageDay
     from beads.models import Bead
     from workspace.audit import Action, AuditEntry
     from workspace.models import Repository, Workspace
@@ -73,6 +78,8 @@ def fill(home, sessions, repos):
                 lease_expires_at=now + timedelta(minutes=5),
             )
         )
+    for row in rows:
+        row.fill_durations()  # as their moves write them (bulk_create calls no save())
     made = Session.objects.bulk_create(rows, batch_size=2000)
     TokenUsage.objects.bulk_create(
         [
@@ -86,20 +93,24 @@ def fill(home, sessions, repos):
                 output=rng.randrange(5_000),
                 cache_read=rng.randrange(200_000),
                 cache_write=rng.randrange(20_000),
+                day=s.created_at.date(),
             )
             for s in made
         ],
         batch_size=2000,
     )
+    UsageDay.rebuild()  # the days' rollup, which save() keeps and bulk_create skips
     subs = Submission.objects.bulk_create(
         [
-            Submission(
-                session=s,
-                repository_id=s.bead.repository_id,
-                bead=s.bead,
-                status=rng.choice(["committed", "committed", "rejected", "queued"]),
-                queued_at=s.ended_at,
-                finished_at=s.ended_at + timedelta(seconds=rng.randrange(5, 600)),
+            with_durations(
+                Submission(
+                    session=s,
+                    repository_id=s.bead.repository_id,
+                    bead=s.bead,
+                    status=rng.choice(["committed", "committed", "rejected", "queued"]),
+                    queued_at=s.ended_at,
+                    finished_at=s.ended_at + timedelta(seconds=rng.randrange(5, 600)),
+                )
             )
             for s in made[::2]
         ],

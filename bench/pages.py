@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python bench/pages.py [--beads 100000] [--sessions 50000] [--runs 30]
-        [--largest BEADS]
+        [--largest BEADS] [--profile PAGE ...]
 
 SQLite in a temporary CORRAL_HOME, or PostgreSQL when DATABASE_URL is set (a
 database that does not exist yet is created and dropped at the end, as
@@ -19,6 +19,10 @@ sets, knowledge) is fetched through Django's test Client as a logged-in admin:
 --runs timed runs after 3 untimed, p50/p95 and the queries of one run (run it
 at two sizes to see they do not grow).
 
+`--profile hook overview ...` (page names as printed): after the timings, each
+named page's five slowest queries and the functions of Corral's own code where
+its time goes (cProfile, by cumulative time).
+
 Goal: every page under 150 ms p95 (through the test Client: no HTTP server,
 so a little under what a browser sees).
 """
@@ -29,7 +33,6 @@ import random
 import time
 from datetime import timedelta
 
-import hook
 from common import load, make_source, run_with_world, sizes, timed_page
 from figures import figure
 
@@ -45,16 +48,40 @@ def parse_args():
     parser.add_argument(
         "--largest", type=int, default=None, help="beads in the largest repository (a fifth)"
     )
+    parser.add_argument("--profile", nargs="*", default=[], metavar="PAGE", help="where time goes")
     return parser.parse_args()
+
+
+def profile(client, name, url):
+    """A page's five slowest queries and where its time goes in Corral's code."""
+    import cProfile
+    import pstats
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url)
+    print(f"\n== {name}: its slowest queries (ms)")
+    for query in sorted(queries.captured_queries, key=lambda q: -float(q["time"]))[:5]:
+        print(f"{float(query['time']) * 1000:8.1f}  {query['sql'][:160]}")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    client.get(url)
+    profiler.disable()
+    print(f"== {name}: where its time goes (cumulative, Corral's code)")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(
+        r"/(corral|agents|beads|workspace|knowledge)/", 14
+    )
 
 
 def add_sessions(world, n, rng):
     """n finished sessions on closed beads, each with a log chunk, its tokens on
     one of two models and a committed submission."""
+    import hook  # it imports Corral's apps: only once scratch_django() has set Django up
     from django.utils import timezone
 
-    from agents.models import LogChunk, Session, Submission
-    from agents.usage import Price, TokenUsage
+    from agents.models import LogChunk, Price, Session, Submission, TokenUsage, UsageDay
     from beads.models import Bead
 
     agent = hook.make_agent(world, "bench-pages-agent")
@@ -88,6 +115,8 @@ def add_sessions(world, n, rng):
                 finished_at=ended,
             )
         )
+    for row in (*sessions, *subs):
+        row.fill_durations()  # as their moves write them (bulk_create calls no save())
     Session.objects.bulk_create(sessions, batch_size=2000)
     Submission.objects.bulk_create(subs, batch_size=2000)
     chunks = [LogChunk(session=s, seq=0, text=f"line of session {s.pk}\n" * 20) for s in sessions]
@@ -104,10 +133,12 @@ def add_sessions(world, n, rng):
             cache_read=rng.randrange(0, 200_000),
             cache_write=rng.randrange(0, 20_000),
             updated_at=s.ended_at,
+            day=s.created_at.date(),
         )
         for s, sub in zip(sessions, subs, strict=True)
     ]
     TokenUsage.objects.bulk_create(usage, batch_size=2000)
+    UsageDay.rebuild()  # the days' rollup, which save() keeps and bulk_create skips
     for model in MODELS:
         Price.objects.get_or_create(
             model=model, defaults={"input_per_mtok": 3, "output_per_mtok": 15}
@@ -138,6 +169,7 @@ def pages(world, session, submission):
 
 
 def benchmark(args, home, world):
+    import hook  # as in add_sessions()
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -162,6 +194,9 @@ def benchmark(args, home, world):
         print(f"{name:<34}{p50:>9.1f}{p95:>9.1f}{queries:>9}")
         figure(f"pages: {name.split(' (')[0]} p95, {args.beads} beads, {connection.vendor}",
                p95, "ms", f"< {GOAL_MS:g}", p95 < GOAL_MS)  # fmt: skip
+    for name, url in pages(world, session, submission).items():
+        if name.split(" (")[0] in args.profile:
+            profile(client, name, url)
     get_user_model().objects.filter(pk=admin.pk).delete()
     print(load())
     return 0

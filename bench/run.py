@@ -36,14 +36,19 @@ BENCHMARKS = {
     "hook": ["bench/hook.py"],
     "lead": ["bench/lead.py"],
     "pages": ["bench/pages.py"],
+    "review": ["bench/review.py"],
     "sessions": ["bench/sessions.py"],
     "up": ["bench/up.py"],
     "planner": ["bench/planner.py"],
     "knowledge": ["bench/knowledge.py"],
+    "pack": ["bench/pack.py"],
     "changesets": ["bench/changesets.py"],
     "bd_import": ["bench/bd_import.py"],
     "git_http": ["bench/git_http.py"],
     "operability": ["bench/operability.py"],
+    "chaos": ["bench/chaos.py"],
+    "diff": ["bench/diff.py"],
+    "upstream": ["bench/upstream.py"],
 }
 
 

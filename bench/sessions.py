@@ -34,7 +34,16 @@ chatty one first prints a timestamped line every --every seconds).
    in this process with each step timed (functions wrapped in this process
    only; a repository of their own, whose beads stay in review).
 
-Goals: dispatch p95 under 1 s, log latency p95 under 2 s. Exceptions in the
+6. Ready to running: --unblocked pairs, one at a time on the idle system, of
+   a bead and one it waits for: from the blocker's landing (its closed_at,
+   when the dependent becomes ready) to the dependent's agent's first act in
+   its sandbox (clone, context pack, sandbox start). And hand-in to commit:
+   from a session's hand-in (its ended_at) to its commit on the branch (the
+   submission's finished_at), the lead queue otherwise idle.
+
+--workers session workers (default 8, as the issue measures it). Goals:
+dispatch p95 under 1 s, log latency p95 under 2 s, ready to running p95 under
+500 ms, hand-in to commit p95 under 200 ms. Exceptions in the
 processes' logs are listed. Exits non-zero unless every bead of phases 1-3
 landed as one commit with its submission committed.
 """
@@ -62,7 +71,9 @@ from figures import figure
 from workspace import processes
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
-SESSION_WORKERS = 2
+SESSION_WORKERS = 8  # --workers' default
+READY_GOAL_S = 0.5
+HANDIN_GOAL_S = 0.2
 BURST_MAX_AGENTS = 3
 DISPATCH_GOAL_S = 1.0
 LOG_GOAL_S = 2.0
@@ -96,6 +107,12 @@ def parse_args():
     parser.add_argument("--burst", type=int, default=sizes(60, 10), help="beads created at once")
     parser.add_argument("--repos", type=int, default=2, help="repositories for the burst")
     parser.add_argument("--no-tick", action="store_true", help="run without `manage.py tick`")
+    parser.add_argument(
+        "--workers", type=int, default=sizes(SESSION_WORKERS, 2), help="session workers"
+    )
+    parser.add_argument(
+        "--unblocked", type=int, default=sizes(20, 3), help="pairs for ready to running"
+    )
     parser.add_argument(
         "--dispatch-worker-class",
         metavar="CLASS",
@@ -210,12 +227,13 @@ class Proc(common.Managed):
 
 
 class Processes:
-    def __init__(self, env, home, repos, tick, dispatch_worker_class=None):
+    def __init__(self, env, home, repos, tick, dispatch_worker_class=None, workers=2):
         logs = home / "logs"
         logs.mkdir()
+        self.workers = workers
         self.procs = [
             Proc(f"session-worker-{n}", ["rqworker", "sessions"], env, logs)
-            for n in range(1, SESSION_WORKERS + 1)
+            for n in range(1, workers + 1)
         ]
         default = ["rqworker", "default"]
         if dispatch_worker_class:
@@ -233,7 +251,7 @@ class Processes:
 
         from agents import queues
 
-        wanted = {queues.SESSIONS: SESSION_WORKERS, queues.DEFAULT: 1}
+        wanted = {queues.SESSIONS: self.workers, queues.DEFAULT: 1}
         wanted[queues.LEAD] = settings.LEAD_WORKERS
         started = time.monotonic()
         while True:
@@ -420,6 +438,35 @@ def starts_of(commits):
     return sorted(starts, key=lambda s: s.committed)
 
 
+# 6. Ready to running, hand-in to commit
+
+
+def unblocked(repo, n, procs):
+    """n pairs, one at a time on the idle system: a blocker and a bead waiting
+    for it. Returns (ready to running, hand-in to commit) in seconds."""
+    from django.db import transaction
+
+    from agents.models import Session, Submission
+    from beads.models import Bead, Dependency
+
+    to_running, handed_in = [], []
+    for i in range(n):
+        wait_for(idle, "the system to be idle", procs)
+        time.sleep(IDLE_GAP_S)
+        with transaction.atomic():
+            blocker = Bead.objects.create(repository=repo, title=f"Blocker {i}", scope=["bench/"])
+            waiting = Bead.objects.create(repository=repo, title=f"Waiting {i}", scope=["bench/"])
+            Dependency.objects.create(issue=waiting, depends_on=blocker, type="blocks")
+        wait_until_closed([blocker.pk, waiting.pk], procs, 2 * BEAD_TIMEOUT_S)
+        landed = Bead.objects.get(pk=blocker.pk).closed_at.timestamp()
+        to_running.append(read_stamp(waiting.pk) - landed)
+        for bead_id in (blocker.pk, waiting.pk):
+            ended = Session.objects.filter(bead_id=bead_id, status="succeeded").get().ended_at
+            committed = Submission.objects.get(bead_id=bead_id, status="committed").finished_at
+            handed_in.append((committed - ended).total_seconds())
+    return to_running, handed_in
+
+
 # 2. Log latency
 
 
@@ -547,7 +594,7 @@ IMPORT_RUNNER = """\
 import time, django
 django.setup()
 started = time.perf_counter()
-import agents.runner
+import agents.jobs.runner
 print((time.perf_counter() - started) * 1000)
 """
 
@@ -595,7 +642,7 @@ def stages(home, procs, runs=10):
             timed(lambda: Worker.all(queue=queues.queue(queues.SESSIONS)), runs),
         ),
         (
-            "import agents.runner (each session job's fork)",
+            "import agents.jobs.runner (each session job's fork)",
             median(import_runner() for _ in range(3)),
         ),
         (
@@ -656,11 +703,8 @@ TRACE_LABELS = [
     "dispatch()",
     "  least_busy_agent",
     "  hook.claim",
-    "    hook.pick (the ready query)",
-    "    hook.room_left",
-    "    Bead.start",
-    "    Session.open",
-    "      gitops.head_sha",
+    "    hook.claim_once (the claim's statement)",
+    "    gitops.head_sha",
     "  Session.queue",
     "  queues.enqueue_session",
     "run_session(): job start -> agent's first act",
@@ -676,7 +720,7 @@ TRACE_LABELS = [
     "  Run.watch (agent running, log pumped)",
     "    Run.look (here and in collect)",
     "  Run.collect",
-    "    flow.hand_in",
+    "    lifecycle.hand_in",
     "new database connection (each forked job opens one)",
 ]
 
@@ -686,9 +730,11 @@ def trace_starts(source, tag, agents, world, runs=10):
     stopped, each step timed. A repository of its own: its beads stay in review."""
     from django.db import connection
 
-    from agents import dispatch as dispatch_module
-    from agents import flow, queues, runner
+    from agents import queues
+    from agents.jobs import dispatch as dispatch_module
+    from agents.jobs import runner
     from agents.models import Session
+    from agents.moves import lifecycle
     from beads import hook
     from beads.models import Bead
     from knowledge import inject
@@ -705,11 +751,9 @@ def trace_starts(source, tag, agents, world, runs=10):
         (dispatch_module, "dispatch", "dispatch()"),
         (dispatch_module, "least_busy_agent", "  least_busy_agent"),
         (hook, "claim", "  hook.claim"),
-        (hook, "pick", "    hook.pick (the ready query)"),
-        (hook, "room_left", "    hook.room_left"),
+        (hook, "claim_once", "    hook.claim_once (the claim's statement)"),
         (Bead, "start", "    Bead.start"),
-        (Session, "open", "    Session.open"),
-        (gitops, "head_sha", "      gitops.head_sha"),
+        (gitops, "head_sha", "    gitops.head_sha"),
         (Session, "queue", "  Session.queue"),
         (queues, "enqueue_session", "  queues.enqueue_session"),
         (Session, "start", "  Session.start"),
@@ -723,7 +767,7 @@ def trace_starts(source, tag, agents, world, runs=10):
         (runner.Run, "watch", "  Run.watch (agent running, log pumped)"),
         (runner.Run, "look", "    Run.look (here and in collect)"),
         (runner.Run, "collect", "  Run.collect"),
-        (flow, "hand_in", "    flow.hand_in"),
+        (lifecycle, "hand_in", "    lifecycle.hand_in"),
     ]
     try:
         for owner, name, label in wraps:
@@ -844,12 +888,12 @@ def print_log(lines, chunks):
     print(ms_row("line printed -> readable in LogChunk", [at - stamp for _, stamp, at in lines]))
 
 
-def print_burst(result, repos):
+def print_burst(result, repos, workers):
     runs = [ended - started for _, started, ended in result.sessions]
     waits = [started - created for created, started, _ in result.sessions]
     lead = [finished - started for _, started, finished in result.landings]
     queued = [started - queued for queued, started, _ in result.landings]
-    busy = sum(runs) / (SESSION_WORKERS * result.seconds)
+    busy = sum(runs) / (workers * result.seconds)
     ended = sorted(e for _, _, e in result.sessions)
     # A slot frees when a session hands in; the next claim refills it.
     refills = [
@@ -870,8 +914,8 @@ def print_burst(result, repos):
     print(ms_row("a session handed in -> the next claimed", refills))
     print(ms_row("submission: queued -> lead started", queued))
     print(ms_row("submission: lead started -> committed", lead))
-    print(f"session workers busy (started -> handed in): {busy:.0%} of {SESSION_WORKERS} workers")
-    print(f"bound from the run time alone: {SESSION_WORKERS * 60 / mean(runs):.1f} sessions/minute")
+    print(f"session workers busy (started -> handed in): {busy:.0%} of {workers} workers")
+    print(f"bound from the run time alone: {workers * 60 / mean(runs):.1f} sessions/minute")
 
 
 def print_trace(rows):
@@ -897,15 +941,17 @@ def print_errors(errors):
                 print(f"    {frame}")
 
 
-def print_summary(args, starts, steady, lines, result, problems):
+def print_summary(args, starts, steady, lines, result, problems, to_running, handed_in):
     latencies = {
         "dispatch, one at a time": [s.latency for s in starts],
         f"dispatch, one every {args.interval:g} s": [s.latency for s in steady],
         "log line -> readable in the database": [at - stamp for _, stamp, at in lines],
+        f"ready -> running, {args.workers} session workers": to_running,
+        "hand-in -> commit, idle lead queue": handed_in,
     }
-    goals = [DISPATCH_GOAL_S, DISPATCH_GOAL_S, LOG_GOAL_S]
+    goals = [DISPATCH_GOAL_S, DISPATCH_GOAL_S, LOG_GOAL_S, READY_GOAL_S, HANDIN_GOAL_S]
     print(
-        f"\n== summary: {database_vendor()}, {SESSION_WORKERS} session workers, "
+        f"\n== summary: {database_vendor()}, {args.workers} session workers, "
         f"ticker {'off' if args.no_tick else 'on'}, dispatch worker "
         f"{args.dispatch_worker_class or 'rq.Worker'}, {os.cpu_count()} CPUs, {load()} =="
     )
@@ -938,7 +984,7 @@ def benchmark(args, home, world):
     print(f"{database_vendor()}, CORRAL_HOME {home}, {os.cpu_count()} CPUs, {load()}")
     source = make_source(home / "source")
     base = git(source, "rev-parse", "HEAD").strip()
-    latency_repo = register(source, f"bench-{tag}-latency", max_agents=SESSION_WORKERS)
+    latency_repo = register(source, f"bench-{tag}-latency", max_agents=args.workers)
     world.repos.append(latency_repo)
     burst_repos = [
         register(source, f"bench-{tag}-{k}", max_agents=BURST_MAX_AGENTS)
@@ -949,7 +995,9 @@ def benchmark(args, home, world):
     world.agents += agents.values()
     repos = [latency_repo, *burst_repos]
 
-    procs = Processes(worker_env(home), home, repos, not args.no_tick, args.dispatch_worker_class)
+    procs = Processes(
+        worker_env(home), home, repos, not args.no_tick, args.dispatch_worker_class, args.workers
+    )
     try:
         print(f"workers ready in {procs.wait_ready():.1f} s")
         use_agent(agents, "oneshot")
@@ -957,6 +1005,10 @@ def benchmark(args, home, world):
         print_dispatch("one at a time on the idle system", starts)
         steady = dispatch_steady(latency_repo, args.beads, args.interval, procs)
         print_dispatch(f"one bead every {args.interval:g} s", steady)
+        to_running, handed_in = unblocked(latency_repo, args.unblocked, procs)
+        print(ms_header())
+        print(ms_row("ready (blocker landed) -> running", to_running))
+        print(ms_row("hand-in -> commit, idle lead queue", handed_in))
 
         use_agent(agents, "chatty")
         lines, chunks = log_latency(latency_repo, args.lines, procs)
@@ -964,7 +1016,7 @@ def benchmark(args, home, world):
 
         use_agent(agents, "oneshot")
         result = burst(burst_repos, args.burst, procs)
-        print_burst(result, burst_repos)
+        print_burst(result, burst_repos, args.workers)
 
         print_stages(stages(home, procs))
         print(load())
@@ -978,12 +1030,12 @@ def benchmark(args, home, world):
     print_errors(errors)
     print_trace(trace_starts(source, tag, agents, world))
 
-    landed = {latency_repo.slug: 2 * args.beads + 1}
+    landed = {latency_repo.slug: 2 * args.beads + 1 + 2 * args.unblocked}
     for i in range(args.burst):
         slug = burst_repos[i % len(burst_repos)].slug
         landed[slug] = landed.get(slug, 0) + 1
     problems = verify(repos, base, landed)
-    print_summary(args, starts, steady, lines, result, problems)
+    print_summary(args, starts, steady, lines, result, problems, to_running, handed_in)
     return 1 if problems else 0
 
 

@@ -28,8 +28,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents import changesets
 from agents.models import Agent, ChangeSet
+from agents.moves import changesets
 from beads import jsonl, plans
 from beads.models import Bead, Dependency, Plan
 from workspace.gitops import GitError, last_line
@@ -165,7 +165,7 @@ def seed_database(
         shift_times(record, shift)
         record_commit(record, commits)
     # Each bead takes its repository's prefix: `api2-…` when a user's repository has `api`.
-    result.beads = jsonl.import_records(records, repos).beads
+    result.beads = jsonl.import_records(records, repos, origin=Bead.Origin.DEMO).beads
     by_record = {record["id"]: bead for record, bead in zip(records, result.beads, strict=True)}
     result.changesets = create_changesets(workspace, by_record)
     result.dependencies = list(

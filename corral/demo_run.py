@@ -1,7 +1,7 @@
 """Drive the demo to the end in this process: `manage.py demo --run`.
 
 Each round claims a few ready demo beads from the hook for the demo agents,
-runs their sessions one after another (agents.runner.run_session: a private
+runs their sessions one after another (agents.jobs.runner.run_session: a private
 clone, the demo agent carrying out the edits in the description, the patch
 handed in), then lands what was submitted by running each demo repository's
 lead queue in burst mode, here, and closes the epics whose children have all
@@ -32,12 +32,15 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 from rq import SimpleWorker, Worker
 
-from agents import flow, lead, queues, reconcile
+from agents import queues
+from agents.jobs import lead, reconcile
+from agents.jobs.runner import run_session
 from agents.models import Agent, Session, Submission
-from agents.runner import run_session
+from agents.moves import lifecycle, outcomes
 from beads import hook
 from beads.models import Bead, Dependency
 from corral import demo
+from knowledge import curate
 from knowledge.models import Learning
 from workspace import gitops
 from workspace.models import Repository
@@ -193,7 +196,7 @@ class Run:
         for n in range(CLAIMS_PER_ROUND):
             agent = self.agents[n % len(self.agents)]
             try:
-                session = flow.claim(agent, repositories=self.repo_ids)
+                session = lifecycle.claim(agent, repositories=self.repo_ids)
             except hook.NothingReady:
                 break
             sessions.append(session)
@@ -206,7 +209,7 @@ class Run:
         except KeyboardInterrupt:
             # Its agent is stopped already; hand the bead back now, not when the lease ends.
             session.refresh_from_db()
-            flow.cancel(session, "demo --run, interrupted")
+            lifecycle.cancel(session, "demo --run, interrupted")
             raise
         session.refresh_from_db()
         if session.status != Session.Status.SUBMITTED:
@@ -234,7 +237,7 @@ class Run:
                 f"  approving {sub.repository.slug} submission {sub.pk} for {sub.bead_id} "
                 f'"{sub.bead.title}" as the demo ({sub.repository.slug} is in human review)'
             )
-            if flow.review(sub, self.demo_reviewer(), approve=True):
+            if outcomes.review(sub, self.demo_reviewer(), approve=True):
                 approved.add(sub.repository_id)
         for repo in self.repos:
             if repo.pk in approved:
@@ -263,7 +266,7 @@ class Run:
             status=Learning.Status.CANDIDATE, source_bead__repository__in=self.repo_ids
         ).select_related("source_bead")
         for learning in captured.order_by("pk"):
-            if learning.approve():
+            if curate.approve(learning).approved:
                 self.say(
                     f'  approving learning #{learning.pk} "{learning.title}" as the demo: '
                     f"{learning.source_bead_id}'s refusal taught it; from now on it is injected"
@@ -280,7 +283,7 @@ class Run:
 
     def report_epics(self, outcome: Outcome, before: Collection[str]) -> None:
         """Say which epics closed this round: the lead closes an epic when its last
-        child lands (agents.flow.land), as it does outside the demo."""
+        child lands (agents.moves.outcomes.land), as it does outside the demo."""
         epics = self.beads().filter(issue_type=Bead.Type.EPIC, status=Bead.Status.CLOSED)
         for epic in epics.exclude(pk__in=before):
             outcome.epics.append(epic)

@@ -10,27 +10,21 @@ processes, scrape each, or read it from the proxy in front).
 
 import hmac
 import ipaddress
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
-    BigIntegerField,
     Count,
     DurationField,
     ExpressionWrapper,
     F,
-    Func,
     Q,
     QuerySet,
     Sum,
 )
-from django.db.models.sql.compiler import SQLCompiler
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
@@ -42,85 +36,75 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-from agents.models import GateResult, Session, Submission
-from agents.usage import TokenUsage
+from agents.models import Approval, GateResult, Session, Submission, UsageDay
+from agents.reports import reviews
 from workspace.audit import client_ip
 
 # Seconds: a session runs minutes to hours; a landing and a dispatch take seconds.
 SESSION_BUCKETS = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+# Seconds from a submission waiting for people to a person's first decision.
+REVIEW_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 def histogram(
-    name: str, doc: str, rows: QuerySet[Any], start: str, end: str, buckets: tuple[float, ...]
+    name: str, doc: str, rows: QuerySet[Any], took: str, buckets: tuple[float, ...]
 ) -> HistogramMetricFamily:
-    """A histogram of `end - start` over `rows`, counted in one query."""
-    rows = rows.filter(**{f"{start}__isnull": False, f"{end}__isnull": False}).order_by()
-    if connections[rows.db].vendor == "sqlite":
-        n, total, counts = counted_in_sqlite(rows, start, end, buckets)
-    else:
-        n, total, counts = counted_in_sql(rows, start, end, buckets)
-    series = [(str(float(b)), c) for b, c in zip(buckets, counts, strict=True)]
-    return HistogramMetricFamily(name, doc, buckets=[*series, ("+Inf", n)], sum_value=total)
-
-
-def counted_in_sql(
-    rows: QuerySet[Any], start: str, end: str, buckets: tuple[float, ...]
-) -> tuple[int, float, list[int]]:
-    """(rows, seconds in all, cumulative count per bucket) in one query."""
-    took = ExpressionWrapper(F(end) - F(start), output_field=DurationField())
-    rows = rows.annotate(took=took)
+    """A histogram of the duration column `took` over `rows`, in one query: each
+    bucket a range count of the column, which the move that ended the duration
+    wrote (agents/models: Session.start_delay and run_time, Submission.landing_time)."""
+    rows = rows.filter(**{f"{took}__isnull": False}).order_by()
     per_bucket = {
-        f"le_{i}": Count("pk", filter=Q(took__lte=timedelta(seconds=b)))
+        f"le_{i}": Count(took, filter=Q(**{f"{took}__lte": timedelta(seconds=b)}))
         for i, b in enumerate(buckets)
     }
-    found = rows.aggregate(n=Count("pk"), total=Sum("took"), **per_bucket)
+    found = rows.aggregate(n=Count("*"), total=Sum(took), **per_bucket)
     total = found["total"] or timedelta(0)
-    return found["n"], total.total_seconds(), [found[f"le_{i}"] for i in range(len(buckets))]
+    series = [(str(float(b)), found[f"le_{i}"]) for i, b in enumerate(buckets)]
+    return HistogramMetricFamily(
+        name, doc, buckets=[*series, ("+Inf", found["n"])], sum_value=total.total_seconds()
+    )
 
 
-class SqliteMicrosecondsBetween(Func):
-    """end - start in whole microseconds, on SQLite. Django keeps a datetime there
-    as text, 'YYYY-MM-DD HH:MM:SS' and '.ffffff' unless that is 0, and SQLite's
-    date functions round to milliseconds (Django's own datetime difference is a
-    Python function per row): so the whole seconds come from julianday() of the
-    first 19 characters, the microseconds from the text after them (none: '',
-    which casts to 0). Exact, as the difference Python would work out."""
-
-    output_field = BigIntegerField()
-
-    def as_sqlite(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
-    ) -> tuple[str, list[Any]]:
-        (end, end_params), (start, start_params) = (
-            compiler.compile(e) for e in self.source_expressions
-        )
-        days = f"julianday(substr({end}, 1, 19)) - julianday(substr({start}, 1, 19))"
-        fraction = (
-            f"CAST(substr({end}, 21, 6) AS INTEGER) - CAST(substr({start}, 21, 6) AS INTEGER)"
-        )
-        sql = f"(CAST(round(({days}) * 86400) AS INTEGER) * 1000000 + {fraction})"
-        return sql, [*end_params, *start_params] * 2
-
-
-def counted_in_sqlite(
-    rows: QuerySet[Any], start: str, end: str, buckets: tuple[float, ...]
-) -> tuple[int, float, list[int]]:
-    """The same on SQLite, in whole microseconds (see SqliteMicrosecondsBetween), each
-    row's duration worked out once (a materialized CTE: SQLite would otherwise
-    fold a subquery in and work it out again in each bucket's comparison)."""
-    took = rows.annotate(took=SqliteMicrosecondsBetween(end, start))
-    inner, params = took.values_list("took").query.sql_with_params()
-    per_bucket = ", ".join(["COUNT(*) FILTER (WHERE took <= %s)"] * len(buckets))
-    connection = connections[rows.db]
-    hint = "MATERIALIZED " if sqlite3.sqlite_version_info >= (3, 35) else ""  # new in 3.35
-    sql = f"WITH timed AS {hint}({inner}) SELECT COUNT(*), SUM(took), {per_bucket} FROM timed"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *(round(b * 1_000_000) for b in buckets)])
-        n, total_us, *counts = cursor.fetchone()
-    total = timedelta(microseconds=total_us or 0)
-    return n, total.total_seconds(), counts
+def review_families() -> Iterator[Metric]:
+    """The review figures (agents/reports/reviews.py): time to first review,
+    decisions by kind and by person, each agent's first-pass approval rate."""
+    # Few rows (reviewed submissions), so the wait is worked out in the query.
+    waited = ExpressionWrapper(
+        F("first_review_at") - F("review_requested_at"), output_field=DurationField()
+    )
+    yield histogram(
+        "corral_review_first_seconds",
+        "From a submission waiting for people to a person's first decision on it",
+        Submission.objects.filter(review_requested_at__isnull=False).annotate(waited=waited),
+        "waited",
+        REVIEW_BUCKETS,
+    )
+    decisions = CounterMetricFamily(
+        "corral_reviews", "People's decisions on submissions", labels=["person", "decision"]
+    )
+    approved = Approval.objects.values_list("person__username").annotate(n=Count("*"))
+    for person, n in approved.order_by("person__username"):
+        decisions.add_metric([person, "approved"], n)
+    changes = Submission.objects.filter(
+        status__in=reviews.CHANGES_REQUESTED, reviewed_by__isnull=False
+    )
+    for person, n in (
+        changes.values_list("reviewed_by__username")
+        .annotate(n=Count("*"))
+        .order_by("reviewed_by__username")
+    ):
+        decisions.add_metric([person, "changes_requested"], n)
+    yield decisions
+    first_pass = GaugeMetricFamily(
+        "corral_review_first_pass_ratio",
+        f"Share of an agent's beads approved at first review, last {reviews.METRIC_DAYS} days",
+        labels=["agent"],
+    )
+    for row in reviews.figures(reviews.METRIC_DAYS).per_agent:
+        first_pass.add_metric([row["agent"]], row["rate"])
+    yield first_pass
 
 
 class DatabaseCollector(Collector):
@@ -159,25 +143,22 @@ class DatabaseCollector(Collector):
         yield histogram(
             "corral_session_duration_seconds",
             "Wall-clock time of ended sessions, from start to end",
-            Session.objects.exclude(status__in=Session.LIVE),
-            "started_at",
-            "ended_at",
+            Session.objects.all(),  # run_time: set when a started session ends
+            "run_time",
             SESSION_BUCKETS,
         )
         yield histogram(
             "corral_dispatch_latency_seconds",
             "From claim to a session worker starting the agent (Corral's own agents)",
-            Session.objects.filter(agent__internal=True),
-            "created_at",
-            "started_at",
+            Session.objects.all(),  # start_delay: set when a session worker starts one
+            "start_delay",
             LATENCY_BUCKETS,
         )
         yield histogram(
             "corral_submission_to_commit_seconds",
             "From hand-in to the lead's commit, for landed submissions",
-            Submission.objects.filter(status=Submission.Status.COMMITTED),
-            "queued_at",
-            "finished_at",
+            Submission.objects.all(),  # landing_time: set by the commit
+            "landing_time",
             LATENCY_BUCKETS,
         )
 
@@ -213,10 +194,11 @@ class DatabaseCollector(Collector):
             "Tokens the agents reported, by kind and model",
             labels=["kind", "model"],
         )
-        for model, kinds in TokenUsage.totals_by_model().items():
+        for model, kinds in UsageDay.totals_by_model().items():  # the days' rollup
             for kind, n in kinds.items():
                 tokens.add_metric([kind, model], n)
         yield tokens
+        yield from review_families()
 
 
 REGISTRY = CollectorRegistry()

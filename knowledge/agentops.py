@@ -16,12 +16,21 @@ Corral maps and has since changed (utility, maturity) is written anew, and
 then the front matter is dumped again with each scalar as it was.
 
 Corral maps: maturity (agentops' provisional is Corral's candidate),
-utility, category (a tag), dates (the freshness clock: last_reward_at, else
-date, else created_at). Imported learnings are approved: a team's files are
-its curated knowledge.
+utility, category (a tag), dates (confirmed_at: last_reward_at, else date,
+else created_at), and when it last helped (the freshness clock: Corral's own
+key `last_helped_at`, else last_reward_at when its last_reward was above 0)
+and was last marked harmful (`last_hurt_at`, Corral's own). On export Corral
+writes its two keys only when they differ from what the file says.
+Imported learnings are candidates, as captured ones are, unless an admin
+approves the import (`--approve`, audited): files from a repository are
+text anyone with a commit wrote. Import reads only what lies
+in the folder it is given: nothing is read through a symlink (files_in).
 """
 
+import errno
+import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -107,10 +116,11 @@ class Part:
         return f"{self.layout['file']}#{self.inline.get('ID') or self.layout['part']}"
 
 
-def parse(path: Path, name: str) -> list[Part]:
-    """The learnings in one file (BrokenFile names the line that is wrong)."""
+def parse(path: Path, name: str, data: bytes) -> list[Part]:
+    """The learnings in one file's bytes (BrokenFile names the line that is wrong)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # Newlines as Path.read_text reads them, so a CRLF file imports as before.
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError as e:
         raise BrokenFile(path, 1, f"not UTF-8 text ({e.reason})") from None
     head, yaml_text, meta, content = split_front_matter(path, text)
@@ -179,42 +189,168 @@ def parse_part(path: Path, name: str, n: int, text: str, line: int) -> Part:
     return Part(title, "\n".join(lines[i:]), inline=inline, layout=layout)
 
 
-def files_in(path: Path) -> list[tuple[Path, str]]:
-    """(file, name it is exported under) for a file or each *.md of a folder."""
-    if path.is_dir():
-        return [(p, p.relative_to(path).as_posix()) for p in sorted(path.rglob("*.md"))]
-    return [(path, path.name)]
+# The folder's files may be anyone's (a repository's .agents/learnings): a
+# link in it to CORRAL_HOME/secret_key would otherwise import the key. So the
+# folder is walked from its own descriptor, every step opened without
+# following a symlink: a name from a listing holds no "/" nor "..", and a
+# link (to a file or a folder, whatever its name) is skipped, never read.
+NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+MAX_DEPTH = 32  # folders within folders; deeper is skipped, not a RecursionError
+SYMLINK = "a symlink (never followed)"
 
 
-def read_all(path: Path) -> tuple[list[Part], list[str]]:
-    """Every learning under `path`, and every broken file's message (path:line: why)."""
+class Refused(Exception):
+    """The path given cannot be imported at all; the message says why."""
+
+
+@dataclass
+class Found:
+    """The *.md files read under a path (file, name it is exported under, its
+    bytes), and each entry skipped ("path: skipped, why")."""
+
+    files: list[tuple[Path, str, bytes]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def skip(self, path: Path, why: str) -> None:
+        self.skipped.append(f"{path}: skipped, {why}")
+
+
+def files_in(path: Path) -> Found:
+    """The file given, or each *.md in the folder given and its folders, read
+    without following a symlink anywhere; Refused if `path` itself is one."""
+    if path.is_symlink():
+        raise Refused(
+            f"{path}: a symlink; give the file or folder itself (imports never follow one)"
+        )
+    try:
+        fd = os.open(path, NOFOLLOW)
+    except OSError as e:
+        raise Refused(f"{path}: {e.strerror}") from None
+    found = Found()
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            walk(fd, path, "", found, 0)
+        elif why := unreadable(os.fstat(fd)):
+            raise Refused(f"{path}: {why}")
+        else:
+            found.files.append((path, path.name, read_fd(fd)))
+    finally:
+        os.close(fd)
+    return found
+
+
+def walk(dir_fd: int, root: Path, prefix: str, found: Found, depth: int) -> None:
+    """Every *.md under the folder open as `dir_fd` (at `root`/`prefix`), in name order."""
+    with os.scandir(dir_fd) as listing:  # scandir works on a copy of the descriptor
+        entries = sorted(listing, key=lambda e: e.name)
+    for entry in entries:
+        name = prefix + entry.name
+        if entry.is_symlink():
+            found.skip(root / name, SYMLINK)
+        elif entry.is_dir(follow_symlinks=False):
+            if depth >= MAX_DEPTH:
+                found.skip(root / name, f"deeper than {MAX_DEPTH} folders")
+            elif (sub := open_at(dir_fd, entry.name, root / name, found)) is not None:
+                try:
+                    walk(sub, root, name + "/", found, depth + 1)
+                finally:
+                    os.close(sub)
+        elif entry.name.endswith(".md"):
+            read_at(dir_fd, entry.name, root / name, name, found)
+
+
+def open_at(dir_fd: int, name: str, path: Path, found: Found) -> int | None:
+    """`name` in the folder, opened without following it if it became a symlink."""
+    try:
+        return os.open(name, NOFOLLOW, dir_fd=dir_fd)
+    except OSError as e:
+        found.skip(path, SYMLINK if e.errno == errno.ELOOP else e.strerror or str(e))
+        return None
+
+
+def read_at(dir_fd: int, name: str, path: Path, exported_as: str, found: Found) -> None:
+    if (fd := open_at(dir_fd, name, path, found)) is None:
+        return
+    try:
+        if why := unreadable(os.fstat(fd)):
+            found.skip(path, why)
+        else:
+            found.files.append((path, exported_as, read_fd(fd)))
+    finally:
+        os.close(fd)
+
+
+def unreadable(st: os.stat_result) -> str:
+    """Why a file opened is not read ("" if it is): only a regular file is (a
+    FIFO would block), and only one with no other name (a hard link may be a
+    file outside the folder)."""
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_nlink > 1:
+        return "a file with other hard links (it may be a file outside the folder)"
+    return ""
+
+
+def read_fd(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_all(path: Path) -> tuple[list[Part], list[str], list[str]]:
+    """Every learning under `path`, every broken file's message (path:line: why),
+    and every entry skipped (path: skipped, why); Refused if `path` is a symlink."""
     parts: list[Part] = []
     broken = []
-    for file, name in files_in(path):
+    found = files_in(path)
+    for file, name, data in found.files:
         try:
-            parts += parse(file, name)
+            parts += parse(file, name, data)
         except BrokenFile as e:
             broken.append(str(e))
-    return parts, broken
+    return parts, broken, found.skipped
 
 
 def import_parts(
-    parts: Iterable[Part], workspace: Workspace, repository: Repository | None
-) -> tuple[int, int]:
+    parts: Iterable[Part],
+    workspace: Workspace,
+    repository: Repository | None,
+    approve: bool = False,
+) -> tuple[int, int, list[int]]:
     """Create or update (by agentops id) a learning per part, all in one
-    transaction; (created, updated)."""
+    transaction; (created, updated, their ids). New ones are candidates, or
+    approved when an admin approves the import."""
     created = updated = 0
+    ids = []
     with transaction.atomic():
         for part in parts:
             fields = learning_fields(part)
             same = already_here(part, workspace, repository)
             if same is None:
-                Learning.objects.create(workspace=workspace, repository=repository, **fields)
+                status = Learning.Status.APPROVED if approve else Learning.Status.CANDIDATE
+                made = Learning.objects.create(
+                    workspace=workspace, repository=repository, status=status, **fields
+                )
+                ids.append(made.pk)
                 created += 1
             else:
                 Learning.objects.filter(pk=same.pk).update(**fields)
+                review_again(same, fields, approve)
+                ids.append(same.pk)
                 updated += 1
-    return created, updated
+    return created, updated, ids
+
+
+def review_again(before: Learning, fields: dict[str, Any], approve: bool) -> None:
+    """An import approved by an admin approves a candidate; one that is not,
+    but changes what an approved learning says, makes it a candidate again
+    (its new text is no one's approval). A retired learning stays retired."""
+    if approve:
+        before.approve()
+    elif (before.title, before.body) != (fields["title"], fields["body"]):
+        before.move("unapprove")
 
 
 def already_here(part: Part, workspace: Workspace, repository: Repository | None) -> Any:
@@ -235,10 +371,11 @@ def learning_fields(part: Part) -> dict[str, Any]:
         "title": part.title,
         "body": part.body,
         "tags": tags,
-        "status": Learning.Status.APPROVED,
         "maturity": MATURITY_IN.get(str(meta.get("maturity", "")), Learning.Maturity.CANDIDATE),
         "utility": number(meta.get("utility"), 0.5),
         "confirmed_at": when(meta) or timezone.now(),
+        "last_helped_at": helped_at(meta),
+        "last_hurt_at": moment(meta.get("last_hurt_at")),
         "agentops": {**part.layout, "key": part.key, "inline_fields": list(inline.items())},
         "sources": [{"kind": "agentops", "file": part.layout["file"], "at": now_iso()}],
     }
@@ -253,18 +390,35 @@ def number(value: Any, default: float) -> float:
 
 def when(meta: dict[str, Any]) -> datetime | None:
     for key in ("last_reward_at", "date", "created_at", "created"):
-        value = meta.get(key)
-        if not isinstance(value, str):
-            continue
-        try:
-            moment = parse_datetime(value)
-            if moment is None and (day := parse_date(value[:10])):
-                moment = datetime(day.year, day.month, day.day)
-        except ValueError:
-            continue
-        if moment is not None:
-            return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+        if (found := moment(meta.get(key))) is not None:
+            return found
     return None
+
+
+def helped_at(meta: dict[str, Any]) -> datetime | None:
+    """When the file says the learning last helped: Corral's key, else agentops'
+    last reward if it was a reward (above 0; a 0 says it did not help)."""
+    if "last_helped_at" in meta:
+        return moment(meta["last_helped_at"])
+    reward = meta.get("last_reward")
+    if reward is not None and number(reward, 0.0) <= 0:
+        return None
+    return moment(meta.get("last_reward_at"))
+
+
+def moment(value: Any) -> datetime | None:
+    """A date or a date and time as written, aware; None if it is neither."""
+    if not isinstance(value, str):
+        return None
+    try:
+        found = parse_datetime(value)
+        if found is None and (day := parse_date(value[:10])):
+            found = datetime(day.year, day.month, day.day)
+    except ValueError:
+        return None
+    if found is None:
+        return None
+    return found if timezone.is_aware(found) else timezone.make_aware(found)
 
 
 def now_iso() -> str:
@@ -308,6 +462,7 @@ def front_matter(learning: Learning) -> str:
             "maturity": str(learning.maturity),
             "utility": f"{learning.utility:.4f}",
             "source": "corral",
+            **evidence(learning),
         }
         return "---\n" + HANDLER.export(meta) + "---\n"
     if layout.get("part", 0) != 0 or not layout.get("front_matter"):
@@ -328,7 +483,15 @@ def corral_changes(meta: dict[str, object], learning: Learning) -> dict[str, str
     written = MATURITY_IN.get(str(meta.get("maturity", "")), Learning.Maturity.CANDIDATE)
     if written != learning.maturity:
         changes["maturity"] = str(learning.maturity)
+    said = {"last_helped_at": helped_at(meta), "last_hurt_at": moment(meta.get("last_hurt_at"))}
+    changes.update({k: v for k, v in evidence(learning).items() if moment(v) != said[k]})
     return changes
+
+
+def evidence(learning: Learning) -> dict[str, str]:
+    """Corral's keys for when it last helped and was last marked harmful, if ever."""
+    keys = {"last_helped_at": learning.last_helped_at, "last_hurt_at": learning.last_hurt_at}
+    return {key: at.isoformat() for key, at in keys.items() if at is not None}
 
 
 def render_part(learning: Learning) -> str:

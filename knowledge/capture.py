@@ -10,26 +10,46 @@ through `propose`; captured ones start as candidates for a person to approve.
 index finds most like the new one, the one whose words (title and body,
 lowercased, words with digits dropped) overlap the new one's most, if by
 SAME_WORDS (Jaccard) or more.
+
+A lesson Corral's own gate output taught (a refusal, not an agent's text)
+that recurs in two sessions on two different beads with the same
+fingerprint (the gate and the headline of its output, with paths, numbers
+and hashes blanked) is approved automatically: the same check refused two
+pieces of work for the same reason, which is evidence of a convention, not
+of one bead's trouble (a bead's own retries do not count twice: they are
+its lesson for a person to approve, knowledge/curate.py). Audited.
 """
 
+import hashlib
 import re
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
+from knowledge import curate
 from knowledge.models import Learning
 from knowledge.rank import MAX_TERMS, full_text, terms
+from knowledge.seams import SessionLike
+from workspace import audit
+from workspace.failures import headline
 from workspace.models import Repository, Workspace
-
-# agents.models.Session: agents sits above knowledge.
-AgentSession = Any
 
 SAME_WORDS = 0.6
 NEIGHBOURS = 20
 LIVE = (Learning.Status.CANDIDATE, Learning.Status.APPROVED)
 GATE_REFUSAL = re.compile(r"^(\w+) gate: (.*)$", re.DOTALL)
 MAX_OUTPUT = 4000
-ERROR_LINE = re.compile(r"^\w*(Error|Exception)\b: ")
+# Sessions on different beads a gate's lesson must recur in, same
+# fingerprint, to approve itself.
+RECURS_IN = 2
+# What varies between two refusals for the same reason: blanked in the fingerprint.
+VARYING = [
+    (re.compile(r"[\w.-]*/[\w./-]*|\b[\w-]+\.[a-z]{1,5}\b"), "<path>"),
+    (re.compile(r"\b[0-9a-f]{7,}\b"), "<hash>"),
+    (re.compile(r"\d+"), "#"),
+    (re.compile(r"\s+"), " "),
+]
 
 
 def propose(
@@ -40,7 +60,7 @@ def propose(
     tags: list[str] | None = None,
     files: list[str] | None = None,
     source: dict[str, Any] | None = None,
-    session: AgentSession = None,
+    session: SessionLike | None = None,
 ) -> Learning:
     """A new candidate learning, or the existing one it repeats (counted, its
     source added)."""
@@ -48,7 +68,7 @@ def propose(
     if session is not None:
         source.setdefault("session", str(session.pk))
         source.setdefault("bead", session.bead_id)
-    same = duplicate_of(workspace, title, body)
+    same = duplicate_of(workspace, title, body, session.bead_id if session is not None else "")
     if same is not None:
         same.fold(source)
         same.refresh_from_db()
@@ -61,20 +81,22 @@ def propose(
         tags=list(tags or []),
         files=list(files or []),
         sources=[source],
-        source_session=session,
+        source_session_id=session.pk if session is not None else None,
         source_bead=session.bead if session is not None else None,
     )
 
 
-def duplicate_of(workspace: Workspace, title: str, body: str) -> Learning | None:
-    new = words(title, body)
+def duplicate_of(workspace: Workspace, title: str, body: str, bead: str = "") -> Learning | None:
+    """The live learning that says the same, or None. `bead`: the bead the text
+    was written about; its id (random letters) says nothing of the lesson."""
+    new = words(title, body) - words(bead)
     if not new:
         return None
     live = Learning.objects.filter(workspace=workspace).exclude(status=Learning.Status.RETIRED)
     best, best_overlap = None, SAME_WORDS
     query = [w for w in terms(f"{title} {body}") if w in new]
     for learning in live.filter(pk__in=neighbours(workspace, query)):
-        old = words(learning.title, learning.body)
+        old = words(learning.title, learning.body) - words(learning.source_bead_id or "")
         overlap = len(new & old) / len(new | old)
         if overlap >= best_overlap:
             best, best_overlap = learning, overlap
@@ -93,7 +115,7 @@ def neighbours(workspace: Workspace, query: list[str]) -> list[int]:
     return [pk for pk, _ in found[:NEIGHBOURS]]
 
 
-def from_refusal(session: AgentSession, reason: str) -> Learning | None:
+def from_refusal(session: SessionLike, reason: str) -> Learning | None:
     """A gate's refusal as a candidate learning: the gate, what it printed, the
     bead and the files the submission changed (None if no gate refused it)."""
     found = GATE_REFUSAL.match(reason.strip())
@@ -101,24 +123,64 @@ def from_refusal(session: AgentSession, reason: str) -> Learning | None:
         return None  # a conflict or the lead's own failure: nothing about the code base
     gate, output = found.groups()
     bead = session.bead
-    title = f"{gate} gate: {headline(output) or 'refused the change'}"
+    said = headline(output)
+    title = f"{gate} gate: {said or 'refused the change'}"
     body = (
         f"The {gate} gate refused a change for {bead.pk} ({bead.title}) in "
         f"{bead.repository.slug}. What it said:\n\n```\n{output.strip()[-MAX_OUTPUT:]}\n```\n"
     )
-    return propose(
+    print_ = fingerprint(gate, said or output)
+    learning = propose(
         bead.repository.workspace,
         bead.repository,
         title,
         body,
         tags=[f"gate:{gate}"],
         files=list(session.changed_files or []),
-        source={"kind": "refusal", "gate": gate},
+        source={"kind": "refusal", "gate": gate, "fingerprint": print_},
         session=session,
     )
+    approve_if_recurring(learning, print_)
+    return learning
 
 
-def from_rejection(session: AgentSession, reason: str, reviewer: str) -> Learning | None:
+def fingerprint(gate: str, said: str) -> str:
+    """The gate and what it said, with what varies between two attempts blanked."""
+    text = said.strip().lower()
+    for pattern, blank in VARYING:
+        text = pattern.sub(blank, text)
+    return hashlib.sha256(f"{gate}\n{text.strip()}".encode()).hexdigest()[:16]
+
+
+def approve_if_recurring(learning: Learning, print_: str) -> bool:
+    """Approve a candidate first captured from a gate's refusal once refusals
+    with this fingerprint came from sessions on RECURS_IN different beads; audited.
+    True if this call approved it (the move is conditional: of two sessions
+    folding at once, one approves and one entry is written)."""
+    if learning.status != Learning.Status.CANDIDATE or learning.lesson_of() != "refusal":
+        return False
+    beads = {
+        s.get("bead")
+        for s in learning.sources
+        if s.get("kind") == "refusal" and s.get("fingerprint") == print_ and s.get("session")
+    }
+    beads.discard(None)
+    if len(beads) < RECURS_IN:
+        return False
+    with transaction.atomic():
+        if not curate.approve(learning).approved:
+            return False
+        audit.record(
+            audit.Action.LEARNING_AUTO_APPROVE,
+            f"learning #{learning.pk}",
+            repository=learning.repository,
+            detail=f"{learning.title[:150]}: the same gate refusal on {len(beads)} beads",
+            actor_name="corral",
+        )
+    return True
+
+
+def from_rejection(session: SessionLike, reason: str, reviewer: str) -> Learning | None:
     """A person's reason for rejecting a submission as a candidate learning."""
     if not reason.strip():
         return None
@@ -137,17 +199,3 @@ def from_rejection(session: AgentSession, reason: str, reviewer: str) -> Learnin
         source={"kind": "rejection", "reviewer": reviewer},
         session=session,
     )
-
-
-def headline(output: str) -> str:
-    """The line of a gate's output that says most: the first exception's message
-    (a test's `AssertionError: ...`), else the first line that says something
-    (not its exit code, nor a rule of ===== or ----- as unittest prints)."""
-    lines = [line.strip() for line in output.splitlines()]
-    said = [
-        line
-        for line in lines
-        if any(c.isalnum() for c in line) and not line.startswith("Exit code")
-    ]
-    errors = [line for line in said if ERROR_LINE.match(line)]
-    return (errors or said or [""])[0][:160]

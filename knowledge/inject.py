@@ -6,19 +6,18 @@ that is how knowledge crosses repositories.
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.db.models import F
 
 from beads.models import Bead
+from knowledge import codemap
 from knowledge.models import Injection, Learning
 from knowledge.rank import Ranked, Work, rank
+from knowledge.seams import SessionLike
 from workspace.models import Repository, Workspace
 from workspace.scrub import scrub
-
-# An agents.models.Session: agents sits above knowledge, so it is not imported here.
-AgentSession = Any
 
 # The share of an agent's context window a pack may take, at most.
 CONTEXT_SHARE = 0.4
@@ -33,10 +32,14 @@ WINDOW_TOKENS = {
     "opencode": 128_000,
 }
 DEFAULT_WINDOW_TOKENS = 32_000
-# Kept free for the note on what was cut.
+# Kept free for the notes on what was cut (the code map's, then the learnings').
 NOTE_ROOM = 400
+# The most of a pack's limit the code map may take; what it leaves, learnings use.
+MAP_SHARE = 0.25
 COMMENTS_SHOWN = 5  # recent comments in a context pack
 COMMENT_CHARS = 1000
+# The section a reviewer's line comments go under (the demo agent looks for it).
+REVIEW_HEADING = "## Review comments to address\n\n"
 
 
 def fit(ranked: Iterable[Ranked], budget: int) -> list[Ranked]:
@@ -57,19 +60,28 @@ def for_bead(bead: Bead, budget: int) -> tuple[list[Ranked], int]:
 
 
 def search(
-    workspace: Workspace, repository: Repository | None, query: str, budget: int
+    workspace: Workspace,
+    repository: Repository | None,
+    query: str,
+    budget: int,
+    only_here: bool = False,
 ) -> tuple[list[Ranked], int]:
+    """Learnings ranked for a query; `only_here`: the repository's and the
+    workspace-wide ones only (an agent's search, knowledge/api.py)."""
     ranked = rank(workspace, Work(repository, query))
+    if only_here:
+        here = (None, repository.pk if repository else None)
+        ranked = [r for r in ranked if r.learning.repository_id in here]
     return fit(ranked, budget), len(ranked)
 
 
-def record(session: AgentSession, chosen: Sequence[Ranked]) -> None:
+def record(session: SessionLike, chosen: Sequence[Ranked]) -> None:
     """Note what went into a session's context, and count the uses."""
     Injection.objects.bulk_create(
         [
             Injection(
                 learning=item.learning,
-                session=session,
+                session_id=session.pk,
                 rank=n,
                 chars=len(item.text),
                 score=item.score,
@@ -81,7 +93,7 @@ def record(session: AgentSession, chosen: Sequence[Ranked]) -> None:
     Learning.objects.filter(pk__in=[i.learning.pk for i in chosen]).update(uses=F("uses") + 1)
 
 
-def previous_handoff(bead: Bead, session: AgentSession | None = None) -> str:
+def previous_handoff(bead: Bead, session: SessionLike | None = None) -> str:
     """The summary the bead's last session left, for the next one to start from."""
     earlier = bead.sessions.exclude(summary="")
     if session is not None:
@@ -119,27 +131,54 @@ def recent_comments(bead: Bead, count: int = COMMENTS_SHOWN) -> str:
     )
 
 
-def render_context(session: AgentSession, budget: int) -> str:
+def render_context(
+    session: SessionLike,
+    budget: int,
+    resume: str = "",
+    source: Path | None = None,
+    review: str = "",
+) -> str:
     """The context pack's text for a session, within `budget` characters and
     pack_limit's cap.
 
-    The bead itself always goes in; learnings fill what is left, best first,
-    and the end says which were cut and why.
+    The bead itself always goes in, with `resume` (where the previous session
+    stopped, and what of its work this one starts from: agents/jobs/resume.py)
+    and `review` (a person's comments on the lines of the last submission, when
+    they asked for changes: agents.models.review_pack_text); then the code map
+    of its scope (knowledge/codemap.py, read from `source` or the canonical
+    copy), within MAP_SHARE of the limit and what the bead left; learnings fill
+    what is left, best first, and the end says what was cut and why.
     """
     limit, why = pack_limit(session.agent.preset, budget)
-    text, cut_note = bead_text(session, limit - NOTE_ROOM)
+    text, cut_note = bead_text(session, limit - NOTE_ROOM, resume, review)
+    map_text, map_note = code_map(
+        session, limit - len(text) - len(cut_note) - NOTE_ROOM, limit, source
+    )
+    text += map_text
     ranked = rank(session.bead.repository.workspace, Work.of(session.bead))
     chosen = fit(ranked, limit - len(text) - len(cut_note) - NOTE_ROOM)
     left_out = [r for r in ranked if r not in chosen]
     if chosen:
         text += "\n## Learnings from earlier work\n\n" + "\n".join(i.text for i in chosen)
+    cut_note += map_note
     if left_out:
-        cut_note += cut_learnings(left_out, why)
+        cut_note += cut_learnings(left_out, why, NOTE_ROOM - len(map_note))
     record(session, chosen)
     return (text + cut_note)[:limit]  # only a limit below NOTE_ROOM cuts into the note
 
 
-def bead_text(session: AgentSession, room: int) -> tuple[str, str]:
+def code_map(session: SessionLike, left: int, limit: int, source: Path | None) -> tuple[str, str]:
+    """The code map's text within MAP_SHARE of the limit and the room the bead
+    `left`, and its note on what it cut (or why there is none)."""
+    cmap, why_not = codemap.for_session(session, source)
+    if cmap is None:
+        return "", why_not
+    return codemap.render(cmap, max(0, min(left, int(limit * MAP_SHARE))))
+
+
+def bead_text(
+    session: SessionLike, room: int, resume: str = "", review: str = ""
+) -> tuple[str, str]:
     """The bead's part of the pack, and a note if it had to be cut to `room`."""
     bead = session.bead
     parts = [f"# {bead.title} ({bead.id})\n", bead.description.strip() + "\n"]
@@ -152,6 +191,10 @@ def bead_text(session: AgentSession, room: int) -> tuple[str, str]:
     if bead.last_failure:
         failure = scrub(bead.last_failure.strip())
         parts.append("## Why the last attempt failed\n\n" + failure + "\n")
+    if review:
+        parts.append(REVIEW_HEADING + scrub(review.strip()) + "\n")
+    if resume:
+        parts.append(scrub(resume))
     if handoff := previous_handoff(bead, session):
         parts.append("## Handoff from the previous session\n\n" + scrub(handoff.strip()) + "\n")
     if comments := recent_comments(bead):
@@ -163,13 +206,13 @@ def bead_text(session: AgentSession, room: int) -> tuple[str, str]:
     return text[: max(0, room - len(note))], note
 
 
-def cut_learnings(left_out: Sequence[Ranked], why: str) -> str:
-    """Which relevant learnings did not fit, and why, within NOTE_ROOM characters."""
+def cut_learnings(left_out: Sequence[Ranked], why: str, room: int = NOTE_ROOM) -> str:
+    """Which relevant learnings did not fit, and why, within `room` characters."""
     head = f"\n[{len(left_out)} more relevant learning(s) left out by the limit ({why}):"
     names = ""
     for shown, item in enumerate(left_out):
         name = f" #{item.learning.pk} {item.learning.title[:60]!r} (score {item.score});"
-        if len(head) + len(names) + len(name) + len(" and 99999 more]") > NOTE_ROOM:
+        if len(head) + len(names) + len(name) + len(" and 99999 more]") > room:
             names += f" and {len(left_out) - shown} more"
             break
         names += name

@@ -50,6 +50,9 @@ def make_repo(workspace, make_source):
     """A registered repository with a real canonical bare clone."""
 
     def make(name="app", **fields):
+        # A source folder is a working clone, not a remote to push to: the
+        # tests that follow an upstream make a bare one and turn push on.
+        fields.setdefault("push", False)
         return Repository.register(str(make_source(name)), workspace, **fields)
 
     return make
@@ -107,6 +110,7 @@ def subprocess_env(tmp_path, settings):
         os.environ, DATABASE_URL=url, CORRAL_HOME=str(tmp_path), REDIS_URL=settings.REDIS_URL
     )
     env["CORRAL_LEAD_LOCK_SECONDS"] = "3"
+    env["SECRET_KEY"] = settings.SECRET_KEY  # it opens the secrets this test stored
     return env
 
 

@@ -37,6 +37,37 @@ def group_members(pgid):
     return members
 
 
+def stat_fields(pid):
+    """(state, ppid, pgrp) of a process from /proc, or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid, pgrp = text.rpartition(")")[2].split()[:3]
+    return state, int(ppid), int(pgrp)
+
+
+def alive(pid):
+    """The process runs (it exists and is not a zombie)."""
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def descendants(pid):
+    """The live processes below pid (children, theirs, ...), whatever their group."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = stat_fields(stat.parent.name)
+        if fields is not None and fields[0] != "Z":
+            parents[int(stat.parent.name)] = fields[1]
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 class Running:
     """`python <argv>` in its own process group, stdout and stderr collected."""
 

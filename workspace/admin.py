@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from workspace import audit
 from workspace.audit import AuditEntry
 from workspace.models import Repository, Workspace
+from workspace.secrets import EncryptedField
 
 M = TypeVar("M", bound=Model)
 
@@ -19,14 +20,16 @@ def apply_moves(
     queryset: QuerySet[M],
     move: Callable[[M], bool],
     done: str,
+    audited: bool = False,
 ) -> None:
     """Call `move(obj)` on each selected row and report how many moved and how many were refused.
 
-    `move` is a model transition: a conditional update returning True when it won.
+    `move` is a model transition, or a move that also records itself in the
+    audit (`audited`): a conditional update returning True when it won.
     """
     objs = list(queryset)
     moved_objs = [obj for obj in objs if move(obj)]
-    for obj in moved_objs:
+    for obj in [] if audited else moved_objs:
         audit.record(
             audit.ADMIN_ACTIONS.get(obj._meta.label_lower, audit.Action.ADMIN_EDIT),
             obj,
@@ -121,3 +124,39 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+
+class SecretsAdmin(admin.ModelAdmin):
+    """A model with secret fields (workspace/secrets.py): each one's input
+    starts empty and keeps the stored value when left so, and above it a line
+    shows what is stored, masked. Whoever may only view the row sees the masks
+    alone (the admin would otherwise show every field's value read-only)."""
+
+    # Each secret field's name: the name of the admin method that shows it masked.
+    secret_fields: dict[str, str] = {}
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return [*super().get_readonly_fields(request, obj), *self.secret_fields.values()]
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        shown = set(self.secret_fields.values())
+        writable = (
+            self.has_change_permission(request, obj) if obj else self.has_add_permission(request)
+        )
+        fields: list[Any] = []
+        for name in super().get_fields(request, obj):
+            if name in shown:
+                continue  # placed before its field below
+            if isinstance(name, str) and name in self.secret_fields:
+                fields.append(self.secret_fields[name])
+                if not writable:
+                    continue
+            fields.append(name)
+        return fields
+
+    def masked(self, obj: Model, name: str) -> str:
+        if obj._state.adding:  # a default made for the form is not what will be saved
+            return "not set yet"
+        field = obj._meta.get_field(name)
+        assert isinstance(field, EncryptedField), f"{name} is not a secret field"
+        return field.shown(obj)

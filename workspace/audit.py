@@ -9,6 +9,8 @@ in a context variable, so an entry made anywhere while a person's request is
 served knows who made it and from which address.
 """
 
+import functools
+import ipaddress
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -17,6 +19,8 @@ from django.conf import settings
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 current_request: ContextVar[HttpRequest | None] = ContextVar("corral_request", default=None)
 
@@ -28,6 +32,8 @@ class AppendOnly(Exception):
 class Action(models.TextChoices):
     APPROVE = "approve", "approved a submission"
     REJECT = "reject", "rejected a submission"
+    REQUEST_CHANGES = "request_changes", "requested changes on a submission"
+    REVIEW_COMMENT = "review_comment", "commented on a line of a submission"
     REVERT = "revert", "asked for a revert"
     CANCEL = "cancel", "cancelled a session"
     PAUSE = "pause", "paused dispatch"
@@ -40,8 +46,19 @@ class Action(models.TextChoices):
     COMMENT = "comment", "commented on a bead"
     TOKEN_CREATE = "token_create", "created an agent token"
     TOKEN_ROTATE = "token_rotate", "rotated an agent token"
+    API_TOKEN_CREATE = "api_token_create", "created an API token"
+    API_TOKEN_ROTATE = "api_token_rotate", "rotated an API token"
+    API_TOKEN_REVOKE = "api_token_revoke", "revoked an API token"
     ROLE_CHANGE = "role_change", "changed a role"
     ADMIN_EDIT = "admin_edit", "edited in the admin"
+    LEARNINGS_IMPORT = "learnings_import", "approved imported learnings"
+    # Corral's own: a gate's lesson that recurred (knowledge/capture.py).
+    LEARNING_AUTO_APPROVE = "learning_auto", "approved a recurring gate lesson"
+    PUSH_ON = "push_on", "turned pushing to the upstream on"
+    PUSH_OFF = "push_off", "turned pushing to the upstream off"
+    UPSTREAM_DIVERGED = "upstream_diverged", "stopped landing: the upstream was rewritten"
+    UPSTREAM_REBUILD = "upstream_rebuild", "rebuilt on the upstream"
+    WEBHOOK_SECRET = "webhook_secret", "made a new upstream webhook secret"
 
 
 class AuditQuerySet(models.QuerySet["AuditEntry"]):
@@ -87,13 +104,51 @@ class AuditEntry(models.Model):
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The address the request came from. Behind a TLS proxy (CORRAL_HTTPS), the
-    proxy's X-Forwarded-For names the client: its last hop is the one it added."""
-    if getattr(settings, "HTTPS", False):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+    """The address the request came from: REMOTE_ADDR, or, when that is a
+    trusted proxy (CORRAL_TRUSTED_PROXIES), the right-most X-Forwarded-For
+    address that is not one. Each proxy appends the address it was reached
+    from, so everything left of the first untrusted one is the client's own
+    word; without trusted proxies the header is never read."""
+    remote = request.META.get("REMOTE_ADDR") or None
+    proxies = proxy_networks(tuple(getattr(settings, "TRUSTED_PROXIES", ())))
+    if not proxies or not trusted(remote, proxies):
+        return remote
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    nearest = remote
+    for hop in reversed(forwarded.split(",")):
+        address = ip_of(hop)
+        if address is None:  # not written by a proxy of ours: the nearest known is kept
+            return nearest
+        if not trusted(address, proxies):
+            return address
+        nearest = address
+    return nearest
+
+
+@functools.lru_cache(maxsize=4)
+def proxy_networks(networks: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def trusted(address: str | None, proxies: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def ip_of(hop: str) -> str | None:
+    """An X-Forwarded-For entry's address, without the port some proxies add."""
+    text = hop.strip()
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":")[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def record(
@@ -104,8 +159,10 @@ def record(
     detail: str = "",
     request: HttpRequest | None = None,
     actor: Any = None,
+    actor_name: str = "",
 ) -> AuditEntry:
-    """Write one entry; who and from where come from the request being served."""
+    """Write one entry; who and from where come from the request being served
+    (or, with no person, `actor_name`: who ran a management command)."""
     request = request or current_request.get()
     if actor is None and request is not None:
         actor = getattr(request, "user", None)
@@ -113,7 +170,7 @@ def record(
     return AuditEntry.objects.create(
         action=action,
         actor=person,
-        actor_name=person.get_username() if person else "",
+        actor_name=person.get_username() if person else actor_name[:150],
         repository=repository,
         target=str(target)[:200],
         detail=detail,

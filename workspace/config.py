@@ -87,6 +87,11 @@ def database(home: Path) -> dj_database_url.DBConfig:
     # Options the URL gives come after, so they win.
     options = config.setdefault("OPTIONS", {})
     options["options"] = f"-c jit=off {options.get('options', '')}".strip()
+    # Django turns psycopg's prepared statements off; the hook's statements
+    # (beads/hook.py, which bind on the server) are prepared per connection
+    # after their first run. Django's own queries bind on the client and are
+    # never prepared. (Behind PgBouncer, 1.21 or newer in transaction mode.)
+    options.setdefault("prepare_threshold", 1)
     return config
 
 
@@ -156,9 +161,10 @@ def http_url(name: str, default: str) -> str:
 
 
 def secret_key(home: Path) -> str:
-    """SECRET_KEY from the environment, else one generated once and kept in CORRAL_HOME."""
+    """SECRET_KEY from the environment, else one generated once and kept in CORRAL_HOME.
+    Set but empty counts as unset (docker compose passes `${SECRET_KEY:-}` so)."""
     raw = os.environ.get("SECRET_KEY")
-    if raw is not None:
+    if raw:
         if len(raw) < 32:
             raise bad("SECRET_KEY", "…", "use at least 32 characters")
         return raw
@@ -237,3 +243,19 @@ def networks(name: str) -> list[str]:
         except ValueError:
             raise bad(name, raw, f"{part!r} is not an address or a network") from None
     return found
+
+
+def old_secret_keys(name: str = "CORRAL_SECRET_KEYS_OLD") -> list[str]:
+    """Secret keys used before SECRET_KEY, comma-separated: they still open the
+    secrets and sessions they sealed or signed, until `manage.py reencrypt_secrets`."""
+    raw = os.environ.get(name, "")
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    if any(len(key) < 32 for key in keys):
+        raise bad(name, "…", "each key has at least 32 characters; separate them with commas")
+    return keys
+
+
+def trusted_proxies(name: str = "CORRAL_TRUSTED_PROXIES") -> list[str]:
+    """The reverse proxies' addresses or networks: only a request from one of
+    them has its X-Forwarded-For believed (workspace/audit.py client_ip)."""
+    return networks(name)

@@ -14,14 +14,17 @@ import io
 import os
 import posixpath
 import re
+import resource
 import secrets
+import shutil
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -62,6 +65,9 @@ FORCED_CONFIG = (
 FORCED_FLAGS = tuple(arg for key, value in FORCED_CONFIG for arg in ("-c", f"{key}={value}"))
 
 
+COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
 class GitError(Exception):
     """A git operation failed; the message is fit to show a person."""
 
@@ -87,19 +93,57 @@ def run_git(
     stdin: str | bytes | None = None,
     cwd: StrPath | None = None,
     timeout: float = 120,
+    capped: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
-    """git with the forced settings; `env` is the whole environment (see git_env)."""
+    """git with the forced settings; `env` is the whole environment (see git_env).
+    `capped`: with its memory capped (see start_git); only a clone or a fetch
+    from elsewhere, which may need more for a big repository, goes without."""
     if isinstance(stdin, str):
         # A lone surrogate cannot be UTF-8; passed through, git judges the bytes.
         stdin = stdin.encode("utf-8", "surrogatepass")
-    return subprocess.run(
-        ["git", *FORCED_FLAGS, *args],
-        input=stdin,
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        timeout=timeout,
-    )
+    argv = ["git", *FORCED_FLAGS, *args]
+    piped = subprocess.PIPE if stdin is not None else None
+    with start_git(
+        argv, capped, stdin=piped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd
+    ) as proc:
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # and waited for as the block ends
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode or 0, out, err)
+
+
+# git allocates what a patch tells it to (a binary hunk's declared size, the blob
+# a delta makes) and reads whole the blobs an agent wrote: its data memory is
+# capped (RLIMIT_DATA, not address space, which git's pack windows take). Set by
+# prlimit(2) as it starts, before it is given its input: a preexec_fn would fork
+# this whole process for each git, where Popen otherwise need not.
+MB = 1024 * 1024
+
+
+def data_limit() -> int:
+    """GIT_MEMORY_MB in bytes (0: none), within this process's own hard limit."""
+    limit = settings.GIT_MEMORY_MB * MB
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    if limit and hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)  # a process may lower a limit, never raise it
+    return limit
+
+
+def start_git(argv: list[str], capped: bool, **popen: Any) -> subprocess.Popen[bytes]:
+    """Popen(argv), with its data memory capped unless not `capped`."""
+    limit = data_limit() if capped else 0
+    after = bool(limit) and hasattr(resource, "prlimit")  # Linux
+    if limit and not after:
+        popen["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **popen)
+    if after:
+        try:
+            resource.prlimit(proc.pid, resource.RLIMIT_DATA, (limit, limit))
+        except ProcessLookupError:
+            pass  # it has ended already
+    return proc
 
 
 # Sources. `addrepo` takes a local path or a URL. Git's remote helpers are
@@ -175,7 +219,7 @@ def clone_bare(source: str, slug: str) -> Path:
     if dest.exists():
         raise GitError(f"{dest} already exists")
     argv = ["clone", "--bare", "--quiet", "--template=", "--", source, str(dest)]
-    done = run_git(argv, env=git_env(remote=True), timeout=3600)
+    done = run_git(argv, env=git_env(remote=True), timeout=3600, capped=False)
     if done.returncode != 0:
         raise GitError(f"cannot clone {source}: {last_line(done.stderr.decode(errors='replace'))}")
     return dest
@@ -254,9 +298,12 @@ def git_bytes(
     timeout: float = 120,
     remote: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run git on the repository at `path`; its output as bytes, exactly."""
-    full_env = git_env({"GIT_DIR": str(path), **(env or {})}, remote=remote)
-    return run_git(args, env=full_env, stdin=stdin, timeout=timeout)
+    """Run git on the repository at `path`; its output as bytes, exactly. While
+    the lead judges a submission there, its objects go to the quarantine."""
+    held = QUARANTINES.get(str(path))
+    extra = {"GIT_DIR": str(path), **(held.env if held else {}), **(env or {})}
+    full_env = git_env(extra, remote=remote)
+    return run_git(args, env=full_env, stdin=stdin, timeout=timeout, capped=not remote)
 
 
 def git_run(path: StrPath, *args: str, **kwargs: Any) -> str:
@@ -443,12 +490,14 @@ class Kept:
         self.asked = 0  # git keeps what it parsed: kept() replaces it after KEPT_ASKS
         self.lock = threading.Lock()  # one question and its answer at a time
         self.tmp = tempfile.TemporaryDirectory(prefix="corral-kept-")
-        self.proc = subprocess.Popen(
+        held = QUARANTINES.get(str(path))
+        self.proc = start_git(
             ["git", *FORCED_FLAGS, *args],
+            capped=True,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=git_env({"GIT_DIR": str(path)}),
+            env=git_env({"GIT_DIR": str(path), **(held.env if held else {})}),
         )
 
     def ask(self, line: str) -> str:
@@ -519,7 +568,7 @@ class Kept:
 # worker serving many, or a test run making hundreds, keeps only these.
 KEPT_MAX = 30
 KEPT_ASKS = 10_000
-KEPT: OrderedDict[tuple[int, str, tuple[str, ...]], Kept] = OrderedDict()
+KEPT: OrderedDict[tuple[int, str, tuple[str, ...], Path | None], Kept] = OrderedDict()
 KEPT_LOCK = threading.Lock()
 
 
@@ -527,7 +576,8 @@ def kept(path: StrPath, *args: str) -> Kept:
     """This process's kept `git args` for the repository at `path`, started
     once, or again when worn out. Keyed by pid too: a forked lead worker
     never writes to its parent's pipes."""
-    key = (os.getpid(), str(path), args)
+    held = QUARANTINES.get(str(path))  # one with the quarantine is another process
+    key = (os.getpid(), str(path), args, held.objects if held else None)
     with KEPT_LOCK:
         found = KEPT.get(key)
         done = [found] if found is not None and found.worn() else []
@@ -540,12 +590,126 @@ def kept(path: StrPath, *args: str) -> Kept:
     return found
 
 
+# The lead's quarantine. What git writes while the lead judges a submission (the
+# blobs of its patch, trees, the commit) goes to an object folder of this
+# process's own beside the canonical store, which git reads as an alternate
+# (receive-pack quarantines a push the same way): what passed every gate moves
+# into the canonical store before the branch points at it, and what refused
+# work wrote is deleted when the train ends. Sessions borrow only `objects/`.
+
+QUARANTINES: dict[str, "Quarantine"] = {}  # by repository path: those open in this process
+
+
+class Quarantine:
+    """The quarantine of this process in the repository at `path`; see quarantined()."""
+
+    def __init__(self, path: StrPath) -> None:
+        self.canonical = Path(path, "objects")
+        self.objects = Path(path, "corral-quarantine", f"{socket.gethostname()}-{os.getpid()}")
+        alternate = str(self.canonical.resolve())
+        if ":" in alternate or alternate.startswith('"'):  # git splits the list at colons
+            alternate = '"' + alternate.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        self.env = {
+            "GIT_OBJECT_DIRECTORY": str(self.objects),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": alternate,
+        }
+
+    def held(self) -> set[str]:
+        """Every file in it, as a path relative to it (git writes in `xx/` folders)."""
+        found = set()
+        with os.scandir(self.objects) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    found.add(entry.name)
+                    continue
+                with os.scandir(entry.path) as files:
+                    found.update(f"{entry.name}/{file.name}" for file in files)
+        return found
+
+    def drop(self) -> None:
+        """Delete what it holds (what did not land). Its folders stay: making them
+        again costs more than looking in them."""
+        for name in self.held():
+            Path(self.objects, name).unlink(missing_ok=True)
+
+    def migrate(self, ids: Sequence[str]) -> None:
+        """Move the objects `ids` it holds into the canonical store (those it does
+        not hold are there already); what a refusal wrote stays behind, to be dropped."""
+        for object_id in ids:
+            name = f"{object_id[:2]}/{object_id[2:]}"
+            held = Path(self.objects, name)
+            if not held.is_file():
+                continue
+            target = self.canonical / name
+            target.parent.mkdir(exist_ok=True)
+            try:
+                os.link(held, target)  # never over what is there, as git does
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                os.replace(held, target)
+                continue
+            held.unlink()
+
+
+@contextmanager
+def quarantined(path: StrPath) -> Iterator[Quarantine]:
+    """Within it, every git call on the repository at `path` made by this process
+    writes its objects to the quarantine; what did not move out is deleted at its end
+    (with anything a killed process of the same id left there)."""
+    quarantine = Quarantine(path)
+    if not quarantine.objects.is_dir():  # this process's first landing here
+        quarantine.objects.mkdir(parents=True)
+        sweep_quarantines(quarantine.objects.parent)
+    QUARANTINES[str(path)] = quarantine
+    try:
+        yield quarantine
+    finally:
+        del QUARANTINES[str(path)]
+        quarantine.drop()
+
+
+def sweep_quarantines(folder: Path) -> None:
+    """Remove the quarantines of this machine's processes that are gone."""
+    host = socket.gethostname()
+    for entry in folder.iterdir():
+        name, _, pid = entry.name.rpartition("-")
+        if name != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's process: alive
+
+
+@contextmanager
+def outside_quarantine(path: StrPath) -> Iterator[None]:
+    """Git calls on the repository at `path` write to the canonical store again
+    within it: what the lead fetches from the upstream, or makes of commits
+    already landed, must outlive the train's quarantine."""
+    held = QUARANTINES.pop(str(path), None)
+    try:
+        yield
+    finally:
+        if held is not None:
+            QUARANTINES[str(path)] = held
+
+
+def quarantine_of(path: StrPath) -> Quarantine | None:
+    """The quarantine open in this process for the repository at `path`, if any."""
+    return QUARANTINES.get(str(path))
+
+
 def update_branch(path: StrPath, branch: str, new: str, old: str) -> bool:
     """Compare-and-swap the branch from `old` to `new`; False if it had moved."""
     return git_call(path, "update-ref", f"refs/heads/{branch}", new, old).returncode == 0
 
 
-def commit_with_trailer(path: StrPath, branch: str, since: str, key: str, value: str) -> str | None:
+def find_commit_with_trailer(
+    path: StrPath, branch: str, since: str, key: str, value: str
+) -> str | None:
     """The newest commit in since..branch that the lead made with the trailer
     `key: value` in its trailer block (the message's last paragraph, as git
     reads it). A line anywhere else in a message, or another committer, is not it."""
@@ -567,15 +731,20 @@ def commit_with_trailer(path: StrPath, branch: str, since: str, key: str, value:
 # (or as the end of the message, "---") taken out, so that the trailers Corral
 # finds its commits by are only ever its own.
 
-CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+CONTROL_CHARS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+UNICODE_BREAKS = re.compile("[\x85\u2028\u2029]")
 TRAILER_LINE = re.compile(r"^[A-Za-z0-9-]+[ \t]*:")  # git's token, optional blanks, separator
 GIT_GENERATED = ("Signed-off-by: ", "(cherry picked from commit ")
 DIVIDER = re.compile(r"^---(\s|$)")
 
 
 def without_controls(text: str) -> str:
-    """`text` without control characters (newlines and tabs stay) or lone surrogates."""
-    return CONTROL_CHARS.sub("", text)
+    """`text` without control characters (newlines and tabs stay), lone
+    surrogates or bidirectional controls; a Unicode line break (git breaks
+    lines at newlines only, a viewer at these too) is a space."""
+    return CONTROL_CHARS.sub("", UNICODE_BREAKS.sub(" ", text))
 
 
 def reads_as_trailer(line: str) -> bool:
@@ -629,6 +798,7 @@ def trailers_of_commits(path: StrPath, shas: Sequence[str]) -> dict[str, list[tu
 # What git would commit: the gates judge this, never a reading of the patch text.
 
 KINDS = {"100644": "file", "100755": "exec", "120000": "symlink", "160000": "gitlink"}
+TREE_MODE = "040000"
 
 
 def kind_of(mode: str) -> str:
@@ -662,8 +832,9 @@ class TreeChange:
 
 # The lead's kept git processes (see Kept): object sizes and types, and tree diffs.
 CAT_FILE = ("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)")
-# One diff-tree for both: the raw records (meta, path), then the numstat ones.
-DIFF_TREE = ("diff-tree", "--stdin", "-r", "-z", "--no-renames", "--raw", "--numstat")
+# One diff-tree for both: the raw records (meta, path), then the numstat ones;
+# with -t the trees that changed too (what a landing moves out of the quarantine).
+DIFF_TREE = ("diff-tree", "--stdin", "-r", "-t", "-z", "--no-renames", "--raw", "--numstat")
 
 
 # An object's id names its content, so a commit's tree never changes: the trees
@@ -693,8 +864,11 @@ def tree_id(path: StrPath, treeish: str) -> str:
     return answer[0]
 
 
-def tree_changes(path: StrPath, old: str, new: str) -> list[TreeChange]:
-    """Every path that differs from tree-ish `old` to tree-ish `new`, as git sees it."""
+def tree_changes(
+    path: StrPath, old: str, new: str, new_trees: list[str] | None = None
+) -> list[TreeChange]:
+    """Every path that differs from tree-ish `old` to tree-ish `new`, as git sees
+    it (folders aside: the ids of the trees `new` has and `old` has not go to `new_trees`)."""
     trees = f"{tree_id(path, old)} {tree_id(path, new)}"
     out = kept(path, *DIFF_TREE).ask_until_echo(trees)
     # It names the two trees before their differences; not at all if it could not read them.
@@ -706,7 +880,10 @@ def tree_changes(path: StrPath, old: str, new: str) -> list[TreeChange]:
         if fields[i].startswith(b":"):  # raw: ":mode mode id id status", then the path
             old_mode, new_mode, old_id, new_id, _ = fields[i].decode().lstrip(":").split(" ")
             name = fields[i + 1].decode(errors="replace")
-            changes.append(TreeChange(name, old_mode, new_mode, old_id, new_id))
+            if TREE_MODE not in (old_mode, new_mode):
+                changes.append(TreeChange(name, old_mode, new_mode, old_id, new_id))
+            elif new_mode == TREE_MODE and new_trees is not None:
+                new_trees.append(new_id)
             i += 2
         else:  # numstat: "added\tremoved\tpath" ("-" for a binary file)
             added, removed, name = fields[i].decode(errors="replace").split("\t", 2)
@@ -761,6 +938,23 @@ def cat_blobs(path: StrPath, ids: list[str]) -> dict[str, bytes]:
     return blobs
 
 
+def blobs_at(path: StrPath, commit: str, names: Sequence[str]) -> dict[str, tuple[str, str, int]]:
+    """{name: (mode, object id, size)} of those of `names` (paths from the root)
+    that `commit`'s tree holds as a blob (a file or a symlink), by one ls-tree."""
+    args = ["ls-tree", "-z", "--long", "--full-tree", commit, "--", *names]
+    out = git_bytes(path, *args)
+    if out.returncode != 0:
+        raise GitError(f"git ls-tree: {last_line(out.stderr.decode(errors='replace'))}")
+    found = {}
+    for record in out.stdout.split(b"\0"):
+        if record:
+            meta, _, name = record.partition(b"\t")
+            mode, kind, object_id, size = meta.decode().split()
+            if kind == "blob":
+                found[name.decode(errors="replace")] = (mode, object_id, int(size))
+    return found
+
+
 def tree_entries(path: StrPath, tree: str) -> dict[str, tuple[str, str]]:
     """{path: (mode, object id)} of every entry of `tree`, folders (040000) included."""
     out = git_bytes(path, "ls-tree", "-r", "-t", "-z", "--full-tree", tree)
@@ -773,6 +967,30 @@ def tree_entries(path: StrPath, tree: str) -> dict[str, tuple[str, str]]:
             mode, _, object_id = meta.decode().split(" ")
             entries[name.decode(errors="replace")] = (mode, object_id)
     return entries
+
+
+def tree_entry(path: StrPath, commit: str, name: str) -> tuple[str, str, int] | None:
+    """(mode, object id, size) of the blob at `name` in `commit`, as git lists it;
+    None if there is none. `name` is matched literally (no pathspec magic), and
+    only an entry git names exactly so counts."""
+    if not COMMIT_ID.fullmatch(commit):
+        raise GitError(f"not a commit id: {commit[:60]!r}")
+    out = git_bytes(
+        path, "--literal-pathspecs", "ls-tree", "-z", "-l", "--full-tree", commit, "--", name
+    )
+    if out.returncode != 0:
+        raise GitError(f"git ls-tree: {last_line(out.stderr.decode(errors='replace'))}")
+    for record in out.stdout.split(b"\0"):
+        meta, _, listed = record.partition(b"\t")
+        fields = meta.decode().split()
+        if listed.decode(errors="replace") == name and len(fields) == 4 and fields[1] == "blob":
+            return fields[0], fields[2], int(fields[3])
+    return None
+
+
+def blob_text(path: StrPath, object_id: str) -> str:
+    """A blob's content as text (undecodable bytes replaced), read by its id."""
+    return cat_blobs(path, [object_id])[object_id].decode(errors="replace")
 
 
 def symlinks(path: StrPath, tree: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -824,6 +1042,187 @@ def push(path: StrPath, upstream: str, branch: str) -> None:
     """Fast-forward `branch` on the upstream; never forced. Raises GitError."""
     ref = f"refs/heads/{branch}"
     git_run(path, "push", "--porcelain", "--", upstream, f"{ref}:{ref}", timeout=300, remote=True)
+
+
+# Pull-request mode (agents/jobs/forge.py): a bead's commit goes to its own
+# branch `corral/<bead>` on the upstream, and Corral's branch follows the
+# upstream's once the forge has merged it.
+
+PROPOSAL_PREFIX = "corral/"
+
+
+def proposal_branch(bead_id: str) -> str:
+    return f"{PROPOSAL_PREFIX}{bead_id}"
+
+
+def push_proposal(path: StrPath, upstream: str, sha: str, branch: str) -> None:
+    """Point the upstream's `branch` (Corral's own `corral/<bead>`) at `sha`, with a
+    lease on what it held when asked (nothing, or an earlier attempt's commit):
+    a branch someone else moved meanwhile is not overwritten. Raises GitError."""
+    ref = f"refs/heads/{branch}"
+    held = git_run(path, "ls-remote", "--", upstream, ref, timeout=120, remote=True).split()
+    lease = f"--force-with-lease={ref}:{held[0] if held else ''}"
+    git_run(
+        path, "push", "--porcelain", lease, "--", upstream, f"{sha}:{ref}", timeout=300, remote=True
+    )
+
+
+def fetch_upstream_head(path: StrPath, upstream: str, branch: str) -> str:
+    """Fetch the upstream's `branch` (one ref) to `refs/corral/upstream/<branch>`; its sha."""
+    return fetch_branch(path, upstream, branch)
+
+
+def find_trailer_between(path: StrPath, since: str, tip: str, key: str, value: str) -> str | None:
+    """The newest commit in since..tip whose trailer block has `key: value`,
+    whoever committed it (a forge rebased it: its committer is the forge's)."""
+    fmt = f"%H%x1f%(trailers:key={key},valueonly,unfold,separator=%x1d)%x1e"
+    out = git_run(path, "log", f"--format={fmt}", f"{since}..{tip}")
+    for record in filter(None, (rec.strip("\n") for rec in out.split("\x1e"))):
+        sha, values = record.split("\x1f", 1)
+        if value in values.strip().split("\x1d"):
+            return sha
+    return None
+
+
+# Following the upstream. Corral keeps what it fetched of the upstream's branch
+# at refs/corral/upstream/<branch> (never cloned, never served), and what a
+# rewritten upstream left unpushed at refs/corral/diverged/<UTC time>.
+
+UPSTREAM_REFS = "refs/corral/upstream"
+DIVERGED_REFS = "refs/corral/diverged"
+
+
+class PushRejected(GitError):
+    """The upstream refused the update: it no longer holds the commit the push
+    expected to replace (someone pushed meanwhile)."""
+
+
+def upstream_ref(branch: str) -> str:
+    return f"{UPSTREAM_REFS}/{branch}"
+
+
+def fetch_branch(path: StrPath, upstream: str, branch: str) -> str:
+    """Fetch the upstream's `branch` (that one ref) into upstream_ref(branch) and
+    return its commit. The tracking ref is Corral's own: it follows the
+    upstream wherever it went, a rewritten history included."""
+    source = check_source(upstream)
+    refspec = f"+refs/heads/{branch}:{upstream_ref(branch)}"
+    done = git_bytes(
+        path,
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        "--",
+        source,
+        refspec,
+        timeout=600,
+        remote=True,
+    )
+    if done.returncode != 0:
+        reason = last_line(done.stderr.decode(errors="replace"))
+        raise GitError(f"cannot fetch {branch!r} from {upstream}: {reason}")
+    return git_run(path, "rev-parse", "--verify", f"{upstream_ref(branch)}^{{commit}}")
+
+
+def is_ancestor(path: StrPath, ancestor: str, descendant: str) -> bool:
+    """`ancestor` is `descendant` or one of its ancestors."""
+    done = git_call(path, "merge-base", "--is-ancestor", ancestor, descendant)
+    if done.returncode not in (0, 1):
+        raise GitError(f"git merge-base: {last_line(done.stderr)}")
+    return done.returncode == 0
+
+
+def commits_only_in(path: StrPath, tip: str, not_in: str) -> list[str]:
+    """The commits reachable from `tip` and not from `not_in`, oldest first."""
+    out = git_run(path, "rev-list", "--reverse", "--topo-order", tip, f"^{not_in}")
+    return out.split()
+
+
+def push_with_lease(path: StrPath, upstream: str, branch: str, sha: str, expected: str) -> None:
+    """Update the upstream's `branch` from `expected` to `sha`, a descendant of
+    it: the push names the commit it expects to replace (a lease) and the
+    upstream refuses unless it still holds it, so nothing there is ever
+    overwritten; and since `sha` descends from `expected`, the update is a
+    fast-forward. PushRejected when the upstream moved, GitError otherwise."""
+    if not is_ancestor(path, expected, sha):
+        raise GitError(f"{sha[:12]} does not descend from the upstream's {expected[:12]}")
+    ref = f"refs/heads/{branch}"
+    argv = ("push", "--porcelain", f"--force-with-lease={ref}:{expected}")
+    done = git_call(
+        path, *argv, "--", check_source(upstream), f"{sha}:{ref}", timeout=300, remote=True
+    )
+    if done.returncode == 0:
+        return
+    status = [line for line in done.stdout.splitlines() if line.startswith("!")]
+    reason = status[0].split("\t")[-1] if status else last_line(done.stderr)
+    # "[rejected] (stale info)", "(fetch first)": the upstream moved. "[remote
+    # rejected]" is its own refusal (a checked-out branch, a hook): pushing
+    # again on a new head would not change it.
+    if status and reason.startswith("[rejected]"):
+        raise PushRejected(f"the upstream refused the push: {reason}")
+    raise GitError(f"cannot push to {upstream}: {reason}")
+
+
+def set_ref(path: StrPath, ref: str, sha: str, old: str = "") -> bool:
+    """Point `ref` at `sha` if it still holds `old` ("": if it does not exist)."""
+    expected = old or "0" * len(sha)
+    return git_call(path, "update-ref", ref, sha, expected).returncode == 0
+
+
+def diverged_ref(when: str) -> str:
+    return f"{DIVERGED_REFS}/{when}"
+
+
+def cherry_onto(path: StrPath, commit: str, onto: str) -> str:
+    """`commit` made again on `onto`: its own change (from its parent) applied
+    to `onto`'s tree, three-way per file where the text moved, with its
+    message and author kept and the lead as committer. MergeConflict if it
+    does not apply."""
+    parent = parent_of(path, commit)
+    patch = git_bytes(
+        path, "diff-tree", "-p", "--binary", "--full-index", "--no-renames", parent, commit
+    ).stdout
+    with PrivateIndex(path) as idx:
+        idx.git("read-tree", onto)
+        if patch.strip():
+            plain = git_call(path, "apply", "--cached", "--binary", "-", stdin=patch, env=idx.env)
+            if plain.returncode != 0:
+                three = git_call(
+                    path, "apply", "--cached", "--3way", "--binary", "-", stdin=patch, env=idx.env
+                )
+                if three.returncode != 0:
+                    raise MergeConflict(unmerged_paths(path, idx))
+        tree = idx.git("write-tree")
+    fields = git_run(path, "show", "-s", "--format=%an%x00%ae%x00%ad", "--date=raw", commit)
+    name, email, date = fields.split("\0")
+    message = git_bytes(path, "show", "-s", "--format=%B", commit).stdout.decode(
+        "utf-8", "surrogateescape"
+    )
+    env = {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_AUTHOR_DATE": date,
+        "GIT_COMMITTER_NAME": LEAD_IDENTITY[0],
+        "GIT_COMMITTER_EMAIL": LEAD_IDENTITY[1],
+    }
+    message = message.rstrip("\n") + "\n"
+    return git_run(
+        path,
+        "commit-tree",
+        tree,
+        "-p",
+        onto,
+        "-F",
+        "-",
+        stdin=message.encode("utf-8", "surrogateescape"),
+        env=env,
+    )
+
+
+def unmerged_paths(path: StrPath, idx: PrivateIndex) -> list[str]:
+    out = git_call(path, "ls-files", "--unmerged", "-z", env=idx.env).stdout
+    return sorted({rec.split("\t", 1)[1] for rec in out.split("\0") if "\t" in rec})
 
 
 def log_with_trailers(path: StrPath, branch: str, limit: int = 20) -> list[dict[str, str]]:
@@ -880,7 +1279,7 @@ def mirror(url: str, path: StrPath, token: str, want: str) -> Path:
         ).returncode:
             refs = "+refs/heads/*:refs/heads/*"
             argv = ["--git-dir", str(path), "fetch", "--quiet", "--prune", "--", url, refs]
-            done = run_git(argv, env, timeout=600)
+            done = run_git(argv, env, timeout=600, capped=False)
             if done.returncode != 0:
                 raise GitError(
                     f"cannot fetch {url}: {last_line(done.stderr.decode(errors='replace'))}"
@@ -938,6 +1337,7 @@ class SessionIndex:
             (self.git_dir / "info" / "exclude").write_text(EXCLUDED)
             self.env = {"GIT_INDEX_FILE": os.path.join(self.tmp.name, "index")}
             self.git("read-tree", base_sha)
+            self.nested: list[str] = []  # what the last refresh() left out
         except BaseException:
             self.tmp.cleanup()
             raise
@@ -945,16 +1345,28 @@ class SessionIndex:
     def close(self) -> None:
         self.tmp.cleanup()
 
-    def git(self, *args: str, timeout: float = 120) -> str:
+    def git(self, *args: str, timeout: float = 120, stdin: bytes | None = None) -> str:
         """git on the clone's files, with Corral's git dir and index; stdout, or GitError."""
         tree = ["--git-dir", str(self.git_dir), "--work-tree", str(self.workdir)]
-        done = run_git([*tree, *args], git_env(self.env), cwd=self.workdir, timeout=timeout)
+        done = run_git(
+            [*tree, *args], git_env(self.env), stdin=stdin, cwd=self.workdir, timeout=timeout
+        )
         if done.returncode != 0:
             raise GitError(f"git {args[0]}: {last_line(done.stderr.decode(errors='replace'))}")
         return done.stdout.decode(errors="replace")
 
     def refresh(self) -> None:
-        self.git("add", "-A", "--", ".")
+        # A folder holding a .git of its own (a folder, a gitdir file, a
+        # symlink) would make git read another repository: its HEAD would
+        # become a gitlink here. Such folders are left out, unseen by git.
+        self.nested = self.nested_to_leave_out()
+        if not self.nested:
+            self.git("add", "-A", "--", ".")
+        else:
+            specs = [b"."] + [b":(exclude,literal)" + os.fsencode(n) for n in self.nested]
+            listed = Path(self.tmp.name, "pathspecs")
+            listed.write_bytes(b"\0".join(specs) + b"\0")
+            self.git("add", "-A", f"--pathspec-from-file={listed}", "--pathspec-file-nul")
         # .agents/ is Corral's (the context pack), never part of the work: its
         # entries go back to what base_sha holds there (most often nothing),
         # whatever a .gitignore of the agent's made `add` take.
@@ -973,6 +1385,133 @@ class SessionIndex:
     def patch(self) -> str:
         return self.git("diff", "--cached", "--binary", "--no-renames", self.base_sha)
 
+    def leave_out(self, paths: Sequence[str]) -> None:
+        """Take `paths` out of the changes (back to what base_sha holds), read
+        literally: a file named `*` is that file, not every file."""
+        if paths:
+            names = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+            self.git(
+                "--literal-pathspecs",
+                "reset",
+                "-q",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+                self.base_sha,
+                stdin=names,
+            )
+
+    def nested_to_leave_out(self) -> list[str]:
+        """The folders below the top holding a .git that git would read: all but
+        those the index tracks files in (git walks them as ours, never reading
+        their .git); a submodule (a gitlink) is left out too, so keeps its commit."""
+        found = dot_git_folders(self.workdir)
+        if not found:
+            return []
+        tracked: set[str] = set()  # of those, the folders the index holds files in
+        for record in filter(None, self.git("ls-files", "-s", "-z").split("\0")):
+            meta, _, name = record.partition("\t")
+            if meta.startswith("160000 "):
+                continue  # a submodule: git would read its .git
+            parts = name.split("/")
+            tracked.update("/".join(parts[:n]) for n in range(1, len(parts)))
+        return [folder for folder in found if folder not in tracked]
+
+
+def dot_git_folders(top: Path) -> list[str]:
+    """Every folder below `top` that holds an entry named .git (of any kind),
+    found without following a symlink; sorted. Its own .git at the top is not one."""
+    found, folders = [], [""]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(top / folder if folder else top) as entries:
+                for entry in entries:
+                    if entry.name == ".git":
+                        if folder:
+                            found.append(folder)
+                    elif entry.is_dir(follow_symlinks=False):
+                        folders.append(f"{folder}/{entry.name}" if folder else entry.name)
+        except OSError:
+            continue  # gone meanwhile, or unreadable: git cannot read in it either
+    return sorted(found)
+
+
+# Salvages. A session that ends without handing in leaves its work (within its
+# bead's scope) as one commit on base_sha, at refs/corral/salvage/<bead>/<session>
+# in the canonical repository: never on a branch, never pushed (push() names
+# the branch alone), never cloned (clones take branches), kept until pruned.
+
+SALVAGE_REFS = "refs/corral/salvage"
+REF_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def salvage_ref(bead_id: str, session_id: str) -> str:
+    """The ref a session's salvage lives at; any bead id makes a valid ref name."""
+    bead = REF_UNSAFE.sub("_", bead_id) or "_"
+    return f"{SALVAGE_REFS}/{bead}/{REF_UNSAFE.sub('_', session_id)}"
+
+
+def keep_salvage(
+    path: StrPath, ref: str, base_sha: str, patch: str, message: str, author: tuple[str, str]
+) -> str:
+    """One commit on `base_sha` holding `patch`, made with a private index and
+    put at `ref` only if `ref` is not there yet; the commit `ref` holds."""
+    with PrivateIndex(path) as idx:
+        tree = idx.tree_with_patch(base_sha, patch)
+    sha = commit_tree(path, tree, base_sha, message, author=author)
+    made = git_call(path, "update-ref", "--no-deref", ref, sha, "")
+    if made.returncode == 0:
+        return sha
+    kept = git_call(path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if kept.returncode != 0:  # not there, yet not made: say why
+        raise GitError(f"git update-ref: {last_line(made.stderr)}")
+    return kept.stdout  # another process kept this session's work first
+
+
+def drop_salvage(path: StrPath, ref: str, sha: str) -> bool:
+    """Delete `ref` if it still holds `sha` (or is already gone)."""
+    if not ref.startswith(SALVAGE_REFS + "/"):
+        raise GitError(f"{ref} is not a salvage")
+    done = git_call(path, "update-ref", "--no-deref", "-d", ref, sha)
+    return done.returncode == 0 or not has_commit(path, ref)
+
+
+def has_commit(path: StrPath, rev: str) -> bool:
+    return git_call(path, "cat-file", "-e", f"{rev}^{{commit}}").returncode == 0
+
+
+def salvage_onto(path: StrPath, sha: str, head: str) -> str:
+    """The tree of salvage `sha` carried onto `head`: three-way, with the
+    salvage's base as the merge base, as the lead applies a patch. MergeConflict
+    if it no longer applies."""
+    if parent_of(path, sha) == head:
+        return tree_of(path, sha)
+    return merge_trees(path, head, sha)
+
+
+def salvage_patch(path: StrPath, sha: str) -> bytes:
+    """The salvage's changes against its base, as a patch `git apply` takes."""
+    done = git_bytes(path, "diff", "--binary", "--no-renames", f"{sha}^", sha)
+    if done.returncode != 0:
+        raise GitError(f"git diff: {last_line(done.stderr.decode(errors='replace'))}")
+    return done.stdout
+
+
+def salvage_diff(path: StrPath, sha: str) -> str:
+    """The salvage's changes for a person to read (binary files named, not spelled out)."""
+    return git_run(path, "diff", "--no-renames", "--no-color", f"{sha}^", sha)
+
+
+def put_tree_in_clone(workdir: StrPath, base_sha: str, tree: str) -> None:
+    """Make a fresh session clone's files those of `tree`, as if its agent had
+    written them: its index stays at base_sha, so they show as changes. Only
+    before the agent runs, while the clone's .git is still the one Corral made."""
+    dot_git = ["--git-dir", str(Path(workdir) / ".git"), "--work-tree", str(workdir)]
+    for args in (["read-tree", "-m", "-u", base_sha, tree], ["read-tree", base_sha]):
+        done = run_git([*dot_git, *args], git_env(), cwd=workdir)
+        if done.returncode != 0:
+            raise GitError(f"git read-tree: {last_line(done.stderr.decode(errors='replace'))}")
+
 
 # What the planner reads: the files at a branch's head and the files changed most lately.
 
@@ -983,6 +1522,67 @@ def files_at(path: StrPath, commit: str) -> list[str]:
     if out.returncode != 0:
         return []
     return sorted(name.decode(errors="replace") for name in out.stdout.split(b"\0") if name)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a commit's tree as git stores it: a symlink is its mode,
+    never where it points."""
+
+    path: str
+    mode: str  # 100644, 100755 (files), 120000 (a symlink), 160000 (a submodule)
+    oid: str
+    size: int | None  # a blob's size; None for a submodule
+
+    @property
+    def regular(self) -> bool:
+        return self.mode in ("100644", "100755")
+
+
+def entries_at(path: StrPath, commit: str) -> list[Entry]:
+    """Every non-folder entry of the commit's tree with its mode and size, sorted."""
+    out = git_bytes(path, "ls-tree", "-r", "-l", "-z", "--full-tree", commit, "--")
+    if out.returncode != 0:
+        raise GitError(f"git ls-tree: {last_line(out.stderr.decode(errors='replace'))}")
+    entries = []
+    for record in out.stdout.split(b"\0"):
+        if record:
+            meta, _, name = record.partition(b"\t")
+            mode, _kind, oid, size = meta.decode().split()
+            number = int(size) if size.isdigit() else None
+            entries.append(Entry(name.decode(errors="replace"), mode, oid, number))
+    return sorted(entries, key=lambda e: e.path)
+
+
+def files_with_words(
+    path: StrPath, commit: str, words: Sequence[str], patterns: Sequence[str]
+) -> list[str]:
+    """The files of the commit matching `patterns` (git pathspecs) whose text holds
+    any of `words` as a whole word: `git grep` on the tree, no checkout."""
+    if not words:
+        return []
+    args = ["grep", "-l", "-z", "-w", "-F", "-I"]
+    for word in words:
+        args += ["-e", word]
+    out = git_bytes(path, *args, commit, "--", *patterns)
+    if out.returncode == 1:
+        return []  # nothing matched
+    if out.returncode != 0:
+        raise GitError(f"git grep: {last_line(out.stderr.decode(errors='replace'))}")
+    prefix = commit + ":"
+    names = (name.decode(errors="replace") for name in out.stdout.split(b"\0") if name)
+    return [name.removeprefix(prefix) for name in names]
+
+
+def agents_paths(path: StrPath, commit: str) -> list[str]:
+    """The paths of `commit` under a top folder that a case-insensitive file
+    system would take for .agents/ (Corral's, in every clone), sorted."""
+    return [name for name in files_at(path, commit) if is_agents_dir(name.split("/")[0])]
+
+
+def is_agents_dir(name: str) -> bool:
+    """`.agents` as Windows and macOS file systems see it: any case, trailing dots and spaces."""
+    return name.lower().rstrip(". ") == ".agents"
 
 
 def changed_files(path: StrPath, commit: str, commits: int) -> list[str]:

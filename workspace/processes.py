@@ -238,6 +238,7 @@ class Supervisor:
     warm shutdown, which waits for the job at hand, into a cold one.
     on_start, on_exit and on_stop report: after a start, when a child is found
     exited on its own (before its group is killed), after a stopped one is reaped.
+    stdout and stderr: where every child's output goes (a PIPE: on_start reads it).
     """
 
     def __init__(
@@ -245,6 +246,8 @@ class Supervisor:
         grace_s: float,
         *,
         stdin: Redirect = None,
+        stdout: Redirect = None,
+        stderr: Redirect = None,
         die_with_parent: bool = False,
         term_whole_group: bool = True,
         term_again_halfway: bool = False,
@@ -254,7 +257,7 @@ class Supervisor:
         on_stop: Report = _ignore,
     ) -> None:
         self.grace_s = grace_s
-        self.stdin = stdin
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.die_with_parent = die_with_parent
         self.term_whole_group = term_whole_group
         self.term_again_halfway = term_again_halfway
@@ -270,6 +273,8 @@ class Supervisor:
             cwd=child.cwd,
             env=child.env,
             stdin=self.stdin,
+            stdout=self.stdout,
+            stderr=self.stderr,
             die_with_parent=self.die_with_parent,
         )
         self.on_start(child)
@@ -278,11 +283,15 @@ class Supervisor:
     def first_exited(self) -> Child | None:
         return next((c for c in self.children.values() if c.poll() is not None), None)
 
-    def wait_for_exit(self, stopping: StopRequest) -> Child | None:
-        """Wait until a child exits (return it) or a stop is requested (return None)."""
+    def wait_for_exit(self, stopping: StopRequest, timeout_s: float | None = None) -> Child | None:
+        """Wait until a child exits (return it), or a stop is requested or
+        timeout_s passes (return None)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while not stopping.requested:
             if (child := self.first_exited()) is not None:
                 return child
+            if deadline is not None and time.monotonic() >= deadline:
+                break
             stopping.wait(self.poll_s)
         return None
 

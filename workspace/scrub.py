@@ -5,7 +5,7 @@ it may print the environment, a settings file or a connection URL. Two kinds
 of secret are replaced with REDACTED: the ones this process knows (its
 SECRET_KEY and any KEY_PIECE or more characters of it, the database password,
 the DATABASE_URL and REDIS_URL whole and their passwords, CORRAL_ADMIN_PASSWORD)
-and anything shaped like a credential (agent and session tokens, bearer
+and anything shaped like a credential (agent, session and person tokens, bearer
 tokens and Authorization headers, a password in a URL, AWS keys, private key
 blocks, common API key formats, `password=…`-like assignments). It errs on
 the side of hiding too much: a check's output is for finding a bug, and no
@@ -14,6 +14,8 @@ bug needs a credential to be seen.
 
 import os
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
@@ -29,8 +31,8 @@ SHAPES = [
         r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
         re.DOTALL,
     ),
-    # Corral's own agent (crl_) and session (crs_) tokens.
-    re.compile(r"\bcr[ls]_[A-Za-z0-9_\-]{8,}"),
+    # Corral's own agent (crl_), session (crs_) and person (crp_) tokens.
+    re.compile(r"\bcr[lsp]_[A-Za-z0-9_\-]{8,}"),
     # A password in any URL: scheme://user:password@host, scheme://:password@host.
     re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s@/]+)@"),
     # HTTP credentials: an Authorization header's value, a bearer token anywhere.
@@ -52,14 +54,15 @@ SHAPES = [
 ]
 
 
-def scrub(text: str) -> str:
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with every secret it shows replaced by REDACTED (and any NUL by
-    U+FFFD: program output may hold one, and PostgreSQL cannot store it)."""
+    U+FFFD: program output may hold one, and PostgreSQL cannot store it).
+    `secrets`: more known secrets (an agent's env values, its session token)."""
     if not text:
         return text
     text = text.replace("\x00", "\ufffd")
     text = hide_key(text, str(getattr(settings, "SECRET_KEY", "") or ""))
-    for secret in known_secrets():
+    for secret in longest_first([*known_secrets(), *secrets]):
         text = text.replace(secret, REDACTED)
     for shape in SHAPES:
         text = shape.sub(redact, text)
@@ -121,7 +124,13 @@ def known_secrets() -> list[str]:
         str(database.get("PASSWORD") or ""),
         os.environ.get("CORRAL_ADMIN_PASSWORD", ""),
     }
-    return sorted((s for s in found if len(s) >= MIN_KNOWN), key=len, reverse=True)
+    return longest_first(found)
+
+
+def longest_first(secrets: Iterable[str]) -> list[str]:
+    """Each secret long enough to look for, once, the longest first (so a
+    secret holding another is replaced whole)."""
+    return sorted({s for s in secrets if len(s) >= MIN_KNOWN}, key=len, reverse=True)
 
 
 def password_of(url: str) -> str:
@@ -130,3 +139,165 @@ def password_of(url: str) -> str:
     except ValueError:
         return ""
     return unquote(password) if password else ""
+
+
+# --- Text that arrives in pieces ------------------------------------------------
+#
+# A log reaches Corral in pieces: the runner reads an agent's output as it
+# comes, and each log call an agent makes brings one. A secret cut in two by a
+# piece's end would pass scrub() as two halves, neither shaped like a secret.
+# So the end of a piece that may be the beginning of a secret is held back and
+# scrubbed with what follows.
+
+HOLD_CHARS = 256  # the longest end of a piece held as a secret's possible beginning
+LINE_HOLD_CHARS = 4096  # an output's unfinished line, held whole up to this
+KEY_HOLD_CHARS = 65_536  # a private key block, held until its END line up to this
+# The literal beginnings of the SHAPES' credentials: a word that is one of
+# them ("sk-…") or the start of one ("s", "cr") may go on into a secret.
+PREFIXES = (
+    *("crs_", "crl_", "crp_", "sk-", "AIza", "github_pat_"),
+    *("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    *("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-"),
+    *("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA"),
+)
+# What may follow a piece's end: a shape's match that runs on into one of
+# these began with the piece's end, and the rest of it may be coming.
+PROBES = tuple(glue + "A1" * 32 for glue in ("", " ", "=", ": "))
+WHOLE_CORRAL_TOKEN = re.compile(r"\bcr[lsp]_[A-Za-z0-9_\-]{43}\Z")  # nothing can follow it
+KEY_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
+KEY_HEADER_SO_FAR = re.compile(r"-----BEGIN [A-Z0-9 \-]{0,60}")
+DASHES_AT_END = re.compile(r"(?<![A-Za-z0-9\-])-[\-A-Z]{0,10}\Z")
+WORD_AT_END = re.compile(r"[A-Za-z0-9_\-]*\Z")
+SECRET_NAME = re.compile(r"(?i)secret|passw|pwd|token|key|auth|credential|cookie|session")
+LOOKS_RANDOM_CHARS = 16
+HOLD_ROUNDS = 8  # a cut moved earlier is checked again; a real text settles in two
+
+
+class Stream:
+    """Scrubs a text that arrives in pieces. `held` is what waits for the next
+    piece (between log calls, the caller keeps it); with `lines` (an agent's
+    output) an unfinished line waits for its end too."""
+
+    def __init__(self, secrets: Iterable[str] = (), held: str = "", lines: bool = False) -> None:
+        self.secrets = longest_first(secrets)
+        self.held = held
+        self.lines = lines
+
+    def feed(self, text: str) -> str:
+        """What may be shown now of the text so far, scrubbed."""
+        text = self.held + text
+        cut = hold_from(text, self.secrets, self.lines)
+        self.held = text[cut:]
+        return scrub(text[:cut], self.secrets)
+
+    def finish(self) -> str:
+        """What was held, scrubbed: nothing more comes to complete it."""
+        text, self.held = self.held, ""
+        return scrub(text, self.secrets)
+
+
+def hold_from(text: str, secrets: list[str], lines: bool = False) -> int:
+    """Where the end of `text` that may go on into the next piece begins
+    (len(text): none). What is shown before it must itself end nowhere inside
+    a secret (a line held may be a key block's last): asked again of it."""
+    cut = len(text)
+    for _ in range(HOLD_ROUNDS):
+        earlier = first_held(text[:cut], secrets, lines)
+        if earlier == cut:
+            break
+        cut = earlier
+    return cut
+
+
+def first_held(text: str, secrets: list[str], lines: bool) -> int:
+    line = max(text.rfind("\n"), text.rfind("\r")) + 1
+    starts = [len(text), open_key(text)]
+    if lines and len(text) - line <= LINE_HOLD_CHARS:
+        starts.append(line)
+    if not WHOLE_CORRAL_TOKEN.search(text):
+        starts += shapes_running_on(text) + prefix_word(text)
+    starts += secret_beginnings(text, secrets)
+    return min(starts)
+
+
+def open_key(text: str) -> int:
+    """Where a private key block begins whose END line has not come (or whose
+    BEGIN line is still coming); else len(text)."""
+    begin = text.rfind("-----BEGIN ")
+    if begin != -1 and len(text) - begin <= KEY_HOLD_CHARS:
+        header_end = text.find("\n", begin)
+        if header_end == -1:
+            if KEY_HEADER_SO_FAR.fullmatch(text, begin):
+                return begin
+        elif KEY_BEGIN.match(text[begin:header_end]) and not KEY_END.search(text, begin):
+            return begin
+    dashes = DASHES_AT_END.search(text)
+    if dashes and "-----BEGIN".startswith(dashes.group()):
+        return dashes.start()
+    return len(text)
+
+
+def shapes_running_on(text: str) -> list[int]:
+    """Where each credential begins that more text could make (or make longer):
+    a shape's match that runs on into a probe began in the text."""
+    tail = text[-HOLD_CHARS:]
+    base = len(text) - len(tail)
+    found = []
+    for probe in PROBES:
+        probed = tail + probe
+        for shape in SHAPES:
+            found += [
+                base + m.start() for m in shape.finditer(probed) if m.start() < len(tail) < m.end()
+            ]
+    return found
+
+
+def prefix_word(text: str) -> list[int]:
+    """Where the last word begins, if it is or begins a credential's prefix (at
+    a word boundary, as the SHAPES see one: its start, or after a hyphen)."""
+    tail = text[-HOLD_CHARS:]
+    word = WORD_AT_END.search(tail)
+    assert word is not None  # it matches the empty word
+    base = len(text) - len(tail) + word.start()
+    found = []
+    for at in [0, *(i + 1 for i, char in enumerate(word.group()) if char == "-")]:
+        rest = word.group()[at:]
+        if rest and any(p.startswith(rest) or rest.startswith(p) for p in PREFIXES):
+            found.append(base + at)
+    return found
+
+
+def secret_beginnings(text: str, secrets: list[str]) -> list[int]:
+    """Where a known secret's beginning (not the whole of it) ends the text."""
+    found = []
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(text)), 0, -1):
+            if text.endswith(secret[:size]):
+                found.append(len(text) - size)
+                break
+    return found
+
+
+def env_secrets(env: Mapping[str, Any]) -> list[str]:
+    """The values of an agent's env that are secrets, as far as can be told:
+    each whose name says so (…KEY, …TOKEN, …SECRET, …PASSWORD, …AUTH…), and
+    any other that reads like a key (LOOKS_RANDOM_CHARS or more, no spaces or
+    slashes, upper and lower case letters and digits mixed). A model's name or
+    a path is left alone: hiding it would garble the log for nothing."""
+    found = []
+    for name, value in (env or {}).items():
+        value = str(value)
+        if SECRET_NAME.search(str(name)) or looks_random(value):
+            found.append(value)
+    return longest_first(found)
+
+
+def looks_random(value: str) -> bool:
+    return (
+        len(value) >= LOOKS_RANDOM_CHARS
+        and not re.search(r"[\s/]", value)
+        and bool(re.search(r"[a-z]", value))
+        and bool(re.search(r"[A-Z]", value))
+        and bool(re.search(r"[0-9]", value))
+    )

@@ -1,7 +1,9 @@
-"""Conditional state transitions shared by every model with a `status`.
+"""Conditional state transitions shared by every model with a state column.
 
 Each model declares its moves next to its `Status` as a table, `MOVES`:
-a move's name, the statuses it may start from and the one it leads to. That
+a move's name, the states it may start from and the one it leads to. The
+column is `status` unless the model names another as `STATE` (a journal
+step's `state`, an injection's `outcome`, a change-set member's `active`). That
 table is the state machine of DESIGN.md in one place; the tests check it
 against the document.
 
@@ -13,38 +15,49 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from django.db import transaction
-from django.db.models import Case, Value, When
+from django.db.models import Case, Q, Value, When
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 
 class Move(NamedTuple):
-    sources: tuple[str, ...]
-    target: str
+    sources: tuple[Any, ...]
+    target: Any
 
 
-def move(sources: str | Sequence[str], target: str) -> Move:
-    """A row of a MOVES table: `move([OPEN], IN_PROGRESS)`."""
-    if isinstance(sources, str):
+def move(sources: Any, target: Any) -> Move:
+    """A row of a MOVES table: `move([OPEN], IN_PROGRESS)`, or `move(True, False)`
+    for a yes/no state."""
+    if isinstance(sources, (str, bool)):
         sources = (sources,)
-    return Move(tuple(str(s) for s in sources), str(target))
+    return Move(tuple(state(s) for s in sources), state(target))
+
+
+def state(value: Any) -> Any:
+    """A choice's plain value (a TextChoices member is a str), booleans as they are."""
+    return value if isinstance(value, bool) else str(value)
 
 
 class Transitions:
     MOVES: ClassVar[dict[str, Move]] = {}
+    STATE: ClassVar[str] = "status"
 
-    def move(self, name: str, **changes: Any) -> bool:
-        """Make the move `name` of this model's MOVES table; True if this call won."""
+    def move(self, name: str, when: Q | None = None, **changes: Any) -> bool:
+        """Make the move `name` of this model's MOVES table; True if this call won.
+        `when`: a further condition the row must meet in the same UPDATE."""
         sources, target = self.MOVES[name]
         model: Any = type(self)
         if any(f.name == "updated_at" for f in model._meta.fields):
             changes.setdefault("updated_at", timezone.now())
         pk: Any = getattr(self, "pk")  # noqa: B009 - a mixin: the model has it
-        won = model.objects.filter(pk=pk, status__in=sources).update(status=target, **changes)
+        rows = model.objects.filter(pk=pk, **{f"{self.STATE}__in": sources})
+        if when is not None:
+            rows = rows.filter(when)
+        won = rows.update(**{self.STATE: target}, **changes)
         if not won:
-            self.refresh_from_db(fields=["status"])  # type: ignore[attr-defined]
+            self.refresh_from_db(fields=[self.STATE])  # type: ignore[attr-defined]
             return False
-        setattr(self, "status", target)  # noqa: B010
+        setattr(self, self.STATE, target)
         expressions = [k for k, v in changes.items() if isinstance(v, Combinable)]
         for key, value in changes.items():
             if key not in expressions:
@@ -75,31 +88,48 @@ class Transitions:
             raise ValueError("move_many takes values, not expressions")
         by_pk = {row.pk: row for row in rows}
         with transaction.atomic():
-            may = model.objects.select_for_update().filter(pk__in=by_pk, status__in=sources)
+            may = model.objects.select_for_update().filter(
+                pk__in=by_pk, **{f"{cls.STATE}__in": sources}
+            )
             movable = set(may.order_by("pk").values_list("pk", flat=True))
             won = [row for pk, row in by_pk.items() if pk in movable]
+            fields = {name: model._meta.get_field(name) for name in each or {}}
             per_row = {
-                field: Case(
-                    *(When(pk=row.pk, then=Value(values[row.pk])) for row in won),
-                    output_field=model._meta.get_field(field),
+                name: Case(
+                    *(
+                        When(pk=row.pk, then=Value(values[row.pk], output_field=fields[name]))
+                        for row in won
+                    ),
+                    output_field=fields[name],
                 )
-                for field, values in (each or {}).items()
+                for name, values in (each or {}).items()
             }
             if won:
-                model.objects.filter(pk__in=movable, status__in=sources).update(
-                    status=target, **changes, **per_row
+                model.objects.filter(pk__in=movable, **{f"{cls.STATE}__in": sources}).update(
+                    **{cls.STATE: target}, **changes, **per_row
                 )
         for row in won:
-            row.status = target
+            setattr(row, cls.STATE, target)
             for key, value in changes.items():
                 setattr(row, key, value)
             for field, values in (each or {}).items():
                 setattr(row, field, values[row.pk])
         if lost := [pk for pk in by_pk if pk not in movable]:
-            statuses = dict(model.objects.filter(pk__in=lost).values_list("pk", "status"))
+            states = dict(model.objects.filter(pk__in=lost).values_list("pk", cls.STATE))
             for pk in lost:
-                by_pk[pk].status = statuses.get(pk, by_pk[pk].status)
+                setattr(by_pk[pk], cls.STATE, states.get(pk, getattr(by_pk[pk], cls.STATE)))
         return won
+
+    @classmethod
+    def move_all(cls, name: str, rows: Any, **changes: Any) -> int:
+        """Make the move `name` on every row of the queryset `rows` that may make
+        it, in one conditional UPDATE; how many moved."""
+        sources, target = cls.MOVES[name]
+        model: Any = cls
+        if any(f.name == "updated_at" for f in model._meta.fields):
+            changes.setdefault("updated_at", timezone.now())
+        movable = rows.filter(**{f"{cls.STATE}__in": sources})
+        return int(movable.update(**{cls.STATE: target}, **changes))
 
     @classmethod
     def edges(cls) -> set[tuple[str, str]]:

@@ -43,12 +43,12 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks
 
-from agents import flow
 from agents.models import Agent
+from agents.moves import lifecycle
 from beads.models import Bead, Dependency
 from tests.factories import make_patch
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 SCHEMA_PATH = "/api/v1/openapi.json"
 FUZZ = settings(
@@ -109,8 +109,8 @@ class World:
         self.token = caller.plain_token
         self.repos = [repo.slug, other.slug]
         self.beads = [b.id for b in beads] + [elsewhere.id]
-        self.sessions = [str(flow.claim(caller, repository=repo).pk)]
-        self.their_session = str(flow.claim(rival, repository=repo).pk)
+        self.sessions = [str(lifecycle.claim(caller, repository=repo).pk)]
+        self.their_session = str(lifecycle.claim(rival, repository=repo).pk)
         _, self.patch = make_patch(repo, {"src/fuzzed.py": "print('fuzzed')\n"})
 
     def saw(self, case, response):

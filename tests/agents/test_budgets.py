@@ -10,12 +10,13 @@ import pytest
 from django.core.exceptions import ValidationError
 from rq import Worker
 
-from agents import budgets, flow, queues
-from agents.budgets import Budget
-from agents.dispatch import dispatch
-from agents.models import Agent, Session
-from agents.runner import run_session
-from agents.usage import Counts, TokenUsage
+from agents import queues
+from agents.jobs.dispatch import dispatch
+from agents.jobs.runner import run_session
+from agents.models import Agent, Budget, Session
+from agents.models.usage import Counts, TokenUsage
+from agents.moves import lifecycle
+from agents.reports import budgets
 from beads.models import Bead
 from tests.factories import program_agent
 
@@ -31,7 +32,7 @@ def quick(settings):
 
 
 def run(agent, bead):
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     session.queue()
     started = time.monotonic()
     run_session(session.pk)

@@ -4,14 +4,15 @@ member's commit is on its branch exactly once, or none is."""
 
 import pytest
 
-from agents import changesets, integration, lead, reconcile
+from agents.jobs import integration, lead, reconcile
 from agents.models import ChangeSet
+from agents.moves import changesets
 from tests.agents.test_changesets import bead, hand_in, work
 from tests.factories import commits, git
 from tests.procs import Running
 from tests.races import race
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 # The steps of a two-member landing: before the journal, after it, then each
 # branch moved and each journal row marked.
 STEPS = {

@@ -82,6 +82,7 @@ def test_each_member_bead_links_its_change_set_on_its_repository_page(api, web, 
         assert f'href="{changeset.get_absolute_url()}"' in page
 
 
+@pytest.mark.slow
 def test_rejecting_the_change_set_sends_every_member_back(api, web, agent, logged_in, rq_redis):
     a, w = bead(api), bead(web)
     logged_in.post("/changesets/", {"title": "v2", "beads": f"{a.id} {w.id}"})

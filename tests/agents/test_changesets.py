@@ -4,8 +4,10 @@ import pytest
 from django.db import IntegrityError, transaction
 from rq import SimpleWorker
 
-from agents import changesets, flow, integration, lead, queues, reconcile
+from agents import queues
+from agents.jobs import integration, lead, reconcile
 from agents.models import ChangeSet, ChangeSetMember, Submission
+from agents.moves import changesets, lifecycle
 from beads.models import Bead, Dependency, Plan, Wave, WaveBead
 from knowledge import inject
 from tests.factories import commits, git, make_patch, submit
@@ -57,6 +59,7 @@ def message(repo, sha):
     return git(repo.canonical_path, "log", "-1", "--format=%B", sha)
 
 
+@pytest.mark.slow
 def test_two_members_land_together_with_changeset_trailers(api, web, agent, rq_redis):
     changeset, a, w = pair(api, web)
     sub_a = hand_in(a, agent, {"version": "2\n"})
@@ -94,6 +97,7 @@ def test_a_member_whose_check_fails_lands_nothing(api, web, agent, rq_redis):
     assert f"{w.id} was refused" in a.last_failure and a.attempts == 1
 
 
+@pytest.mark.slow
 def test_a_failing_integration_command_lands_nothing(api, web, agent, rq_redis):
     changeset, a, w = pair(api, web)
     sub_a = hand_in(a, agent, {"version": "2\n"})
@@ -108,11 +112,12 @@ def test_a_failing_integration_command_lands_nothing(api, web, agent, rq_redis):
         assert "the integration gate failed" in member.last_failure
         assert "Exit code 1" in member.last_failure
     # The next session on a member reads the failing output in its context pack.
-    session = flow.claim(agent, bead=a)
+    session = lifecycle.claim(agent, bead=a)
     pack = inject.render_context(session, 40_000)
     assert "Why the last attempt failed" in pack and "the integration gate failed" in pack
 
 
+@pytest.mark.slow
 def test_three_failed_integrations_refuse_the_change_set_and_block_its_beads(
     api, web, agent, rq_redis
 ):
@@ -128,6 +133,7 @@ def test_three_failed_integrations_refuse_the_change_set_and_block_its_beads(
     assert not ChangeSetMember.objects.filter(active=True).exists()  # free for another
 
 
+@pytest.mark.slow
 def test_a_head_that_moves_before_landing_rebuilds_and_retests(api, web, agent, rq_redis):
     changeset, a, w = pair(api, web)
     sub_a, sub_w = held_and_gating(api, web, a, w, agent)
@@ -138,6 +144,8 @@ def test_a_head_that_moves_before_landing_rebuilds_and_retests(api, web, agent, 
     lead.drain(web.pk)  # not through the queue, where the change set's job waits
     assert status(other) == "closed"
     run_changeset(changeset)  # the heads moved: web is gated again, then all land
+    assert status(changeset) == "open"
+    assert "web moved since the candidates were built" in changeset.reason
     work(api, web)
     assert status(changeset) == "landed"
     assert (status(sub_a), status(sub_w)) == ("committed", "committed")
@@ -146,7 +154,18 @@ def test_a_head_that_moves_before_landing_rebuilds_and_retests(api, web, agent, 
     assert member.tree != held_tree and member.head == other.commit_sha
     assert git(web.canonical_path, "rev-parse", f"{w.commit_sha}^") == other.commit_sha
     assert sub_w.gate_results.filter(gate="apply").count() == 1  # gates ran again, anew
-    assert "moved since the candidates were built" in changeset.reason
+    # Landed, it says no more why it was sent back once: its attempts keep count.
+    assert (changeset.reason, changeset.attempts) == ("", 1)
+
+
+def test_a_submission_gated_again_forgets_what_was_said_of_it(api, web, agent, rq_redis):
+    changeset, a, w = pair(api, web)
+    sub_a, _ = held_and_gating(api, web, a, w, agent)
+    Submission.objects.filter(pk=sub_a.pk).update(reason="Held: api moved meanwhile.")
+    sub_a.refresh_from_db()
+    assert sub_a.requeue()
+    sub_a.refresh_from_db()
+    assert (sub_a.status, sub_a.reason) == ("queued", "")
 
 
 def run_changeset(changeset):
@@ -243,6 +262,7 @@ def test_api_refuses_bad_change_sets_with_reasons(api, web, logged_in, client, a
     assert by_agent.status_code == 403
 
 
+@pytest.mark.slow
 def test_integration_output_is_for_people_and_the_members_own_agents(
     api, web, logged_in, client, agent, rq_redis
 ):
@@ -257,6 +277,7 @@ def test_integration_output_is_for_people_and_the_members_own_agents(
     assert as_agent.json()["integration_passed"] is False
 
 
+@pytest.mark.slow
 def test_reverting_a_landed_change_set_reverts_every_member(api, web, agent, rq_redis):
     changeset, a, w = pair(api, web)
     hand_in(a, agent, {"version": "2\n"})
@@ -275,6 +296,7 @@ def test_reverting_a_landed_change_set_reverts_every_member(api, web, agent, rq_
     assert changeset.journal.filter(kind="revert", state="advanced").count() == 2
 
 
+@pytest.mark.slow
 def test_reconcile_requeues_a_change_set_left_gating(api, web, agent, rq_redis):
     changeset, a, w = pair(api, web)
     held_and_gating(api, web, a, w, agent)
@@ -289,6 +311,7 @@ def hold_submission(submission_id):
     return changesets.hold(sub, "head-" + sub.bead_id, "tree-" + sub.bead_id)
 
 
+@pytest.mark.slow
 def test_siblings_held_at_once_by_their_leads_start_gating_exactly_once(
     api, web, make_repo, agent, rq_redis
 ):
@@ -303,6 +326,7 @@ def test_siblings_held_at_once_by_their_leads_start_gating_exactly_once(
     assert jobs == [f"changeset-{changeset.pk}"]
 
 
+@pytest.mark.slow
 def test_the_integration_command_sees_every_candidate_under_its_slug_and_no_secrets(
     api, web, agent, rq_redis, monkeypatch
 ):
@@ -320,6 +344,7 @@ def test_the_integration_command_sees_every_candidate_under_its_slug_and_no_secr
     assert status(changeset) == "landed"
 
 
+@pytest.mark.slow
 def test_an_integration_command_that_runs_too_long_is_stopped(api, web, agent, rq_redis):
     changeset, a, w = pair(api, web, command=["sleep", "30"])
     ChangeSet.objects.filter(pk=changeset.pk).update(integration_timeout_s=1)
@@ -331,6 +356,7 @@ def test_an_integration_command_that_runs_too_long_is_stopped(api, web, agent, r
     assert changeset.status == "open" and commits(api) == commits(web) == 2
 
 
+@pytest.mark.slow
 def test_a_member_out_of_attempts_blocks_its_siblings_so_none_lands_alone(
     api, web, agent, rq_redis
 ):

@@ -38,7 +38,7 @@ def corral(live_server, token, tmp_path):
             else:
                 environ[name] = value
         return subprocess.run(
-            [sys.executable, "-m", "agents.cli", *args],
+            [sys.executable, "-m", "corral_client.cli", *args],
             cwd=cwd,
             env=environ,
             input=stdin,
@@ -66,6 +66,7 @@ def refused(done, says):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_an_agent_claims_works_and_submits_through_the_cli(repo, corral, tmp_path, rq_redis):
     bead = Bead.objects.create(
         repository=repo, title="Grow the app", scope=["src/**"], acceptance_criteria="it grows"
@@ -202,10 +203,13 @@ def test_release_gives_the_bead_back(repo, corral, tmp_path):
     refused(corral("release", "--reason", "again", cwd=work), "409")
 
 
-def test_learn_and_inject(repo, corral):
+def test_learn_and_inject(repo, corral, tmp_path):
+    Bead.objects.create(repository=repo, title="x")
+    ok(corral("claim", "--dir", str(tmp_path / "w")))  # an agent learns where it works
     out = ok(corral("learn", "Use pathspec", "--body", "It matches like git.", "--tags", "a,b"))
     learning = Learning.objects.get()
     assert out.startswith(f"learning {learning.pk} (candidate)") and learning.tags == ["a", "b"]
+    assert learning.repository == repo
     Learning.objects.filter(pk=learning.pk).update(status="approved")
     text = ok(corral("inject", "--q", "pathspec"))
     assert "## Use pathspec" in text and "It matches like git." in text

@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
-from agents import queues, reconcile
-from agents.dispatch import dispatch, free_slots
+from agents import queues
+from agents.jobs import reconcile
+from agents.jobs.dispatch import dispatch, free_slots
 from agents.models import Agent, Session
 from beads.models import Bead
 from tests.factories import PROGRAMS
@@ -41,6 +42,20 @@ def test_without_a_session_worker_nothing_is_dispatched(repo, sleepy_agents, rq_
     assert not Session.objects.exists()
 
 
+def test_with_session_slots_dispatch_queues_sessions_for_workers_yet_to_start(
+    repo, sleepy_agents, rq_redis, settings
+):
+    settings.SESSION_SLOTS = 3  # workers are started for the queue (KEDA), none listen yet
+    for n in range(5):
+        Bead.objects.create(repository=repo, title=f"b{n}")
+    assert free_slots() == 3
+    assert dispatch() == 3
+    assert dispatch() == 0  # the slots are taken, by sessions still waiting
+    assert set(Session.objects.values_list("status", flat=True)) == {"queued"}
+    assert rq_redis.llen(queues.queue(queues.SESSIONS).key) == 3  # what the scaler reads
+
+
+@pytest.mark.slow
 def test_dispatch_fills_the_free_slots_and_spreads_over_agents(
     repo, sleepy_agents, two_session_workers
 ):
@@ -53,6 +68,7 @@ def test_dispatch_fills_the_free_slots_and_spreads_over_agents(
     assert {s.status for s in sessions} <= {"queued", "running"}
 
 
+@pytest.mark.slow
 def test_dispatch_respects_max_agents_and_paused_repositories(
     make_repo, sleepy_agents, two_session_workers
 ):
@@ -69,6 +85,7 @@ def test_dispatch_respects_max_agents_and_paused_repositories(
     assert Session.objects.get().bead.repository == paused
 
 
+@pytest.mark.slow
 def test_dispatch_waits_while_bwrap_cannot_start_and_sessions_would_be_refused(
     repo, sleepy_agents, two_session_workers, settings, tmp_path
 ):

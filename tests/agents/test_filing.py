@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from agents import flow
 from agents.models import Agent, GateResult, Session, Submission
+from agents.moves import lifecycle
 from beads import hook, scopes
 from beads.models import Bead, Dependency
 from tests.factories import make_patch, run_lead, submit
@@ -51,7 +51,7 @@ def working(repo):
     """An agent with a live session on a bead scoped to src/**: (agent, api, session)."""
     Bead.objects.create(repository=repo, title="Grow the app", scope=["src/**"])
     agent, api = external_agent()
-    session = flow.claim(agent, repository=repo)
+    session = lifecycle.claim(agent, repository=repo)
     return agent, api, session
 
 
@@ -105,17 +105,17 @@ def test_a_session_tokens_bead_is_proposed_in_its_repository_never_dispatched(
     assert created not in hook.ready()
     internal = Agent.objects.create(name="internal-1", preset="shell", internal=True)
     with pytest.raises(hook.NothingReady):
-        flow.claim(internal, repositories=[repo.pk])
+        lifecycle.claim(internal, repositories=[repo.pk])
     with pytest.raises(hook.NotClaimable, match="Proposed"):
-        flow.claim(internal, bead=created)
+        lifecycle.claim(internal, bead=created)
     # A session token works in its session's repository only.
-    assert api.post("beads", found(session.bead, repo=other.slug)).status_code == 403
+    assert api.post("beads", found(session.bead, repo=other.slug)).status_code == 404
 
 
 def test_an_agent_token_files_beside_a_bead_it_holds_a_live_session_on(repo, working):
     _, api, session = working
     assert api.post("beads", found(session.bead, scope=["src/a.py"])).status_code == 201
-    flow.release(session, "done looking")
+    lifecycle.release(session, "done looking")
     # Its session over, it works on the bead no more.
     response = api.post("beads", found(session.bead, scope=["src/b.py"]))
     assert response.status_code == 403 and "no live session" in response.json()["detail"]

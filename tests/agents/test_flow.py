@@ -1,9 +1,9 @@
-"""The moves across tables (agents/flow.py), each one transaction."""
+"""The moves across tables (agents/moves/), each one transaction."""
 
 import pytest
 
-from agents import flow
 from agents.models import Session, Submission
+from agents.moves import lifecycle, outcomes
 from beads.models import Bead, Dependency
 from tests.factories import make_patch, run_lead, submit
 
@@ -39,6 +39,7 @@ def test_an_epic_closes_when_its_last_child_lands(repo, agent, rq_redis):
     assert epic.close_reason == "all its children landed"
 
 
+@pytest.mark.slow
 def test_closing_climbs_to_the_grandparent_epic(repo, agent, rq_redis):
     top = Bead.objects.create(repository=repo, title="Top", issue_type="epic")
     middle = child_of(top, repo, "Middle")
@@ -58,15 +59,16 @@ def test_an_epic_with_a_child_still_open_stays_open(repo, agent, rq_redis):
 
 def test_a_lost_session_returns_its_bead_once(repo, agent):
     bead = Bead.objects.create(repository=repo, title="x", scope=["**"])
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     other = Session.objects.get(pk=session.pk)
-    assert flow.lose(session)
-    assert not flow.lose(other)  # the second process loses the race and changes nothing
+    assert lifecycle.lose(session)
+    assert not lifecycle.lose(other)  # the second process loses the race and changes nothing
     bead.refresh_from_db()
     assert bead.status == "open" and bead.attempts == 1
     assert bead.last_failure == "The session was lost: its lease expired."
 
 
+@pytest.mark.slow
 def test_a_refusal_after_a_commit_changes_nothing(repo, agent, rq_redis):
     bead = Bead.objects.create(repository=repo, title="x", scope=["**"])
     base, patch = make_patch(repo, {"x.txt": "x\n"})
@@ -74,7 +76,7 @@ def test_a_refusal_after_a_commit_changes_nothing(repo, agent, rq_redis):
     run_lead(repo)
     sub.refresh_from_db()
     assert sub.status == "committed"
-    assert not flow.refuse(sub, "failed", "too late")
+    assert not outcomes.refuse(sub, "failed", "too late")
     bead.refresh_from_db()
     assert bead.status == "closed" and bead.attempts == 0
 
@@ -102,8 +104,8 @@ def test_a_train_lands_the_others_when_one_member_was_done_with_meanwhile(repo, 
         subs.append(submit(bead, agent, patch, base))
     for sub in subs:
         assert sub.start_checking()
-    assert flow.refuse(Submission.objects.get(pk=subs[1].pk), "failed", "The lead failed.")
-    flow.land_train([(sub, str(i) * 40) for i, sub in enumerate(subs)])
+    assert outcomes.refuse(Submission.objects.get(pk=subs[1].pk), "failed", "The lead failed.")
+    outcomes.land_many([(sub, str(i) * 40) for i, sub in enumerate(subs)])
     for sub in subs:
         sub.refresh_from_db()
         sub.bead.refresh_from_db()

@@ -109,6 +109,14 @@ def test_paths_under_dot_agents_are_refused(repo, agent, rq_redis):
     )
 
 
+@pytest.mark.parametrize("name", [".Agents/context.md", ".agents./handoff.md", ".AGENTS "])
+def test_what_a_file_system_would_take_for_dot_agents_is_refused(repo, agent, rq_redis, name):
+    base, patch = make_patch(repo, {name: "from the repository\n"})
+    sub = send(repo, agent, patch, scope=["**"], base=base)
+    assert outcome(sub) == ("rejected", "open")
+    assert f"{name}: a path under .agents/" in gate(sub, "paths").detail
+
+
 def test_a_header_without_prefixes_is_judged_by_the_path_git_writes(repo, agent, rq_redis):
     """git apply -p1 reads `docs/tests/test_ok.py` as tests/test_ok.py: outside docs/**."""
     patch = (
@@ -140,6 +148,7 @@ def test_a_symlink_through_a_symlink_is_refused(repo, agent, rq_redis):
     assert "docs/via: a symlink to 'up/src/app.py' through the symlink docs/up" in sub.reason
 
 
+@pytest.mark.slow
 def test_a_new_symlink_that_carries_an_old_one_outside_is_refused(repo, agent, rq_redis):
     # docs/old points at docs/d/../../README.md: README.md while docs/d is a folder.
     base, patch = make_patch(repo, {"docs/d/keep.md": "x\n"})
@@ -176,14 +185,29 @@ def test_gitlinks_and_gitmodules_need_the_repository_to_allow_them(repo, agent, 
     assert ".gitmodules: a .gitmodules file" in sub.reason
 
 
-def test_a_big_file_in_a_small_binary_patch_is_refused_by_its_size_in_git(repo, agent, rq_redis):
+def test_a_big_file_in_a_small_binary_patch_is_refused_before_git_inflates_it(
+    repo, agent, rq_redis
+):
     repo.max_blob_bytes = 1_000_000
     repo.save()
     base, patch = binary_patch(repo, files={"docs/zeros.bin": b"\0" * 3_000_000})
     assert len(patch) < 20_000  # compressed: the patch has a few lines, the file 3 MB
     sub = send(repo, agent, patch, base=base)
     assert outcome(sub) == ("rejected", "open")
-    assert "docs/zeros.bin: 3000000 bytes, over the cap of 1000000 per file" in sub.reason
+    assert (
+        "docs/zeros.bin: a binary hunk declares 3000000 bytes, over the repository's cap "
+        "of 1000000 per file"
+    ) in sub.reason
+    assert gate(sub, "apply").passed is False
+
+
+def test_a_big_file_is_refused_by_its_size_in_git(repo, agent, rq_redis):
+    repo.max_blob_bytes = 100_000
+    repo.save()
+    base, patch = make_patch(repo, {"docs/big.md": ("x" * 49_999 + "\n") * 3})
+    sub = send(repo, agent, patch, base=base)
+    assert outcome(sub) == ("rejected", "open")
+    assert "docs/big.md: 150000 bytes, over the cap of 100000 per file" in sub.reason
     assert gate(sub, "size").passed is False
 
 

@@ -20,14 +20,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agents import lead, patches
+from agents import patches
+from agents.jobs import lead
 from agents.models import Submission
 from beads.models import Bead
 from tests.agents.test_api import new_agent
 from tests.factories import git, git_raw
 from workspace.models import Repository
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 SCOPE = ["docs/**"]
 PROPERTY = settings(

@@ -2,8 +2,10 @@
 
 import pytest
 
-from agents import flow, lead, queues, reconcile
+from agents import queues
+from agents.jobs import lead, reconcile, revert
 from agents.models import GateResult
+from agents.moves import outcomes
 from beads.models import Bead
 from tests.factories import commits, git, land, make_patch, run_lead, submit
 from workspace import gitops
@@ -227,6 +229,7 @@ def test_the_check_runs_on_head_plus_the_patch(repo, agent, rq_redis):
     assert outcome(sub)[0] == "committed"
 
 
+@pytest.mark.slow
 def test_a_check_that_runs_too_long_is_stopped(repo, agent, rq_redis):
     repo.check_command = 'python3 -c "import time; time.sleep(30)"'
     repo.check_timeout_s = 1
@@ -246,8 +249,8 @@ def test_human_review_waits_then_an_approval_lands_it(repo, agent, rq_redis, use
     assert outcome(sub)[:2] == ("awaiting_review", "review")
     assert gate(sub, "review").passed is None
     assert commits(repo) == before
-    assert flow.review(sub, user, approve=True)
-    assert not flow.review(sub, user, approve=False)  # decided already
+    assert outcomes.review(sub, user, approve=True)
+    assert not outcomes.review(sub, user, approve=False)  # decided already
     run_lead(repo)
     assert outcome(sub) == ("committed", "closed", "succeeded")
     assert sub.reviewed_by == user
@@ -260,7 +263,7 @@ def test_human_rejection_returns_the_bead(repo, agent, rq_redis, user):
     repo.save()
     _, sub = land(repo, agent, {"a.txt": "1\n"})
     run_lead(repo)
-    assert flow.review(sub, user, approve=False, reason="Wrong approach")
+    assert outcomes.review(sub, user, approve=False, reason="Wrong approach")
     assert outcome(sub) == ("rejected", "open", "failed")
     assert sub.bead.last_failure == "Wrong approach"
 
@@ -303,10 +306,10 @@ def test_revert_lands_one_commit_and_reopens_the_bead(repo, agent, rq_redis):
     _, later = land(repo, agent, {"other.txt": "1\n"})
     run_lead(repo)
     before = commits(repo)
-    flow.request_revert(bead)
-    flow.request_revert(bead)
+    outcomes.request_bead_revert(bead)
+    outcomes.request_bead_revert(bead)
     run_lead(repo)
-    lead.revert(bead.pk)
+    revert.revert(bead.pk)
     bead.refresh_from_db()
     assert bead.status == "open" and bead.commit_sha == ""
     assert commits(repo) == before + 1
@@ -329,7 +332,7 @@ def test_push_fast_forwards_the_upstream(repo, agent, rq_redis, tmp_path):
     assert sub.pushed_at is not None and sub.push_error == ""
 
 
-def test_a_push_that_is_not_a_fast_forward_is_recorded_never_forced(
+def test_a_push_onto_an_upstream_that_moved_lands_on_it_never_forced(
     repo, agent, rq_redis, tmp_path
 ):
     upstream = tmp_path / "upstream.git"
@@ -346,8 +349,22 @@ def test_a_push_that_is_not_a_fast_forward_is_recorded_never_forced(
     _, sub = land(repo, agent, {"a.txt": "1\n"})
     run_lead(repo)
     sub.refresh_from_db()
-    assert sub.status == "committed"
-    assert sub.pushed_at is None and "push" in sub.push_error
-    assert git(upstream, "rev-parse", repo.branch) == theirs
+    assert sub.status == "committed" and sub.pushed_at is not None
+    # Fetched before the train: the bead's commit sits on theirs, theirs kept.
+    assert git(upstream, "rev-parse", repo.branch) == sub.commit_sha
+    assert git(upstream, "rev-parse", f"{sub.commit_sha}^") == theirs
+
+
+def test_a_push_to_an_unreachable_upstream_is_recorded_and_tried_again(
+    repo, agent, rq_redis, tmp_path
+):
+    repo.push, repo.upstream = True, str(tmp_path / "gone.git")
+    repo.save()
+    _, sub = land(repo, agent, {"a.txt": "1\n"})
+    run_lead(repo)
+    sub.refresh_from_db()
+    repo.refresh_from_db()
+    assert sub.status == "committed" and sub.pushed_at is None
+    assert repo.push_ok is False and "gone.git" in repo.push_message
     assert reconcile.retry_pushes() == 1  # the supervisor will try again
     assert queues.lead_queue(repo).fetch_job(f"push-{repo.slug}") is not None

@@ -142,13 +142,15 @@ def test_the_submission_page_colours_and_escapes_the_diff(logged_in, repo, agent
     run_lead(repo)
     sub.refresh_from_db()
     html = page(logged_in, f"/submissions/{sub.pk}/")
-    assert "<script>alert(1)</script>" not in html
-    assert '<span class="add">+&lt;script&gt;alert(1)&lt;/script&gt;</span>' in html
-    assert '<span class="del">-print(&#x27;hello&#x27;)</span>' in html
-    assert '<span class="add">+print(&#x27;bye&#x27;)</span>' in html
-    assert re.search(r'<span class="hunk">@@ -1 \+1 @@', html)
-    assert '<span class="meta">diff --git a/src/app.py b/src/app.py</span>' in html
-    assert '<span class="meta">+++ b/src/page.html</span>' in html
+    assert "<script>alert(1)</script>" not in html and "&lt;" in html
+    added = re.findall(r'<tr class="add">.*?</tr>', html, re.S)
+    assert any("alert" in r and "&lt;" in r and "<script" not in r for r in added)
+    removed = re.search(r'<tr class="del"><td class="ln">1</td><td class="ln"></td>.*?</tr>', html)
+    assert "hello" in removed.group(0) and '<span class="nb">print</span>' in removed.group(0)
+    assert any("bye" in r for r in added)
+    assert '<tr class="hunk-head"><td colspan="4">@@ -1,1 +1,1 @@</td></tr>' in html
+    assert "<summary><code>src/app.py</code>" in html
+    assert "<summary><code>src/page.html</code>" in html
     assert re.search(r'<pre class="detail">Passed.\s+all 7 tests passed', html)
     assert 'data-status="committed"' in html and f'id="commit-sha">{sub.commit_sha}<' in html
     assert "hx-trigger" not in html  # finished: nothing to poll

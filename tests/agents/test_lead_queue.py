@@ -13,7 +13,7 @@ from tests.procs import Running, group_members, wait_until
 from tests.races import race
 from workspace.models import Repository
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def lead_worker(env, repo, *args):

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from agents import lead
+from agents.jobs import lead
 from agents.models import Submission
 from tests.factories import git, land, make_patch, run_lead
 from workspace import gitops
@@ -37,6 +37,7 @@ def queue_several(repo, agent, n, base):
     return [land(repo, agent, {f"f{i}.txt": f"{i}\n"}, base=base)[1] for i in range(n)]
 
 
+@pytest.mark.slow
 def test_a_train_lands_one_commit_per_bead_with_one_move_of_the_branch(repo, agent, rq_redis):
     path = repo.canonical_path
     git(path, "config", "core.logAllRefUpdates", "always")  # every move of the branch is logged
@@ -76,6 +77,7 @@ def test_a_refused_member_drops_out_and_the_others_land(repo, agent, rq_redis):
     assert [r.gate for r in last.gate_results.all()][:2] == ["apply", "paths"]
 
 
+@pytest.mark.slow
 def test_when_the_branch_cannot_be_moved_no_member_of_the_train_lands(repo, agent, rq_redis):
     path = repo.canonical_path
     base = git(path, "rev-parse", repo.branch)
@@ -92,6 +94,7 @@ def test_when_the_branch_cannot_be_moved_no_member_of_the_train_lands(repo, agen
     assert not Submission.objects.filter(commit_sha__gt="").exists()
 
 
+@pytest.mark.slow
 def test_a_train_whose_branch_moved_is_built_again_on_the_new_head(repo, agent, rq_redis):
     path = repo.canonical_path
     base = git(path, "rev-parse", repo.branch)
@@ -174,6 +177,7 @@ def queries_to_land(repo, subs):
     return len(queries)
 
 
+@pytest.mark.slow
 def test_a_train_makes_as_many_queries_for_five_members_as_for_two(repo, agent, rq_redis):
     base = git(repo.canonical_path, "rev-parse", repo.branch)
     subs = queue_several(repo, agent, 7, base)

@@ -16,7 +16,7 @@ from beads.models import Bead
 from knowledge.models import Learning
 from tests.factories import git, run_lead
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {"ready", "claim", "show", "heartbeat", "log", "submit", "release"}
 TOOLS |= {"comment", "new_bead", "learn", "inject"}
@@ -33,7 +33,7 @@ def server(live_server, token, tmp_path, **env):
     environ = {"PYTHONPATH": str(ROOT), "CORRAL_URL": live_server.url, "CORRAL_TOKEN": token}
     environ |= {"PATH": os.environ["PATH"], "HOME": str(tmp_path)} | env
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "agents.cli", "mcp"], env=environ, cwd=tmp_path
+        command=sys.executable, args=["-m", "corral_client.cli", "mcp"], env=environ, cwd=tmp_path
     )
 
 
@@ -75,11 +75,12 @@ def test_an_agent_works_a_bead_through_mcp_tools(live_server, repo, token, tmp_p
                 {"title": "Found more", "discovered_from": bead.id, "scope": ["src/more/**"]},
             )
         )
-        seen["submit"] = result_of(await client.call_tool("submit", {"summary": "via mcp"}))
+        # Learnings are read and proposed while the agent holds its session.
         seen["learn"] = result_of(
             await client.call_tool("learn", {"title": "Say it once", "body": "b", "tags": ["x"]})
         )
         seen["inject"] = result_of(await client.call_tool("inject", {"repo": repo.slug}))
+        seen["submit"] = result_of(await client.call_tool("submit", {"summary": "via mcp"}))
 
     errors = tmp_path / "stderr.txt"
     with errors.open("w") as errlog:

@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents import flow, problems
 from agents.models import Session, Submission
+from agents.moves import lifecycle
+from agents.reports import problems
 from beads.models import Bead
 from tests.factories import make_patch, program_agent, run_in_thread, submit, wait_for
 from workspace.audit import AuditEntry
@@ -18,6 +19,7 @@ HOUR_AGO = timezone.now() - timedelta(hours=1)
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_a_silent_agent_that_heartbeats_is_not_stalled_one_that_does_not_is(
     repo, live_server, settings, rq_redis
 ):
@@ -31,7 +33,7 @@ def test_a_silent_agent_that_heartbeats_is_not_stalled_one_that_does_not_is(
     threads = []
     for agent in (thinker, sleeper):
         bead = Bead.objects.create(repository=repo, title=agent.name, scope=["src/**"])
-        session = flow.claim(agent, bead=bead)
+        session = lifecycle.claim(agent, bead=bead)
         session.queue()
         sessions[agent.name] = session
         threads.append(run_in_thread(session.pk))
@@ -44,7 +46,7 @@ def test_a_silent_agent_that_heartbeats_is_not_stalled_one_that_does_not_is(
             assert Session.objects.get(pk=sessions[thinker.name].pk).status == "running"
             time.sleep(0.25)
     finally:
-        flow.cancel(Session.objects.get(pk=sessions[sleeper.name].pk), by="the test")
+        lifecycle.cancel(Session.objects.get(pk=sessions[sleeper.name].pk), by="the test")
         for thread in threads:
             thread.join(timeout=30)
     thought = Session.objects.get(pk=sessions[thinker.name].pk)

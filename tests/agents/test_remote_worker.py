@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agents import flow
+from agents.moves import lifecycle
 from beads.models import Bead
 from tests.factories import git, program_agent, run_lead
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,9 +37,11 @@ def test_a_worker_that_cannot_see_the_canonical_folder_lands_sessions(
         Bead.objects.create(repository=repo, title=f"Remote {n}", scope=["src/**"])
         for n in range(2)
     ]
-    sessions = [flow.claim(agent, bead=bead) for agent, bead in zip(agents, beads, strict=True)]
+    sessions = [
+        lifecycle.claim(agent, bead=bead) for agent, bead in zip(agents, beads, strict=True)
+    ]
     for session in sessions:
-        assert flow.queue_session(session)
+        assert lifecycle.queue_session(session)
 
     done = remote_worker(env, hidden=settings.REPOS_DIR)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -73,8 +75,8 @@ def test_a_worker_without_the_canonical_folder_mirrors_it_over_http(
     env["CORRAL_GIT_URL"] = live_server.url + "/git"  # given, it wins over CORRAL_URL
     agent = program_agent("editor", "src/far.txt=far")
     bead = Bead.objects.create(repository=repo, title="Far", scope=["src/**"])
-    session = flow.claim(agent, bead=bead)
-    assert flow.queue_session(session)
+    session = lifecycle.claim(agent, bead=bead)
+    assert lifecycle.queue_session(session)
     done = remote_worker(env)
     assert done.returncode == 0, done.stdout + done.stderr
     session.refresh_from_db()
@@ -91,8 +93,8 @@ def test_a_worker_that_cannot_reach_the_git_url_fails_the_session_saying_why(
     env["CORRAL_GIT_URL"] = "http://127.0.0.1:9/git"  # nothing listens there
     agent = program_agent("editor", "src/x.txt=x")
     bead = Bead.objects.create(repository=repo, title="Unreachable", scope=["src/**"])
-    session = flow.claim(agent, bead=bead)
-    assert flow.queue_session(session)
+    session = lifecycle.claim(agent, bead=bead)
+    assert lifecycle.queue_session(session)
     done = remote_worker(env)
     assert done.returncode == 0, done.stdout + done.stderr
     session.refresh_from_db()

@@ -5,8 +5,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents import flow, logtail
 from agents.models import LogChunk
+from agents.moves import lifecycle
+from agents.reports import logtail
 from beads.models import Bead
 
 pytestmark = pytest.mark.django_db
@@ -16,7 +17,7 @@ LINE = "x" * 99 + "\n"
 
 def session_with_log(repo, agent, chunks, title="Talk a lot"):
     bead = Bead.objects.create(repository=repo, title=title, scope=["src/**"])
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     LogChunk.objects.bulk_create(
         LogChunk(session=session, seq=n, text=f"chunk {n:05d}\n" + LINE * 10) for n in range(chunks)
     )

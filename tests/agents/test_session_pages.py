@@ -20,10 +20,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rq import Worker
 
-from agents import flow, queues
-from agents.dispatch import dispatch
+from agents import queues
+from agents.jobs.dispatch import dispatch
+from agents.jobs.runner import run_session
 from agents.models import LogChunk, Session
-from agents.runner import run_session
+from agents.moves import lifecycle
 from beads.models import Bead
 from tests.factories import program_agent, run_in_thread, wait_for
 from tests.procs import Running
@@ -55,7 +56,7 @@ def text(html):
 def claimed(repo, agent, title="Do the thing", scope=("src/**",), **fields):
     """A bead claimed by `agent`: its session, not run yet."""
     bead = Bead.objects.create(repository=repo, title=title, scope=list(scope), **fields)
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     session.queue()
     return session
 
@@ -398,6 +399,7 @@ def dispatch_done():
 
 
 @session_db
+@pytest.mark.slow
 def test_dispatch_skips_a_paused_repository_and_resume_lets_it_run(
     logged_in, repo, rq_redis, subprocess_env
 ):

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agents import flow
 from agents.models import Agent, LogChunk, Session, Submission
-from agents.runner import run_session
+from agents.moves import lifecycle
 from beads.models import Bead
 from knowledge.models import Learning
-from tests.factories import git, program_agent, run_in_thread, run_lead, wait_for
+from tests.factories import git, program_agent, run_bead, run_in_thread, run_lead, wait_for
 from tests.procs import group_members
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,16 +22,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def quick_limits(settings):
     settings.KILL_GRACE_SECONDS = 1
     settings.WATCH_INTERVAL_SECONDS = 0.2
-
-
-def start(repo, agent, scope=("src/**",), **fields):
-    bead = Bead.objects.create(repository=repo, title="Do the thing", scope=list(scope), **fields)
-    session = flow.claim(agent, bead=bead)
-    session.queue()
-    run_session(session.pk)
-    session.refresh_from_db()
-    bead.refresh_from_db()
-    return session, bead
 
 
 def log_text(session):
@@ -49,7 +38,7 @@ def alive(pid):
 
 def test_a_well_behaved_agent_lands_its_work(repo, rq_redis):
     agent = program_agent("editor", "src/feature.py=FEATURE = 1")
-    session, bead = start(repo, agent)
+    session, bead = run_bead(repo, agent)
     assert session.status == "submitted", session.error
     assert session.changed_files == ["src/feature.py"]
     assert session.summary == "Wrote the files I was asked to.\n"
@@ -69,7 +58,7 @@ def test_the_demo_agent_carries_out_the_edits_in_the_description(repo, rq_redis)
         "Greet properly.\n\n```corral replace src/app.py\nprint('hello')\n=====\n"
         "print('hello, world')\n```\n```corral write src/extra.py\nX = 2\n```\n"
     )
-    session, bead = start(repo, agent, description=description)
+    session, bead = run_bead(repo, agent, description=description)
     assert session.status == "submitted", log_text(session) + session.error
     run_lead(repo)
     bead.refresh_from_db()
@@ -80,15 +69,16 @@ def test_the_demo_agent_carries_out_the_edits_in_the_description(repo, rq_redis)
 
 
 def test_an_agent_that_sleeps_past_its_limit_is_timed_out(repo):
-    session, bead = start(repo, program_agent("sleeper"), time_limit_s=1)
+    session, bead = run_bead(repo, program_agent("sleeper"), time_limit_s=1)
     assert session.status == "timed_out" and "time limit of 1s" in session.error
     assert (bead.status, bead.attempts) == ("open", 1)
     assert not group_members(session.pid)
     assert not Submission.objects.exists()
 
 
+@pytest.mark.slow
 def test_an_agent_ignoring_sigterm_and_its_child_are_both_killed(repo):
-    session, _ = start(repo, program_agent("stubborn"), time_limit_s=1)
+    session, _ = run_bead(repo, program_agent("stubborn"), time_limit_s=1)
     assert session.status == "timed_out"
     # The pid it wrote is the sandbox's own (a PID namespace): look for what is left by folder.
     assert (Path(session.workdir) / ".agents" / "pids").read_text().strip()
@@ -110,7 +100,7 @@ def working_in(folder):
 
 
 def test_an_agent_writing_outside_its_scope_is_stopped_and_nothing_submitted(repo):
-    session, bead = start(repo, program_agent("trespasser"), scope=["src/**"])
+    session, bead = run_bead(repo, program_agent("trespasser"), scope=["src/**"])
     assert session.status == "out_of_scope"
     assert "outside.txt" in session.error
     assert not Submission.objects.exists()
@@ -119,7 +109,7 @@ def test_an_agent_writing_outside_its_scope_is_stopped_and_nothing_submitted(rep
 
 
 def test_an_agent_that_exits_non_zero_fails_and_returns_the_bead(repo):
-    session, bead = start(repo, program_agent("crasher"))
+    session, bead = run_bead(repo, program_agent("crasher"))
     assert session.status == "failed" and session.exit_code == 3
     assert "exited with code 3" in session.error
     assert (bead.status, bead.attempts) == ("open", 1)
@@ -128,7 +118,7 @@ def test_an_agent_that_exits_non_zero_fails_and_returns_the_bead(repo):
 
 def test_changing_more_files_than_the_cap_fails(repo):
     agent = program_agent("editor", "src/a=1", "src/b=2", "src/c=3", max_changed_files=2)
-    session, bead = start(repo, agent)
+    session, bead = run_bead(repo, agent)
     assert session.status == "failed" and "over the cap of 2" in session.error
     assert not Submission.objects.exists()
 
@@ -136,7 +126,7 @@ def test_changing_more_files_than_the_cap_fails(repo):
 def test_the_context_pack_says_why_the_last_attempt_failed_within_its_budget(repo):
     agent = program_agent("reader", context_budget_chars=1500)
     reason = "The check failed: test_totals expected 3, got 4."
-    session, _ = start(repo, agent, last_failure=reason, acceptance_criteria="Totals add up.")
+    session, _ = run_bead(repo, agent, last_failure=reason, acceptance_criteria="Totals add up.")
     printed = log_text(session)
     assert "## Why the last attempt failed" in printed and reason in printed
     assert "Totals add up." in printed
@@ -145,14 +135,14 @@ def test_the_context_pack_says_why_the_last_attempt_failed_within_its_budget(rep
 
 def test_a_long_description_is_cut_to_the_budget_and_the_cut_is_said(repo):
     agent = program_agent("reader", context_budget_chars=2000)
-    session, _ = start(repo, agent, description="word " * 2000)
+    session, _ = run_bead(repo, agent, description="word " * 2000)
     assert session.context_chars <= 2000
     assert "[Context cut:" in log_text(session)
 
 
 def test_the_log_is_cut_at_its_cap_and_says_so(repo, settings):
     settings.SESSION_LOG_CAP_CHARS = 500
-    session, _ = start(repo, program_agent("chatty", "100", "0"))
+    session, _ = run_bead(repo, program_agent("chatty", "100", "0"))
     text = log_text(session)
     assert text.endswith("[log cut: over 500 characters]\n")
     assert len(text) < 600
@@ -161,12 +151,12 @@ def test_the_log_is_cut_at_its_cap_and_says_so(repo, settings):
 
 def test_a_person_cancelling_a_session_stops_its_agent(repo, user):
     bead = Bead.objects.create(repository=repo, title="x", scope=["src/**"])
-    session = flow.claim(program_agent("sleeper"), bead=bead)
+    session = lifecycle.claim(program_agent("sleeper"), bead=bead)
     session.queue()
     runner = run_in_thread(session.pk)
     wait_for(lambda: Session.objects.get(pk=session.pk).pid)
     session.refresh_from_db()
-    assert flow.cancel(session, user)
+    assert lifecycle.cancel(session, user)
     runner.join(timeout=20)
     assert not runner.is_alive()
     session.refresh_from_db()
@@ -184,7 +174,7 @@ def test_a_handoff_linked_outside_the_clone_reads_as_nothing(repo, tmp_path):
     folder = tmp_path / "host-learnings"
     folder.mkdir()
     (folder / "keep.md").write_text("# HOST-ONLY-LEARNING\nfrom the host\n")
-    session, bead = start(repo, program_agent("linker", "links", str(secret), str(folder)))
+    session, bead = run_bead(repo, program_agent("linker", "links", str(secret), str(folder)))
     assert session.status == "submitted", session.error + log_text(session)
     assert "HOST-ONLY" not in session.summary
     assert not Learning.objects.filter(title__contains="HOST-ONLY").exists()
@@ -192,6 +182,6 @@ def test_a_handoff_linked_outside_the_clone_reads_as_nothing(repo, tmp_path):
 
 
 def test_a_fifo_handoff_does_not_hang_the_runner(repo):
-    session, _ = start(repo, program_agent("linker", "fifo"))
+    session, _ = run_bead(repo, program_agent("linker", "fifo"))
     assert session.status == "submitted", session.error + log_text(session)
     assert session.summary == ""

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents import flow, lead
+from agents.jobs import lead, revert
 from agents.models import Session
+from agents.moves import lifecycle
 from beads.models import Bead
 from tests.agents.test_api import new_agent
 from tests.factories import commits, git, land, make_patch, run_lead
@@ -27,7 +28,7 @@ def landed(repo, agent, files, summary, title="Do it"):
     base, patch = make_patch(repo, files)
     bead.start(agent.name)
     session = Session.objects.create(agent=agent, bead=bead, status="running", base_sha=base)
-    sub = flow.hand_in(session, patch, summary)
+    sub = lifecycle.hand_in(session, patch, summary)
     run_lead(repo)
     sub.refresh_from_db()
     assert sub.status == "committed", sub.reason
@@ -64,7 +65,7 @@ def test_a_revert_works_when_a_later_summary_names_its_target(repo, agent, rq_re
     target = first.commit_sha
     landed(repo, agent, {"b.txt": "1\n"}, f"Unrelated.\n\nReverts: {target}\n")
     before = commits(repo)
-    lead.revert(bead.pk)
+    revert.revert(bead.pk)
     bead.refresh_from_db()
     assert bead.status == "open"
     assert commits(repo) == before + 1
@@ -80,7 +81,7 @@ def test_a_resumed_landing_does_not_take_another_sessions_commit(repo, agent, rq
     # The first session's summary names the second session, as a trailer would.
     _, first = landed(repo, agent, {"a.txt": "1\n"}, f"Done.\n\nSession: {second.pk}\n")
     _, patch = make_patch(repo, {"b.txt": "2\n"}, base=base)
-    sub = flow.hand_in(second, patch, "Second.")
+    sub = lifecycle.hand_in(second, patch, "Second.")
     # A lead died while checking it: the next one resumes and looks for its commit.
     assert sub.start_checking()
     before = commits(repo)

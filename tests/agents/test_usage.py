@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from agents import flow, usage_report
+from agents.jobs.runner import run_session
+from agents.jobs.usage_reader import UsageReader, model_from_argv
 from agents.models import Agent, Session
-from agents.runner import run_session
-from agents.usage import Counts, Price, PriceTable, TokenUsage, UsageReader, model_from_argv
+from agents.models.usage import Counts, Price, PriceTable, TokenUsage
+from agents.moves import lifecycle
+from agents.reports import usage
 from beads.models import Bead
 from tests.factories import program_agent
 from tests.races import race
@@ -130,7 +132,7 @@ def test_cost_is_derived_from_the_price_table_by_model_prefix(db):
 def live_session(repo):
     agent = Agent.objects.create(name="outside", internal=False)
     bead = Bead.objects.create(repository=repo, title="Count me")
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     session.heartbeat()
     return agent, session
 
@@ -183,7 +185,7 @@ def test_another_agent_cannot_report_for_a_session_not_its_own(client, live_sess
 @pytest.mark.django_db(transaction=True)
 def test_corral_usage_reports_from_the_command_line(live_server, repo):
     agent = Agent.objects.create(name="outside", internal=False)
-    session = flow.claim(agent, bead=Bead.objects.create(repository=repo, title="CLI"))
+    session = lifecycle.claim(agent, bead=Bead.objects.create(repository=repo, title="CLI"))
     session.heartbeat()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
     env.update(
@@ -194,7 +196,7 @@ def test_corral_usage_reports_from_the_command_line(live_server, repo):
     )
 
     def corral(*args):
-        argv = [sys.executable, "-m", "agents.cli", "usage", *args]
+        argv = [sys.executable, "-m", "corral_client.cli", "usage", *args]
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
     done = corral("--input", "1200", "--output", "300", "--cache-read", "50", "--model", "o4-mini")
@@ -215,7 +217,7 @@ def test_a_session_running_claude_code_stores_the_usage_it_printed(repo, setting
         "usage_printer", str(FIXTURES / "claude_stream.jsonl"), "src/greet.py=print('hi')"
     )
     bead = Bead.objects.create(repository=repo, title="Greet", scope=["src/**"])
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     session.queue()
     run_session(session.pk)
     session = Session.objects.get(pk=session.pk)
@@ -324,7 +326,7 @@ def test_the_usage_overview_adds_up_as_the_rows_do(make_repo, agent):
             counts = Counts(*(rng.randrange(1, 10_000) for _ in range(4)))
             TokenUsage.put(session.pk, "claude-code", model, counts)
 
-    found = usage_report.overview(14)
+    found = usage.overview(14)
     by_repository, by_agent, agents = usage_as_rows_say(14)
     assert found.by_repository == by_repository
     assert found.by_agent == by_agent

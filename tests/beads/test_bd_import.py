@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from agents import flow
 from agents.models import Agent, Session
+from agents.moves import lifecycle
 from beads import hook, jsonl
 from beads.models import Bead, Comment, Dependency
 from tests.races import race
@@ -201,6 +201,7 @@ def test_a_bad_comment_is_refused_naming_its_line(bd_repo):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_comments_an_older_import_kept_in_extra_become_rows(bd_repo):
     executor = MigrationExecutor(connection)
     graph = executor.loader.graph  # by name: the lead renumbers migrations at merge
@@ -335,11 +336,11 @@ def test_the_messy_file_is_ready_as_bd_has_it(bd_repo):
         ("bd-c2", "is blocked, or a child of a blocked bead"),
     ],
 )
-def test_claiming_a_bead_bd_would_not_offer_says_why(bd_repo, bead_id, why):
+def test_claiming_a_bead_bd_would_not_offer_says_why(bd_repo, agent, bead_id, why):
     jsonl.import_records(jsonl.read(MESSY), bd_repo)
     bead = Bead.objects.get(pk=bead_id)
     with pytest.raises(hook.NotClaimable, match=why):
-        hook.claim("agent-1", lambda b: b, bead=bead)
+        lifecycle.claim(agent, bead=bead)
     assert Bead.objects.get(pk=bead_id).status == "open"
 
 
@@ -398,7 +399,7 @@ def test_an_import_closing_a_bead_races_a_claim_and_one_wins_whole(repo, agent, 
             return jsonl.import_records([closing], Repository.objects.get(pk=repo.pk)).summary()
         try:
             bead = Bead.objects.get(pk=record["id"])
-            return str(flow.claim(Agent.objects.get(pk=agent.pk), bead=bead).pk)
+            return str(lifecycle.claim(Agent.objects.get(pk=agent.pk), bead=bead).pk)
         except (hook.NothingReady, hook.NotClaimable) as e:
             return f"refused: {e}"
 

@@ -41,6 +41,7 @@ def create_beads(repo_id, n):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_eight_processes_creating_beads_at_once_get_distinct_ids(repo):
     made = race(create_beads, [(repo.pk, 40)] * 8)
     all_ids = [bead_id for batch in made for bead_id in batch]

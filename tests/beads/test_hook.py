@@ -5,8 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents import flow, reconcile
+from agents.jobs import reconcile
 from agents.models import Agent, Session
+from agents.moves import lifecycle
 from beads import hook
 from beads.models import Bead, Dependency, Plan, Wave, WaveBead
 from tests.races import race
@@ -109,14 +110,14 @@ def test_a_wave_holds_no_more_agents_than_its_plan_allows(repo, workspace):
 
 def test_claim_creates_a_leased_session_on_the_head(repo, agent):
     target = bead(repo, "work")
-    session = flow.claim(agent)
+    session = lifecycle.claim(agent)
     target.refresh_from_db()
     assert session.bead == target and target.status == "in_progress"
     assert target.assignee == agent.name
     assert session.status == "claimed" and session.lease_expires_at > timezone.now()
     assert len(session.base_sha) == 40
     with pytest.raises(hook.NothingReady):
-        flow.claim(agent)
+        lifecycle.claim(agent)
 
 
 def test_claiming_a_bead_that_is_not_ready_says_why(make_repo, agent):
@@ -124,15 +125,15 @@ def test_claiming_a_bead_that_is_not_ready_says_why(make_repo, agent):
     first, second = bead(repo, "first"), bead(repo, "second")
     Dependency.objects.create(issue=second, depends_on=first)
     with pytest.raises(hook.NotClaimable, match=f"waits for {first.id}"):
-        flow.claim(agent, bead=second)
-    flow.claim(agent, bead=first)
+        lifecycle.claim(agent, bead=second)
+    lifecycle.claim(agent, bead=first)
     with pytest.raises(hook.NotClaimable, match="in progress"):
-        flow.claim(agent, bead=first)
+        lifecycle.claim(agent, bead=first)
 
 
 def test_an_expired_lease_loses_the_session_and_returns_the_bead(repo, agent):
     target = bead(repo, "work")
-    session = flow.claim(agent)
+    session = lifecycle.claim(agent)
     Session.objects.filter(pk=session.pk).update(lease_expires_at=timezone.now())
     assert reconcile.reconcile()["lost"] == 1
     session.refresh_from_db()
@@ -145,7 +146,7 @@ def test_an_expired_lease_loses_the_session_and_returns_the_bead(repo, agent):
 
 def test_a_heartbeat_keeps_the_lease(repo, agent):
     bead(repo, "work")
-    session = flow.claim(agent)
+    session = lifecycle.claim(agent)
     Session.objects.filter(pk=session.pk).update(
         lease_expires_at=timezone.now() + timedelta(seconds=1)
     )
@@ -158,7 +159,7 @@ def test_a_heartbeat_keeps_the_lease(repo, agent):
 def claim_one(agent_id, repo_id):
     agent = Agent.objects.get(pk=agent_id)
     try:
-        return flow.claim(agent, repository=Repository.objects.get(pk=repo_id)).bead_id
+        return lifecycle.claim(agent, repository=Repository.objects.get(pk=repo_id)).bead_id
     except hook.NothingReady:
         return None
 
@@ -168,6 +169,7 @@ def claim_many(agent_id, repo_id, n):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_thirty_two_claimers_one_ready_bead_exactly_one_wins(repo, agent):
     repo.max_agents = 100
     repo.save()
@@ -179,6 +181,7 @@ def test_thirty_two_claimers_one_ready_bead_exactly_one_wins(repo, agent):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_sixteen_claimers_five_hundred_beads_never_the_same_twice(repo, agent):
     repo.max_agents = 1000
     repo.save()
@@ -194,6 +197,7 @@ def test_sixteen_claimers_five_hundred_beads_never_the_same_twice(repo, agent):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_concurrent_claims_never_exceed_max_agents(repo, agent):
     repo.max_agents = 3
     repo.save()

@@ -1,7 +1,7 @@
 """The hook's one-statement first page (hook.ready_rows) answers exactly as
 its querysets do (hook.first_ready), on random graphs of beads (some pinned
-or not work), blocking and parent-child dependencies, plans with waves and
-caps, and repositories with caps."""
+or not work, some waiting out a back-off), blocking and parent-child
+dependencies, plans with waves and caps, and repositories with caps."""
 
 import random
 from datetime import timedelta
@@ -33,6 +33,8 @@ def random_world(
         for n in range(5)
     ]
     start = timezone.now() - timedelta(days=10)
+    now = timezone.now()
+    waits = now + timedelta(minutes=2)
     beads = []
     for n in range(rng.randint(20, 70)):
         beads.append(
@@ -47,6 +49,8 @@ def random_world(
                 created_at=start + timedelta(minutes=rng.randint(0, 30)),  # ties happen
                 pinned=rng.random() < 0.05,  # bd's pinned, ephemeral and non-work beads
                 not_work=rng.random() < 0.05,
+                # Refused again and again: waiting out a back-off, or done waiting.
+                not_before=rng.choice([None] * 6 + [now - timedelta(seconds=5), waits]),
             )
         )
     for n, issue in enumerate(beads):

@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 from agents.models import ChangeSet
 from tests.agents.test_changesets import AGREE, bead, hand_in, work
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LIVE_MS = 10_000  # the status part polls every 2 s
 

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from beads.models import Bead, Dependency
 from tests.browser.conftest import PASSWORD, USERNAME, log_in
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 S = Bead.Status
 
@@ -50,6 +50,7 @@ def test_overview_counts_beads_per_status(logged_in_page, live, make_repo):
     beads(beta, blocked=2, deferred=1, open=1)
     expected = {
         alpha.slug: {
+            "proposed": 0,
             "open": 3,
             "in_progress": 1,
             "review": 2,
@@ -59,6 +60,7 @@ def test_overview_counts_beads_per_status(logged_in_page, live, make_repo):
             "total": 10,
         },
         beta.slug: {
+            "proposed": 0,
             "open": 1,
             "in_progress": 0,
             "review": 0,

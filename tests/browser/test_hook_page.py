@@ -9,7 +9,7 @@ from agents.models import Agent, Session
 from beads.models import Bead, Dependency
 from workspace.models import Repository
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def add_repo(workspace, name, **fields):

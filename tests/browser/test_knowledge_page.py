@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from knowledge.models import Learning
 from tests.knowledge.trap import trapped_repos, work
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)

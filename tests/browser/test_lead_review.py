@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 from beads.models import Bead
 from tests.factories import land, run_lead
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LIVE_MS = 10_000  # the status part polls every 2 s
 
@@ -38,9 +38,10 @@ def test_approve_then_the_commit_appears_without_a_reload(
     page.goto(f"{live}/submissions/{sub.pk}/")
     status = page.locator("#submission-status")
     expect(status.locator("[data-status]")).to_have_text("Awaiting review")
-    expect(page.locator("pre.diff .add").first).to_be_visible()
-    expect(page.locator("pre.diff .del")).to_have_text(["-print('hello')"])
-    expect(page.locator("pre.diff")).to_contain_text("+<b>bold</b>")
+    diff = page.locator("table.diff")
+    expect(diff.locator("tr.add td.code").first).to_be_visible()
+    expect(diff.locator("tr.del td.code")).to_contain_text(["print('hello')"])
+    expect(diff.locator("tr.add td.code").filter(has_text="<b>bold</b>")).to_have_count(1)
     expect(page.locator('tr[data-gate="check"] pre')).to_contain_text("5 passed")
     page.screenshot(path="/tmp/corral-submission.png", full_page=True)
 

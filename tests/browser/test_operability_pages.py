@@ -8,11 +8,11 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from agents.models import Agent, Session
-from agents.usage import Counts, TokenUsage
+from agents.models.usage import Counts, TokenUsage
 from beads.models import Bead
 from tests.browser.conftest import USERNAME
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_the_usage_page_draws_tokens_per_day(logged_in_page, live, repo):

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from beads.models import Bead, Plan
 from corral import demo_run
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 EPIC = "Tags on items"
 NOTES = """Write down how tags work.

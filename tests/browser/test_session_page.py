@@ -5,12 +5,12 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from agents import flow
 from agents.models import Agent, LogChunk, Session
+from agents.moves import lifecycle
 from beads.models import Bead
 from tests.factories import program_agent, run_in_thread, wait_for
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LIVE_MS = 20_000
 LOG_LINES = "document.querySelector('#session-log').textContent.split('\\n').filter(Boolean).length"
@@ -47,7 +47,7 @@ def quick_limits(settings):
 
 def start_in_thread(repo, agent, title):
     bead = Bead.objects.create(repository=repo, title=title, scope=["src/**"])
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     session.queue()
     return session, run_in_thread(session.pk)
 
@@ -119,7 +119,7 @@ def test_pause_dispatch_and_cancel_a_running_session_from_the_pages(
     logged_in_page, live, repo, agent, rq_redis
 ):
     bead = Bead.objects.create(repository=repo, title="Hold still", scope=["src/**"])
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     session.start(worker="elsewhere:1")  # no process: the page is what is under test
     page = logged_in_page
     page.click("button.run")

@@ -73,6 +73,7 @@ def world(repo, workspace):
     return locals()
 
 
+@pytest.mark.slow
 def test_every_admin_page_renders(admin_client, world):
     registered = set(admin.site._registry)
     assert {Workspace, Repository, Bead, Plan, Wave, Agent, Session, Submission, Learning} <= (

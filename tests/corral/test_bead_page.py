@@ -4,6 +4,7 @@ people (the page), agents (the API and `corral comment`) into the context pack."
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from agents import flow, lead
-from agents.budgets import Budget
-from agents.models import Agent, Session
-from agents.usage import Counts, TokenUsage
+from agents.jobs import revert
+from agents.models import Agent, Budget, Session
+from agents.models.usage import Counts, TokenUsage
+from agents.moves import outcomes
+from beads import jsonl
 from beads.models import Bead, Comment, Dependency, Plan, Wave, WaveBead
 from knowledge import inject
 from tests.factories import land, run_lead
@@ -77,9 +79,9 @@ def test_the_hook_says_why_a_bead_is_or_is_not_ready(logged_in, repo):
 def test_the_timeline_holds_sessions_gates_commits_and_reverts(logged_in, repo, agent, rq_redis):
     bead, sub = land(repo, agent, {"src/app.py": "print('new')\n"}, title="Change app")
     run_lead(repo)
-    flow.request_revert(bead)
+    outcomes.request_bead_revert(bead)
     run_lead(repo)
-    lead.revert(bead.pk)
+    revert.revert(bead.pk)
     html = page(logged_in, bead)
     timeline = html.split('id="timeline"')[1].split('id="comments"')[0]
     kinds = [part.split('"')[0] for part in timeline.split('data-kind="')[1:]]
@@ -201,7 +203,7 @@ def test_corral_comment_posts_for_the_session(live_server, repo):
         CORRAL_TOKEN=agent.plain_token,
         CORRAL_SESSION=str(session.pk),
     )
-    run = [sys.executable, "-m", "agents.cli", "comment"]
+    run = [sys.executable, "-m", "corral_client.cli", "comment"]
     done = subprocess.run(
         [*run, "Found a flaky test."], env=environ, capture_output=True, text=True
     )
@@ -212,3 +214,25 @@ def test_corral_comment_posts_for_the_session(live_server, repo):
     assert list(bead.comments.values_list("agent", "text")) == [
         ("cli-agent", "Found a flaky test.")
     ]
+
+
+def test_the_filed_line_says_who_or_what_filed_the_bead(logged_in, repo, user):
+    by_person = Bead.objects.create(repository=repo, title="By a person", filed_by=user)
+    by_agent = Bead.objects.create(repository=repo, title="By an agent", filed_by_agent="agent-7")
+    records = [
+        {"id": "app-bd01", "title": "From bd", "created_by": "dana"},
+        {"id": "app-bd02", "title": "From bd, nobody named"},
+    ]
+    from_bd, unnamed = jsonl.import_records(records, repo).beads
+    before = Bead.objects.create(repository=repo, title="Filed before Corral kept it")
+    expected = {
+        by_person: "alice",
+        by_agent: "agent agent-7",
+        from_bd: "a bd import (created by dana in bd)",
+        unnamed: "a bd import",
+        before: "not recorded",
+    }
+    for bead, filer in expected.items():
+        html = page(logged_in, bead)
+        assert re.search(rf'<dd id="filed">.* by {re.escape(filer)}</dd>', html), (filer, html)
+        assert f"Filed by {filer}" in html  # the timeline's first event

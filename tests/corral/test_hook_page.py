@@ -11,7 +11,7 @@ from django.utils import timezone
 from agents.models import Agent, Session
 from beads import hook
 from beads.models import Bead, Dependency, Plan, Wave, WaveBead
-from corral.views import READY_SHOWN
+from corral.pages.overview import READY_SHOWN
 from workspace.models import Repository, Workspace
 
 pytestmark = pytest.mark.django_db

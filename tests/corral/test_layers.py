@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("corral", "agents", "knowledge", "beads", "workspace")
+PACKAGES = ("corral", "corral_client", "agents", "knowledge", "beads", "workspace")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -105,9 +105,30 @@ def test_the_check_sees_a_late_import_and_spares_ready(tmp_path):
         "    def ready(self):\n"
         "        from beads.models import Bead\n"
         "    def other(self):\n"
-        "        import agents.flow\n"
+        "        import agents.moves.outcomes\n"
         "def f():\n"
         "    from workspace import config\n"
         "    import json\n"
     )
-    assert late_imports(apps) == [(6, ["agents.flow"]), (8, ["workspace"])]
+    assert late_imports(apps) == [(6, ["agents.moves.outcomes"]), (8, ["workspace"])]
+
+
+def test_the_client_runs_without_django_or_corrals_apps():
+    """`corral` runs on an agent's machine with plain Python: importing the CLI
+    and asking for its help loads nothing of Django or of Corral's apps."""
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['corral', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('corral_client.cli', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "ours = {'django', 'ninja', 'corral', 'agents', 'knowledge', 'beads', 'workspace'}\n"
+        "print(sorted(loaded & ours))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert "usage: corral" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

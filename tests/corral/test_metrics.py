@@ -11,10 +11,10 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents import flow
+from agents.jobs.runner import run_session
 from agents.models import Session
-from agents.runner import run_session
-from agents.usage import Counts, TokenUsage
+from agents.models.usage import Counts, TokenUsage
+from agents.moves import lifecycle
 from beads.models import Bead
 from corral import metrics
 from tests.factories import make_patch, program_agent, run_lead, submit
@@ -50,12 +50,13 @@ def value(found, name, **labels):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_metrics_count_a_real_run(client, repo, settings, rq_redis, metrics_on):
     settings.WATCH_INTERVAL_SECONDS = 0.2
     agent = program_agent("editor", "src/feature.py=FEATURE = 1")
     landed = Bead.objects.create(repository=repo, title="Land it", scope=["src/**"])
-    session = flow.claim(agent, bead=landed)
-    flow.queue_session(session)
+    session = lifecycle.claim(agent, bead=landed)
+    lifecycle.queue_session(session)
     run_session(session.pk)
     TokenUsage.report(session.pk, "gpt-5", Counts(input=1000, output=200))
     run_lead(repo)  # gates and commits it
@@ -67,8 +68,8 @@ def test_metrics_count_a_real_run(client, repo, settings, rq_redis, metrics_on):
     run_lead(repo)  # the scope gate refuses it
 
     cancelled = Bead.objects.create(repository=repo, title="Stop it")
-    flow.cancel(flow.claim(agent, bead=cancelled), by="alice")
-    live = flow.claim(agent, bead=Bead.objects.create(repository=repo, title="Still going"))
+    lifecycle.cancel(lifecycle.claim(agent, bead=cancelled), by="alice")
+    live = lifecycle.claim(agent, bead=Bead.objects.create(repository=repo, title="Still going"))
 
     waiting = Bead.objects.create(repository=repo, title="In the queue", scope=["src/**"])
     base, patch = make_patch(repo, {"src/queued.py": "Q = 1\n"})
@@ -136,6 +137,25 @@ def test_the_sample_grafana_dashboard_reads_only_metrics_corral_serves(client, d
     for name in queried:
         base = re.sub(r"_(total|bucket|count|sum)$", "", name)
         assert base in served, name
+
+
+@pytest.mark.django_db(transaction=True)  # the lead's drain is enqueued on commit
+def test_the_moves_that_end_a_duration_write_it_in_their_own_update(repo, agent, rq_redis):
+    session = lifecycle.claim(agent, bead=Bead.objects.create(repository=repo, title="Timed"))
+    assert session.start(worker="here:1")
+    session.refresh_from_db()
+    assert session.start_delay == session.started_at - session.created_at
+    assert lifecycle.cancel(session, by="alice")
+    session.refresh_from_db()
+    assert session.run_time == session.ended_at - session.started_at > timedelta(0)
+
+    landed = Bead.objects.create(repository=repo, title="Land", scope=["src/**"])
+    base, patch = make_patch(repo, {"src/timed.py": "T = 1\n"})
+    submission = submit(landed, agent, patch, base)
+    run_lead(repo)
+    submission.refresh_from_db()
+    assert submission.status == "committed"
+    assert submission.landing_time == submission.finished_at - submission.queued_at
 
 
 def test_a_histogram_counts_each_duration_in_its_buckets(client, repo, agent, metrics_on):

@@ -1,11 +1,13 @@
 """The overview and repository pages: login required, right counts, flat query counts."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents import flow
-from agents.usage import Counts, TokenUsage
+from agents.models.usage import Counts, TokenUsage
+from agents.moves import lifecycle
 from beads.models import Bead, Dependency
 from workspace.models import Repository, Workspace
 
@@ -93,7 +95,7 @@ def test_repository_page_query_count_does_not_grow_with_beads(logged_in, make_re
 def test_repository_page_shows_its_own_running_sessions_and_usage_only(logged_in, make_repo, agent):
     api, web = make_repo("api"), make_repo("web")
     mine, theirs = (
-        flow.claim(agent, bead=Bead.objects.create(repository=r, title=f"{r.slug} work"))
+        lifecycle.claim(agent, bead=Bead.objects.create(repository=r, title=f"{r.slug} work"))
         for r in (api, web)
     )
     TokenUsage.put(mine.pk, "stream", "m", Counts(input=7))
@@ -105,3 +107,14 @@ def test_repository_page_shows_its_own_running_sessions_and_usage_only(logged_in
 
 def test_an_unknown_repository_is_a_404(logged_in, db):
     assert logged_in.get("/repos/nope/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_overview_columns_line_up_with_their_headings(logged_in):
+    add_repositories(Workspace.default(), 1, beads_each=4)
+    page = logged_in.get("/").content.decode()
+    table = page[page.index('id="repositories"') : page.index("</table>")]
+    headings = re.findall(r'<th class="n">([^<]*)</th>', table)
+    cells = re.findall(r'<td class="n" data-status="([a-z_]+)">', table)
+    named = [Bead.Status(s).label if s != "total" else "total" for s in cells]
+    assert headings == [label[:1].upper() + label[1:] for label in named]

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from agents.models import Agent, Session, Submission
 from beads.models import Bead, Dependency
-from corral.views import GROUP_SHOWN, READY_SHOWN
+from corral.pages.overview import GROUP_SHOWN, READY_SHOWN
 
 pytestmark = pytest.mark.django_db
 
@@ -69,12 +69,12 @@ def test_the_overview_counts_each_repositorys_beads_by_status_in_the_same_querie
     fill(big, 7, "in_progress")
     html = logged_in.get("/").content.decode()
     assert row_of(html, small) == {
-        "open": 3, "in_progress": 0, "review": 0, "blocked": 0, "deferred": 0, "closed": 2,
-        "total": 5,
+        "proposed": 0, "open": 3, "in_progress": 0, "review": 0, "blocked": 0, "deferred": 0,
+        "closed": 2, "total": 5,
     }  # fmt: skip
     assert row_of(html, big) == {
-        "open": 601, "in_progress": 7, "review": 0, "blocked": 0, "deferred": 0, "closed": 40,
-        "total": 648,
+        "proposed": 0, "open": 601, "in_progress": 7, "review": 0, "blocked": 0, "deferred": 0,
+        "closed": 40, "total": 648,
     }  # fmt: skip
     assert queries_of(logged_in, "/") == few
 

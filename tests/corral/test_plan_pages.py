@@ -8,8 +8,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from agents import plan_status
 from agents.models import ChangeSet, Session
+from agents.reports import plan_status
 from beads import hook, plans
 from beads.models import Bead, Dependency, Plan
 from tests.factories import make_patch, run_lead, submit
@@ -197,6 +197,7 @@ def activate(plan_id):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_of_two_overlapping_plans_activated_at_once_exactly_one_wins(epic):
     workspace = epic["epic"].repository.workspace
     for _ in range(3):

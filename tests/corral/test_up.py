@@ -22,8 +22,11 @@ from rq import Worker
 
 from tests.procs import Running, group_members
 
+pytestmark = pytest.mark.slow
+
 ADMIN = ("corral-admin", "a long test password 42")
 START_TIMEOUT_S = 90
+UP_LINE = r"^\d\d:\d\d:\d\d up +\| "  # the time and the process's name, as honcho prints
 STOP_TIMEOUT_S = 40  # up's own grace is 10 s per stage
 
 
@@ -36,7 +39,14 @@ def free_port():
 class Up(Running):
     """A running `manage.py up`, its output (stdout and stderr) collected line by line."""
 
-    UNSET = ("REDIS_URL", "DATABASE_URL", "CORRAL_ADMIN_USER", "CORRAL_ADMIN_PASSWORD")
+    # FORCE_COLOR too: the tests read up's lines as a pipe gets them, without colour.
+    UNSET = (
+        "REDIS_URL",
+        "DATABASE_URL",
+        "CORRAL_ADMIN_USER",
+        "CORRAL_ADMIN_PASSWORD",
+        "FORCE_COLOR",
+    )
 
     def __init__(self, home, *args, env=None, admin=ADMIN):
         full_env = {k: v for k, v in os.environ.items() if k not in self.UNSET}
@@ -47,11 +57,15 @@ class Up(Running):
         super().__init__(["manage.py", "up", *args], full_env, start_timeout=START_TIMEOUT_S)
 
     def children(self):
-        """{name: pid} from the `started <name> (pid N)` lines."""
+        """{name: pid} from up's own `started <name> (pid N)` lines."""
         return {
             m[1]: int(m[2])
-            for m in re.finditer(r"^started (\S+) \(pid (\d+)\)$", self.output, re.M)
+            for m in re.finditer(UP_LINE + r"started (\S+) \(pid (\d+)\)$", self.output, re.M)
         }
+
+    def said(self):
+        """What up said itself, its lines without their prefix."""
+        return [m[1] for m in re.finditer(UP_LINE + "(.*)$", self.output, re.M)]
 
     def wait(self, timeout=STOP_TIMEOUT_S):
         return super().wait(timeout)
@@ -101,7 +115,7 @@ def open_url(opener, url, data=None):
 def test_up_runs_web_and_worker_and_stops_cleanly_on_ctrl_c(start_up):
     up = start_up("--port", str(free_port()), "--no-demo")
     url = up.wait_for(r"Corral is running at (http://\S+)")[1]
-    assert f"created superuser {ADMIN[0]}" in up.output.splitlines()
+    assert f"created superuser {ADMIN[0]}" in up.said()
     opener = build_opener(HTTPCookieProcessor(CookieJar()))
 
     status, _, page = open_url(opener, urljoin(url, "login/"))
@@ -152,7 +166,7 @@ def test_up_stops_everything_when_a_child_dies(start_up):
     up = start_up("--port", str(free_port()), "--no-demo")
     up.wait_for(r"Corral is running at ")
     os.kill(up.children()["worker"], signal.SIGKILL)
-    up.wait_for(r"^worker exited with code -9\b")
+    up.wait_for(UP_LINE + r"worker exited with code -9\b")
     assert up.wait() != 0
     up.assert_no_children_left()
 
@@ -178,3 +192,49 @@ def test_up_generates_an_admin_password_once(start_up):
     again = start_up("--no-demo", env=env, admin=None)
     assert again.wait(START_TIMEOUT_S) != 0
     assert "superuser" not in again.output and created[0] not in again.output
+
+
+def test_up_says_what_matters_one_line_each_and_sums_up_on_ctrl_c(start_up):
+    up = start_up("--port", str(free_port()), admin=None)
+    password = up.wait_for(UP_LINE + r"created superuser admin with password (\S+) ")[1]
+    url = up.wait_for(UP_LINE + r"Corral is running at (http://\S+) \(log in as admin\)$")[1]
+    assert len(password) >= 12 and url.startswith("http://127.0.0.1:")
+    landed = up.wait_for(UP_LINE + r"landed (\S+) as ([0-9a-f]{10}) in (demo-\w+): “.+”$")
+    bead, sha, slug = landed.groups()
+    log = subprocess.run(
+        ["git", "log", "--format=%H %s", "main"],
+        cwd=up.home / "repos" / f"{slug}.git",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert re.search(rf"^{sha}[0-9a-f]{{30}} .*\({bead}\)$", log, re.M), log
+    up.wait_for(UP_LINE + r"session started: demo-\d on \S+ “.+”$")
+    up.wait_for(UP_LINE + r"session ended: demo-\d on \S+, handed in its work$")
+    os.kill(up.proc.pid, signal.SIGINT)
+    assert up.wait() == 0, up.output
+    summary = re.search(
+        UP_LINE + r"this run: (\d+) beads? landed, (\d+) refused, (\d+) waiting for review, "
+        r"(\d+) sessions? run$",
+        up.output,
+        re.M,
+    )
+    assert summary and int(summary[1]) >= 1 and int(summary[4]) >= int(summary[1]), up.output
+    assert up.said()[-1] == "stopped"
+    # Every line names the process it came from; RQ, gunicorn and the ticker speak
+    # only of trouble, and Redis into its log file.
+    assert all(re.match(r"^\d\d:\d\d:\d\d \S+ +\| ", line) for line in up.lines), up.output
+    for chatter in ("Job OK", "result discarded", "Listening on", "[INFO]", "tick:", "Redis is"):
+        assert chatter not in up.output, chatter
+    assert "Redis is starting" in (up.home / "redis.log").read_text()
+
+
+def test_up_verbose_lets_rq_gunicorn_and_redis_say_everything(start_up):
+    up = start_up("--port", str(free_port()), "--no-demo", "--verbose")
+    up.wait_for(UP_LINE + r"Corral is running at ")
+    up.wait_for(r"^\d\d:\d\d:\d\d web +\| .*\[INFO\] Listening at: http://127\.0\.0\.1:")
+    up.wait_for(r"^\d\d:\d\d:\d\d worker +\| .*Listening on default")
+    up.wait_for(r"^\d\d:\d\d:\d\d redis +\| .*Redis is starting")
+    os.kill(up.proc.pid, signal.SIGINT)
+    assert up.wait() == 0, up.output
+    assert not (up.home / "redis.log").exists()

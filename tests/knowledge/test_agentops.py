@@ -1,6 +1,7 @@
 """agentops .agents/learnings files in and out, losslessly, all or nothing."""
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def test_files_that_go_in_and_come_out_unchanged_are_the_same_bytes(repo, tmp_pa
 def test_the_keys_corral_understands_are_mapped(repo):
     import_(FILES, "--repo", repo.slug)
     scope = Learning.objects.get(title="Scope Validators to the Files a Change Touches")
-    assert scope.status == "approved" and scope.repository == repo
+    assert scope.status == "candidate" and scope.repository == repo  # until approved
     assert scope.maturity == "candidate" and scope.utility == pytest.approx(0.7)  # provisional
     assert scope.confirmed_at.date().isoformat() == "2026-05-01" and "testing" in scope.tags
     drift = Learning.objects.get(title="Hardcoded Counts Drift")
@@ -111,3 +112,51 @@ def test_a_file_that_is_not_utf8_is_reported(tmp_path, repo):
     with pytest.raises(CommandError, match=r"binary.md:1: not UTF-8"):
         import_(folder)
     assert not Learning.objects.exists()
+
+
+def test_when_a_learning_last_helped_goes_out_and_comes_back(repo, tmp_path):
+    helped = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    hurt = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    own = Learning.objects.create(
+        workspace=repo.workspace,
+        repository=repo,
+        title="Pin the toolchain",
+        body="Use 1.2.\n",
+        last_helped_at=helped,
+        last_hurt_at=hurt,
+    )
+    (text,) = export(tmp_path / "out").values()
+    assert f"last_helped_at: {helped.isoformat()}\n" in text
+    assert f"last_hurt_at: {hurt.isoformat()}\n" in text
+    Learning.objects.filter(pk=own.pk).update(last_helped_at=None, last_hurt_at=None)
+    import_(tmp_path / "out", "--repo", repo.slug)
+    own.refresh_from_db()
+    assert (own.last_helped_at, own.last_hurt_at) == (helped, hurt)
+
+
+def test_agentops_last_reward_is_when_it_helped_and_corrals_own_is_written_back(repo, tmp_path):
+    import_(FILES, "--repo", repo.slug)
+    drift = Learning.objects.get(title="Hardcoded Counts Drift")
+    assert drift.last_helped_at is None  # its last reward was 0.00: it did not help
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rewarded = (FILES / "2026-02-16-session-retro.md").read_text()
+    rewarded = rewarded.replace("id: retro-ci-counts-drift", "id: rewarded")
+    (folder / "rewarded.md").write_text(rewarded.replace("last_reward: 0.00", "last_reward: 1.00"))
+    import_(folder, "--repo", repo.slug)
+    paid = Learning.objects.get(agentops__key="rewarded")
+    assert paid.last_helped_at.isoformat() == "2026-02-20T17:03:41+00:00"
+    assert (
+        export(tmp_path / "same", "--repo", repo.slug)["rewarded.md"]
+        == (folder / "rewarded.md").read_text()
+    )  # nothing changed: the same bytes
+    paid.confirm()  # it helped again, in Corral
+    paid.refresh_from_db()
+    written = export(tmp_path / "out", "--repo", repo.slug)["rewarded.md"]
+    head = yaml.load(written.split("---\n")[1], Loader=yaml.BaseLoader)
+    assert head["last_helped_at"] == paid.last_helped_at.isoformat()
+    assert head["last_reward_at"] == "2026-02-20T12:03:41-05:00"  # agentops' own, kept
+    Learning.objects.filter(pk=paid.pk).update(last_helped_at=None)
+    import_(tmp_path / "out" / "rewarded.md", "--repo", repo.slug)
+    paid.refresh_from_db()
+    assert paid.last_helped_at.isoformat() == head["last_helped_at"]

@@ -3,8 +3,8 @@ reason, an agent's handoff) and one seen again is folded, not duplicated."""
 
 import pytest
 
-from agents import flow
 from agents.models import Session
+from agents.moves import lifecycle, outcomes
 from beads.models import Bead
 from knowledge import capture
 from knowledge.models import Learning
@@ -59,7 +59,7 @@ def test_a_different_lesson_is_a_new_learning(repo, workspace):
 
 def test_a_conflict_is_not_a_lesson(repo, agent, rq_redis):
     _, sub = land(repo, agent, {"a.txt": "1\n"})
-    assert flow.refuse(sub, "failed", "The branch kept moving during the commit.")
+    assert outcomes.refuse(sub, "failed", "The branch kept moving during the commit.")
     assert not Learning.objects.exists()
 
 
@@ -69,7 +69,7 @@ def test_a_reviewers_reason_becomes_a_candidate(repo, agent, user, rq_redis):
     bead, sub = land(repo, agent, {"a.txt": "1\n"})
     run_lead(repo)
     sub.refresh_from_db()
-    assert flow.review(sub, user, approve=False, reason="Use the settings module for paths.")
+    assert outcomes.review(sub, user, approve=False, reason="Use the settings module for paths.")
     learning = Learning.objects.get()
     assert learning.title == "Review: Use the settings module for paths."
     assert learning.source_bead == bead and learning.sources[0]["reviewer"] == "alice"
@@ -93,7 +93,7 @@ def test_a_handoff_learning_that_repeats_an_approved_one_is_folded(repo, agent, 
             "body": "Every model change needs a migration.",
         }
     ]
-    flow.hand_in(session, patch, "done", learnings)
+    lifecycle.hand_in(session, patch, "done", learnings)
     known.refresh_from_db()
     assert Learning.objects.count() == 1 and known.occurrences == 2
     assert known.sources[-1] == {**known.sources[-1], "kind": "handoff", "bead": bead.pk}

@@ -11,9 +11,9 @@ import pytest
 from django.core.management import call_command
 from django.utils.html import escape
 
-from agents import demo_agent
 from agents.models import Session
 from beads.models import Bead
+from corral_client import demo_agent
 from knowledge.models import Injection, Learning
 from tests.factories import git
 
@@ -42,6 +42,7 @@ def log(session: Session) -> str:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("only_the_trap")
+@pytest.mark.slow
 def test_a_learning_from_a_refusal_lets_another_repository_land_first_try(rq_redis, client, viewer):
     out = drive()
     assert f"{TRAPPED} was refused by the lead: check gate" in out

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents import flow
 from agents.models import Agent, Submission
+from agents.moves import outcomes
 from knowledge import feedback
 from knowledge.models import Injection, Learning
 from tests.agents.test_api import new_agent
@@ -64,7 +64,7 @@ def test_a_persons_rejection_counts_as_a_bad_outcome(repo, agent, workspace, use
     given(learning, sub.session)
     run_lead(repo)
     sub.refresh_from_db()
-    assert flow.review(sub, user, approve=False, reason="Wrong approach.")
+    assert outcomes.review(sub, user, approve=False, reason="Wrong approach.")
     learning.refresh_from_db()
     assert learning.utility == pytest.approx(0.45)
 
@@ -81,7 +81,7 @@ def test_an_outcome_counts_once(repo, agent, workspace, rq_redis):
 
 
 def refuse(submission_pk):
-    return flow.refuse(Submission.objects.get(pk=submission_pk), "rejected", "check failed")
+    return outcomes.refuse(Submission.objects.get(pk=submission_pk), "rejected", "check failed")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -104,6 +104,7 @@ def mark_harmful(agent_pk, learning_pk):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_marks_made_at_once_all_count_and_retire_it_exactly_once(repo, workspace, rq_redis):
     learning = a_learning(workspace)
     agents = [new_agent(f"agent-{n}")[0] for n in range(4)]
@@ -132,7 +133,7 @@ def test_an_agent_marks_only_a_learning_it_was_given_and_once(repo, workspace, r
     assert response.status_code == 200, response.json()
     assert response.json()["helpful"] == 1 and response.json()["utility"] == pytest.approx(0.55)
     again = api.post(f"learnings/{learning.pk}/feedback", {"helpful": False})
-    assert again.status_code == 403 and "marked it already" in again.json()["detail"]
+    assert again.status_code == 409 and "marked it already" in again.json()["detail"]
     assert api.post("learnings/999999/feedback", {"helpful": True}).status_code == 404
     assert api.post(f"learnings/{learning.pk}/feedback", {"helpful": "x"}).status_code == 422
 

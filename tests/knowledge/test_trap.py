@@ -1,13 +1,14 @@
 """Knowledge pays: the first agent falls into a repository's convention, the
-refusal becomes a learning, and once it is approved a bead in another
-repository lands on its first try because the learning was injected."""
+refusal becomes a learning, the same refusal in another repository approves
+it, and the next bead there lands on its first try because it was injected."""
 
 import pytest
 
 from knowledge.models import Injection, Learning
 from tests.knowledge.trap import trapped_repos, work
+from workspace.audit import AuditEntry
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +31,10 @@ def test_the_second_agent_avoids_the_trap_the_first_fell_into(make_source, works
     assert second.status == "open"
     lesson.refresh_from_db()
     assert lesson.occurrences == 2 and Learning.objects.count() == 1  # folded
-
-    assert lesson.approve()  # a person curates it
+    # The same gate said the same thing on a second bead: the lesson approved
+    # itself, and the audit says so.
+    assert lesson.status == "approved"
+    assert AuditEntry.objects.filter(action="learning_auto", target=f"learning #{lesson.pk}")
     third, session = work(shipping, "Add a module for customs duties", "src/duties.py")
     assert third.status == "closed" and session.status == "succeeded"
     assert "SPDX-License-Identifier: MIT" in session.context

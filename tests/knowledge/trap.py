@@ -4,8 +4,8 @@ only when its context pack says so."""
 
 from pathlib import Path
 
-from agents import flow
-from agents.runner import run_session
+from agents.jobs.runner import run_session
+from agents.moves import lifecycle
 from beads.models import Bead
 from tests.factories import program_agent, run_lead
 from workspace.models import Repository
@@ -28,7 +28,7 @@ def trapped_repos(make_source, workspace):
 def work(repo, title, path, content="VALUE = 1"):
     """An agent's session on a new bead, then the lead; the bead and its session."""
     bead = Bead.objects.create(repository=repo, title=title, scope=["src/**"])
-    session = flow.claim(program_agent("header_aware", f"{path}={content}"), bead=bead)
+    session = lifecycle.claim(program_agent("header_aware", f"{path}={content}"), bead=bead)
     session.queue()
     run_session(session.pk)
     run_lead(repo)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from tests.factories import git
 from workspace.models import Repository
@@ -80,6 +81,39 @@ def test_the_same_name_twice_is_refused_and_prefixes_stay_unique(make_source, ma
     assert first.bead_prefix == "app" and second.bead_prefix == "app2"
 
 
+CARRIED = {
+    "a folder": ({".agents/learnings/tip.md": "# Tip\n"}, ".agents/learnings/tip.md"),
+    "a context pack link": ({}, ".agents/context.md"),
+    "a link for the folder": ({}, ".agents"),
+    "another case": ({".Agents/context.md": "x\n"}, ".Agents/context.md"),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("layout", sorted(CARRIED))
+def test_a_repository_that_carries_dot_agents_is_refused_naming_the_path(
+    make_source, settings, tmp_path, layout
+):
+    """.agents/ is where Corral writes each clone's context pack: a repository's
+    own (a link to a file of the agent's machine, above all) is refused."""
+    files, named = CARRIED[layout]
+    source = make_source("carrier", commits=[{"README.md": "x\n", **files}])
+    if layout == "a context pack link":
+        (source / ".agents").mkdir()
+        (source / ".agents" / "context.md").symlink_to(tmp_path / "host-file")
+    elif layout == "a link for the folder":
+        (source / ".agents").symlink_to(tmp_path)
+    git(source, "add", "-A")
+    git(source, "commit", "-q", "--allow-empty", "-m", "carry it")
+    with pytest.raises(CommandError) as refused:
+        addrepo(source)
+    assert named in str(refused.value) and "Corral's" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert not Repository.objects.exists()
+    assert not (settings.REPOS_DIR / "carrier.git").exists()
+
+
+@pytest.mark.slow
 def test_from_the_shell_a_bad_path_exits_non_zero_with_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["CORRAL_HOME"] = str(tmp_path / "home")
@@ -96,3 +130,38 @@ def test_from_the_shell_a_bad_path_exits_non_zero_with_one_line(tmp_path):
     )
     assert done.returncode != 0
     assert done.stderr.strip() == f"CommandError: {tmp_path}: not a git repository"
+
+
+@pytest.mark.django_db
+def test_land_via_pr_takes_the_forge_and_its_token_from_the_environment(make_source, monkeypatch):
+    source = make_source("protected")
+    monkeypatch.setenv("TEAM_FORGE_TOKEN", "ghp_not_on_the_command_line")
+    repo = addrepo(
+        source,
+        "--land-via",
+        "pr",
+        "--forge",
+        "github",
+        "--forge-url",
+        "http://127.0.0.1:9/api/v3",
+        "--forge-repo",
+        "team/protected",
+        "--forge-token-env",
+        "TEAM_FORGE_TOKEN",
+        "--forge-checks-gate",
+    )
+    assert repo.lands_via_pr and repo.forge_checks_gate
+    assert (repo.forge, repo.forge_repo) == ("github", "team/protected")
+    assert repo.forge_token == "ghp_not_on_the_command_line"
+    with connection.cursor() as cursor:  # at rest: encrypted, never the token itself
+        cursor.execute("SELECT forge_token FROM workspace_repository WHERE id = %s", [repo.pk])
+        (stored,) = cursor.fetchone()
+    assert stored and "ghp_not_on_the_command_line" not in stored
+
+
+@pytest.mark.django_db
+def test_land_via_pr_without_a_forge_is_refused_in_one_line(make_source):
+    source = make_source("protected")
+    with pytest.raises(CommandError, match="needs an upstream, a forge and its repository"):
+        call_command("addrepo", str(source), "--land-via", "pr")
+    assert not Repository.objects.exists()

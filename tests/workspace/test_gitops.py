@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents import flow
-from agents.runner import run_session
+from agents.jobs.runner import run_session
+from agents.moves import lifecycle
 from beads.models import Bead
 from tests.factories import git, program_agent, run_lead
 from workspace import gitops
@@ -91,7 +91,7 @@ def test_a_session_whose_agent_configured_its_clone_runs_nothing_of_it(
     bead = Bead.objects.create(
         repository=repo, title="Configure", scope=["src/**", ".gitattributes"]
     )
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     session.queue()
     run_session(session.pk)
     session.refresh_from_db()
@@ -222,6 +222,7 @@ def test_clone_bare_refuses_the_ext_transport_without_running_it(tmp_path, setti
     assert done.returncode != 0 and not marker.exists()
 
 
+@pytest.mark.slow
 def test_addrepo_refuses_ext_with_one_line_and_no_traceback(tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -248,11 +249,19 @@ def test_addrepo_refuses_ext_with_one_line_and_no_traceback(tmp_path):
 def run_editor_session(repo):
     agent = program_agent("editor", "src/feature.py=FEATURE = 1")
     bead = Bead.objects.create(repository=repo, title="Feature", scope=["src/**"])
-    session = flow.claim(agent, bead=bead)
+    session = lifecycle.claim(agent, bead=bead)
     session.queue()
     run_session(session.pk)
     session.refresh_from_db()
     return session, bead
+
+
+def landed_before(repo, source):
+    """The source's work tree committed and fetched into the canonical branch,
+    as a commit landed before addrepo refused a .agents/ would be there."""
+    git(source, "add", "-A")
+    git(source, "commit", "-qm", "a person commits a .agents/")
+    git(repo.canonical_path, "fetch", "-q", str(source), f"+{repo.branch}:{repo.branch}")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -260,10 +269,13 @@ def test_sessions_work_in_a_repository_that_has_an_agents_folder(
     make_source, workspace, rq_redis, settings
 ):
     """A .agents/ in the repository's history (landed before the paths gate
-    refused it) no longer fails every session, and no patch touches it."""
+    and addrepo refused it) no longer fails every session, and no patch touches it."""
     settings.WATCH_INTERVAL_SECONDS = 0.1
-    source = make_source("kept", commits=[{"README.md": "x\n", ".agents/learnings/keep.md": "k\n"}])
+    source = make_source("kept", commits=[{"README.md": "x\n"}])
     repo = Repository.register(str(source), workspace)
+    (source / ".agents" / "learnings").mkdir(parents=True)
+    (source / ".agents" / "learnings" / "keep.md").write_text("k\n")
+    landed_before(repo, source)
     session, bead = run_editor_session(repo)
     assert session.status == "submitted", session.error
     assert ".agents" not in session.patch
@@ -282,10 +294,9 @@ def test_a_committed_agents_symlink_does_not_carry_the_context_pack_outside(
     outside = tmp_path / "outside"
     outside.mkdir()
     source = make_source("linked", commits=[{"README.md": "x\n"}])
-    (source / ".agents").symlink_to(outside)
-    git(source, "add", "-A")
-    git(source, "commit", "-qm", "a person commits a .agents symlink")
     repo = Repository.register(str(source), workspace)
+    (source / ".agents").symlink_to(outside)
+    landed_before(repo, source)
     session, _ = run_editor_session(repo)
     assert session.status == "submitted", session.error
     assert list(outside.iterdir()) == []

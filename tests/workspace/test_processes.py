@@ -203,6 +203,7 @@ def test_the_supervisor_stop_is_cut_short_by_hurry(cleanup):
 
 
 @pytest.mark.parametrize("again, code", [(True, 7), (False, -signal.SIGKILL)])
+@pytest.mark.slow
 def test_the_supervisor_sends_sigterm_again_halfway_if_asked(again, code, cleanup):
     workers = Supervisor(2.0, term_again_halfway=again)
     child = workers.start(Child("rq", python(EXITS_ON_SECOND_TERM)))

@@ -59,6 +59,7 @@ def test_the_admin_password(secrets):
             "token crl_Zq3xYw9vU8tS7rQ6pO5nM4lK3jI2hG1fE0dC in env",
         ),
         ("crs_Aa1Bb2Cc3Dd4Ee5Ff6Gg7Hh8", "CORRAL_TOKEN=crs_Aa1Bb2Cc3Dd4Ee5Ff6Gg7Hh8"),
+        ("crp_Pp1Qq2Rr3Ss4Tt5Uu6Vv7Ww8", "ran the import as crp_Pp1Qq2Rr3Ss4Tt5Uu6Vv7Ww8 from CI"),
         (
             "eyJhbGciOiJIUzI1NiJ9.payload.sig",
             "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig",

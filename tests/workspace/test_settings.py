@@ -40,6 +40,7 @@ def settings_with(tmp_path, **env):
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_defaults_use_sqlite_and_a_kept_secret_key_under_corral_home(tmp_path):
     first = settings_with(tmp_path)
     assert first["engine"] == "django.db.backends.sqlite3"
@@ -50,6 +51,7 @@ def test_defaults_use_sqlite_and_a_kept_secret_key_under_corral_home(tmp_path):
     assert settings_with(tmp_path)["key"] == first["key"]  # generated once, then kept
 
 
+@pytest.mark.slow
 def test_values_from_the_environment(tmp_path):
     got = settings_with(
         tmp_path,

@@ -1,11 +1,24 @@
 """State transitions are conditional UPDATEs: of two racers, exactly one wins."""
 
 import pytest
+from django.apps import apps
 from django.contrib.auth import get_user_model
 
-from agents.models import Agent, ChangeSet, Session, Submission
-from beads.models import Bead
+from agents.models import (
+    Agent,
+    ChangeSet,
+    ChangeSetMember,
+    Delivery,
+    JournalStep,
+    RevertRequest,
+    Session,
+    Submission,
+)
+from beads.models import Bead, Plan
+from knowledge.models import Injection, Learning
 from tests.races import race
+from workspace.models import Repository
+from workspace.states import Transitions
 
 
 @pytest.fixture
@@ -180,19 +193,26 @@ DESIGNED = {
         ("running", "submitted"),
         ("submitted", "succeeded"),
         *{(live, end) for live in ("claimed", "queued", "running") for end in Session.ENDINGS},
+        # its agent hit a rate limit (an external agent may say so before its first heartbeat)
+        *{(live, "paused") for live in ("claimed", "queued", "running")},
     },
     Submission: {
         ("queued", "checking"),
         ("checking", "awaiting_review"),
         ("awaiting_review", "approved"),
+        ("awaiting_review", "changes_requested"),  # a person asks for another try
         ("approved", "checking"),  # the lead gates it again after the approval
         ("checking", "committed"),
         ("approved", "committed"),
         *{("checking", end) for end in ("rejected", "conflict", "failed")},
+        ("checking", "proposed"),  # pull-request mode: waits on the forge
+        ("proposed", "committed"),
+        ("proposed", "rejected"),
         ("checking", "held"),  # a change set member waits for its siblings
         ("held", "committed"),
         ("held", "rejected"),  # its change set was refused
         ("held", "queued"),  # its head moved: gated again
+        ("committed", "conflict"),  # not pushed yet, it no longer applies on the upstream
     },
     ChangeSet: {
         ("open", "gating"),
@@ -203,6 +223,28 @@ DESIGNED = {
         *{(s, "open") for s in ("gating", "awaiting_review", "landing")},
         ("open", "refused"),
         ("landed", "reverted"),
+    },
+    Plan: {("draft", "active"), ("active", "done")},
+    Repository: {
+        ("following", "diverged"),  # the upstream's history was rewritten
+        ("diverged", "rebuilding"),  # an operator chose to rebuild on the upstream
+        ("rebuilding", "following"),
+    },
+    Delivery: {
+        ("pending", "sending"),
+        ("sending", "delivered"),
+        ("sending", "pending"),  # tried again after a wait, or its sender died
+        ("sending", "failed"),
+    },
+    JournalStep: {("planned", "advanced"), ("planned", "undone"), ("advanced", "undone")},
+    Injection: {("", "landed"), ("", "refused")},
+    ChangeSetMember: {(True, False)},
+    RevertRequest: {("pending", "done")},
+    Learning: {
+        ("candidate", "approved"),
+        ("candidate", "retired"),
+        ("approved", "retired"),
+        ("approved", "candidate"),  # a re-import changed its text: a person looks again
     },
 }
 # Moves the table allows beyond the drawing, each for a stated reason.
@@ -223,16 +265,60 @@ EXTRA = {
         *{("queued", end) for end in ("rejected", "conflict", "failed")},  # refused unopened
     },
     ChangeSet: set(),
+    Plan: set(),
+    Repository: set(),
+    Delivery: set(),
+    JournalStep: set(),
+    Injection: set(),
+    ChangeSetMember: set(),
+    RevertRequest: set(),
+    Learning: set(),
 }
 
 
-@pytest.mark.parametrize("model", [Bead, Session, Submission, ChangeSet], ids=lambda m: m.__name__)
+def states(model):
+    field = model._meta.get_field(model.STATE)
+    return (
+        {True, False}
+        if field.get_internal_type() == "BooleanField"
+        else set(field.choices and dict(field.choices))
+    )
+
+
+@pytest.mark.parametrize("model", list(DESIGNED), ids=lambda m: m.__name__)
 def test_each_moves_table_is_the_designed_state_machine(model):
     edges = model.edges()
     assert DESIGNED[model] <= edges, "a designed move is missing from MOVES"
     assert edges - DESIGNED[model] == EXTRA[model], "MOVES allows an undocumented move"
-    statuses = set(model.Status.values)
-    assert {s for edge in edges for s in edge} <= statuses
+    assert {s for edge in edges for s in edge} <= states(model)
+
+
+# The columns that hold where a row is in its life; each has a MOVES table.
+STATE_COLUMNS = {"status", "state", "outcome"}
+STATE_FLAGS = {(ChangeSetMember, "active")}  # a yes/no state, moved only by its table
+
+
+def test_every_state_column_is_moved_only_through_a_moves_table():
+    for model in apps.get_models():
+        for field in model._meta.fields:
+            if field.name in STATE_COLUMNS and field.choices or (model, field.name) in STATE_FLAGS:
+                assert issubclass(model, Transitions), f"{model.__name__}.{field.name}"
+                assert model.STATE == field.name and model.MOVES, f"{model.__name__}.{field.name}"
+                assert model in DESIGNED, f"{model.__name__}'s machine is not drawn here"
+
+
+def take(delivery_id):
+    return Delivery.objects.get(pk=delivery_id).take()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_senders_racing_for_one_delivery_exactly_one_sends():
+    hook = apps.get_model("agents", "Webhook").objects.create(name="h", url="http://127.0.0.1:9/")
+    delivery = Delivery.objects.create(webhook=hook, event="plan_done")
+    results = race(take, [(delivery.pk,)] * 6)
+    assert results.count(True) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("sending", 1)
 
 
 def test_a_move_not_in_the_table_is_refused(bead):

@@ -1,5 +1,5 @@
 """How things read to a person, on every page: status badges, bead links,
-SHAs, times, durations and diffs.
+SHAs, times, durations, diffs, Markdown and failures.
 
 `{% load corral_display %}`. The tags work on duck-typed objects (anything
 with `status` and `get_status_display()`, `get_absolute_url()`, ...): this is
@@ -15,7 +15,10 @@ from typing import Any
 from django import template
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
+
+from workspace import failures, markdown
 
 register = template.Library()
 
@@ -85,6 +88,19 @@ def short_sha(value: str | None) -> str:
 def short_id(value: Any) -> str:
     """The first ID_SHOWN characters of an id (a session's UUID)."""
     return str(value)[:ID_SHOWN] if value is not None else ""
+
+
+@register.filter
+def headline(output: str | None) -> str:
+    """The line of a failure that says what failed (workspace/failures.py): for
+    a table's cell, where the whole is a link away."""
+    return failures.headline(output)
+
+
+@register.filter(name="markdown")
+def markdown_html(text: str | None) -> SafeString:
+    """Markdown as HTML, cleaned of anything a page must not run (workspace/markdown.py)."""
+    return mark_safe(markdown.render(text or ""))  # cleaned by nh3 in render()
 
 
 # Markup.
@@ -162,7 +178,7 @@ def lease(expires: datetime | None, now: datetime | None = None) -> dict[str, An
 @register.inclusion_tag("includes/time_bar.html")
 def time_bar(clock: Mapping[str, Any], ids: bool = False) -> dict[str, Any]:
     """A session's time bar and its label, from a clock: limit, used and left in
-    seconds, and a label (agents.display.session_clock makes one).
+    seconds, and a label (corral.pages.display.session_clock makes one).
 
     ids=True: the page's own time bar, with the ids its scripts and tests use.
     """
@@ -179,6 +195,26 @@ def diff(patch: str | None, empty: str = "The patch is empty.") -> dict[str, Any
         "cut": len(lines) > DIFF_LINES_SHOWN,
         "empty": empty,
     }
+
+
+def folded(headline: str, output: str | None, failed: bool) -> dict[str, Any]:
+    text = (output or "").strip()
+    return {"headline": headline, "output": text, "more": text != headline, "failed": failed}
+
+
+@register.inclusion_tag("includes/output.html")
+def failure(output: str | None) -> dict[str, Any]:
+    """A failure's headline line (workspace/failures.py), the whole output
+    folded beneath it when there is more."""
+    return folded(failures.headline(output), output, failed=True)
+
+
+@register.inclusion_tag("includes/output.html")
+def output(text: str | None) -> dict[str, Any]:
+    """Output that did not fail (a passed gate's detail): its first line, the
+    rest folded beneath it."""
+    lines = (text or "").strip().splitlines()
+    return folded(lines[0] if lines else "", text, failed=False)
 
 
 @register.inclusion_tag("includes/scope.html")

@@ -7,7 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from agents import changesets, lead, leadpool, reconcile
+from agents.jobs import forge, lead, leadpool, reconcile, upstream
+from agents.moves import changesets
 from workspace.models import Repository
 from workspace.processes import StopRequest
 
@@ -39,15 +40,33 @@ class Command(BaseCommand):
         pool = leadpool.Pool(workers, self.say)
         self.say(f"lead supervisor running (pid {os.getpid()}), {workers} lead worker(s)")
         next_push_retry = time.monotonic() + PUSH_RETRY_S
+        next_forge_poll = time.monotonic()
+        next_fetch = time.monotonic()
         while not stopping.requested:
             pool.keep()  # a worker that died is restarted here, one interval later at most
+            if time.monotonic() >= next_fetch:
+                self.follow_upstreams()
+                next_fetch = time.monotonic() + settings.UPSTREAM_FETCH_SECONDS
             if time.monotonic() >= next_push_retry:
                 reconcile.retry_pushes()
                 connections.close_all()  # hold no connection while idle
                 next_push_retry = time.monotonic() + PUSH_RETRY_S
+            if time.monotonic() >= next_forge_poll:  # pull-request mode's requests
+                forge.poll_due()
+                connections.close_all()
+                next_forge_poll = time.monotonic() + settings.FORGE_POLL_SECONDS
             stopping.wait(interval)
         pool.stop(STOP_GRACE_S)
         self.say("lead supervisor stopped")
+
+    def follow_upstreams(self) -> None:
+        """The schedule: each upstream Corral pushes to is fetched and followed."""
+        try:
+            upstream.enqueue_follows()
+        except Exception as e:  # a database or Redis hiccup: the next round tries again
+            self.say(f"could not ask to follow the upstreams: {e}", True)
+        finally:
+            connections.close_all()
 
     def requeue_waiting(self) -> None:
         """Submissions in flight when the last lead stopped get a drain again."""

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from agents import integration, lead, leadpool
+from agents.jobs import integration, lead, leadpool
 from workspace.models import Repository
 
 

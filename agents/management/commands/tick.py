@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
-from agents.dispatch import dispatch
-from agents.reconcile import reconcile
+from agents.jobs.dispatch import dispatch
+from agents.jobs.reconcile import reconcile
 
 
 class Command(BaseCommand):
@@ -17,6 +17,8 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="tick once and exit")
 
     def handle(self, *args: Any, interval: float, once: bool, **opts: Any) -> None:
+        # -v 0 (`manage.py up` without --verbose): only repairs are worth a line.
+        self.verbosity = int(opts.get("verbosity", 1))
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -34,7 +36,7 @@ class Command(BaseCommand):
             return
         finally:
             connections.close_all()
-        if any(repaired.values()) or started:
+        if any(repaired.values()) or (started and self.verbosity >= 1):
             parts = [f"{n} {what}" for what, n in repaired.items() if n]
             self.stdout.write(
                 f"tick: repaired {', '.join(parts) or 'nothing'}; dispatched {started}"

@@ -1,7 +1,10 @@
+import argparse
+import os
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.urls import reverse
 
 from workspace.gitops import GitError
 from workspace.models import Repository, Workspace
@@ -21,6 +24,24 @@ class Command(BaseCommand):
         parser.add_argument("--prefix", default="", help="bead ID prefix (default: from the name)")
         parser.add_argument("--max-agents", type=int, default=3)
         parser.add_argument("--workspace", default="default", help="workspace slug")
+        parser.add_argument("--land-via", choices=["direct", "pr"], default="direct")
+        parser.add_argument("--forge", choices=["github", "gitlab", "gitea"], default="")
+        parser.add_argument("--forge-url", default="", help="the forge's API root")
+        parser.add_argument("--forge-repo", default="", help="owner/name on the forge")
+        parser.add_argument(
+            "--forge-token-env",
+            default="CORRAL_FORGE_TOKEN",
+            help="the environment variable holding the forge token (never an argument: "
+            "a command line is visible to every user of the machine)",
+        )
+        parser.add_argument("--forge-checks-gate", action="store_true")
+        parser.add_argument(
+            "--push",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="follow the upstream and push each landing to it (default: on; "
+            "--no-push keeps Corral's branch its own)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         workspace = Workspace.objects.filter(slug=opts["workspace"]).first()
@@ -36,6 +57,13 @@ class Command(BaseCommand):
                 review_mode=opts["review"],
                 bead_prefix=opts["prefix"],
                 max_agents=opts["max_agents"],
+                land_via=opts["land_via"],
+                forge=opts["forge"],
+                forge_url=opts["forge_url"],
+                forge_repo=opts["forge_repo"],
+                forge_token=os.environ.get(opts["forge_token_env"], ""),
+                forge_checks_gate=opts["forge_checks_gate"],
+                push=opts["push"],
             )
         except GitError as e:
             raise CommandError(str(e)) from None
@@ -47,3 +75,9 @@ class Command(BaseCommand):
             f"Registered {repo.name} ({repo.slug}) on {repo.branch}, "
             f"beads {repo.bead_prefix}-…, canonical copy {repo.canonical_path}"
         )
+        if repo.push:
+            self.stdout.write(
+                f"Push on: each landing goes to {repo.upstream}. Its push webhook: POST "
+                f"<Corral's URL>{reverse('upstream-hook', args=[repo.slug])} "
+                "(set a secret on the repository's page)"
+            )

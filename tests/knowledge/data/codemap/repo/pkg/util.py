@@ -1,0 +1,5 @@
+OUTSIDE = "util-body-never-in-the-pack"
+
+
+def helper():
+    return OUTSIDE

@@ -1,0 +1,7 @@
+function renderWidget(element) {
+  return element;
+}
+
+class Widget {
+  draw() {}
+}

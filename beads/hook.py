@@ -285,7 +285,10 @@ class Opening:
     """The row a claim inserts beside the bead it moves (agents: the session), in
     the claim's own statement: its table and its columns' values, ready for the
     database. `bead_column` and `sha_column` take the claimed bead's id and its
-    branch head; the hook knows nothing else of it."""
+    branch head, and the `stamped` columns the claim's time (not the time the
+    row was built: a claim may wait on git and the lock after that, and a
+    session must not seem to start before its bead was ready); the hook
+    knows nothing else of it."""
 
     table: str
     values: dict[str, Any]  # column: value (as Field.get_db_prep_save gives it)
@@ -293,14 +296,21 @@ class Opening:
     pk_column: str
     bead_column: str
     sha_column: str
+    stamped: tuple[str, ...] = ()
+
+    def at(self, now: Any) -> dict[str, Any]:
+        """The row's values with the `stamped` columns set to `now`."""
+        return {**self.values, **dict.fromkeys(self.stamped, now)}
 
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claim's result: the bead as it now is (in progress) and its branch head."""
+    """A claim's result: the bead as it now is (in progress), its branch head
+    and the claim's time (the opening's `stamped` columns)."""
 
     bead: Bead
     base_sha: str
+    at: datetime
 
 
 # A claim is one statement per database. PostgreSQL: the hook's first rows
@@ -439,7 +449,9 @@ def claim_once(
     columns = [c for c in opening.values if c not in (opening.bead_column, opening.sha_column)]
     fields = bead_fields()
     returning = ", ".join(f.column for f in fields)
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    at = timezone.now()
+    now = connection.ops.adapt_datetimefield_value(at)
+    row_values = opening.at(now)
     if connection.vendor == "postgresql":
         values = [f"CAST(%s AS {opening.types[c]})" for c in columns]
         sql = with_filters(
@@ -452,7 +464,7 @@ def claim_once(
         )
         limit = window + len(passed_over)
         params = [*found.room_params, now_param(), *found.bead_params, limit, limit, limit]
-        params += [passed_over, assignee, now, *(opening.values[c] for c in columns), sha or ""]
+        params += [passed_over, assignee, now, *(row_values[c] for c in columns), sha or ""]
         row = fetch(sql, params, one=True)
         if row is None:
             return None
@@ -474,18 +486,17 @@ def claim_once(
         if row is None:
             return None
         claimed = bead_of(row)
-        values = [opening.values[c] for c in columns]
         placeholders = ", ".join(["%s"] * (len(columns) + 2))
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {opening.table} "
                 f"({', '.join([*columns, opening.bead_column, opening.sha_column])}) "
                 f"VALUES ({placeholders})",
-                [*values, claimed.pk, sha or ""],
+                [*(row_values[c] for c in columns), claimed.pk, sha or ""],
             )
     if sha is None:
         sha = base_of(claimed, opening)
-    return Claimed(claimed, sha)
+    return Claimed(claimed, sha, at)
 
 
 def over_wave_cap(bead_id: str) -> bool:

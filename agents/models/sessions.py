@@ -330,11 +330,12 @@ class Session(Transitions, models.Model):
             pk_column=self._meta.pk.column,
             bead_column=Session.bead.field.column,
             sha_column="base_sha",
+            stamped=(Session._meta.get_field("created_at").column,),
         )
 
-    def opened(self, bead: Bead, base_sha: str) -> "Session":
-        """The session as the claim inserted it."""
-        self.bead, self.base_sha = bead, base_sha
+    def opened(self, bead: Bead, base_sha: str, at: datetime) -> "Session":
+        """The session as the claim inserted it (created `at` the claim)."""
+        self.bead, self.base_sha, self.created_at = bead, base_sha, at
         self._state.adding, self._state.db = False, connection.alias
         return self
 

@@ -46,7 +46,7 @@ def claim(
         bead=bead,
         repositories=repositories,
     )
-    return session.opened(claimed.bead, claimed.base_sha)
+    return session.opened(claimed.bead, claimed.base_sha, claimed.at)
 
 
 class AgentPaused(hook.NothingReady):

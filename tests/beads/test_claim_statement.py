@@ -45,6 +45,22 @@ def test_a_claim_from_any_repository_reads_its_head_after(repo, make_repo, agent
     assert stored.base_sha == gitops.head_sha(other.canonical_path, other.branch) != ""
 
 
+def test_a_session_is_created_when_its_bead_is_claimed_not_when_its_row_was_built(repo, agent):
+    # A claimer builds the session's row, then waits (git, the lock) while the
+    # bead's blocker lands: the session must not seem to start before that.
+    blocker = Bead.objects.create(repository=repo, title="blocker")
+    waiting = Bead.objects.create(repository=repo, title="waiting")
+    Dependency.objects.create(issue=waiting, depends_on=blocker, type="blocks")
+    opening = hook.Opening(**Session.to_open(agent).opening())
+    assert blocker.close("done")
+    blocker.refresh_from_db()
+
+    claimed = hook.claim(agent.name, opening, repository=repo)
+    stored = Session.objects.get(bead=waiting)
+    assert stored.created_at >= blocker.closed_at
+    assert claimed.at == stored.created_at
+
+
 def claim_anywhere(agent_id, repo_ids, n):
     agent = Agent.objects.get(pk=agent_id)
     got = []

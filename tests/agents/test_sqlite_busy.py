@@ -29,10 +29,9 @@ BEADS = 150
 
 
 @pytest.fixture
-def site(tmp_path, make_source):
+def site(sqlite_home, make_source):
     """A gunicorn (2 workers) over a fresh SQLite site; yields (url, tokens, slug, db)."""
-    home = tmp_path / "home"
-    home.mkdir()
+    home = sqlite_home
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CORRAL_", "DATABASE_"))}
     env.update(
         CORRAL_HOME=str(home), DJANGO_SETTINGS_MODULE="corral.settings", PYTHONPATH=str(ROOT),

@@ -20,7 +20,7 @@ from beads.models import Bead
 from tests.browser.conftest import log_in
 from workspace import roles
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PER_ROUTE = 2  # pages visited of each route (two beads, two sessions, ...)
 # Linked, but not HTML pages: a download, the log's text and its htmx part.

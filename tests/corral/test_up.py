@@ -2,7 +2,8 @@
 
 Each test runs `up` in its own CORRAL_HOME with SQLite and (except the last)
 no REDIS_URL, so the embedded Redis is what gets tested. No test database is
-used: `up` migrates its own.
+used: `up` migrates its own, from nothing in a newcomer's first run and from
+an already migrated copy (sqlite_home) in the others.
 """
 
 import os
@@ -89,11 +90,11 @@ class Up(Running):
 
 
 @pytest.fixture
-def start_up(tmp_path):
+def start_up(tmp_path, sqlite_home):
     started = []
 
-    def start(*args, env=None, admin=ADMIN):
-        up = Up(tmp_path / "home", *args, env=env, admin=admin)
+    def start(*args, env=None, admin=ADMIN, first_run=False):
+        up = Up(tmp_path / "first" if first_run else sqlite_home, *args, env=env, admin=admin)
         started.append(up)
         return up
 
@@ -195,7 +196,7 @@ def test_up_generates_an_admin_password_once(start_up):
 
 
 def test_up_says_what_matters_one_line_each_and_sums_up_on_ctrl_c(start_up):
-    up = start_up("--port", str(free_port()), admin=None)
+    up = start_up("--port", str(free_port()), admin=None, first_run=True)
     password = up.wait_for(UP_LINE + r"created superuser admin with password (\S+) ")[1]
     url = up.wait_for(UP_LINE + r"Corral is running at (http://\S+) \(log in as admin\)$")[1]
     assert len(password) >= 12 and url.startswith("http://127.0.0.1:")

@@ -114,12 +114,9 @@ def test_a_repository_that_carries_dot_agents_is_refused_naming_the_path(
 
 
 @pytest.mark.slow
-def test_from_the_shell_a_bad_path_exits_non_zero_with_one_line(tmp_path):
+def test_from_the_shell_a_bad_path_exits_non_zero_with_one_line(tmp_path, sqlite_home):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["CORRAL_HOME"] = str(tmp_path / "home")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
-    )
+    env["CORRAL_HOME"] = str(sqlite_home)
     done = subprocess.run(
         [sys.executable, "manage.py", "addrepo", str(tmp_path)],
         cwd=ROOT,

@@ -223,13 +223,10 @@ def test_clone_bare_refuses_the_ext_transport_without_running_it(tmp_path, setti
 
 
 @pytest.mark.slow
-def test_addrepo_refuses_ext_with_one_line_and_no_traceback(tmp_path):
+def test_addrepo_refuses_ext_with_one_line_and_no_traceback(tmp_path, sqlite_home):
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["CORRAL_HOME"] = str(tmp_path / "home")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True, timeout=120
-    )
+    env["CORRAL_HOME"] = str(sqlite_home)
     marker = tmp_path / "pwned"
     for source in [f'ext::sh -c "touch {marker}" x://y', "ssh://-oProxyCommand=x/y"]:
         done = subprocess.run(

@@ -11,7 +11,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
-call_command("migrate", verbosity=0)
+call_command("migrate", verbosity=0)  # a no-op on the tests' migrated copy
 
 from agents.models import Agent  # noqa: E402
 from beads.models import Bead  # noqa: E402

@@ -649,7 +649,9 @@ def first_ready_per_repository(workspace: Workspace, n: int) -> list[Bead]:
 # join on PostgreSQL (a UNION ALL of a branch per repository costs each
 # branch's planning, ~1 ms); SQLite, without LATERAL, plans such a UNION ALL in
 # no time. Either way each repository's part reads the (repository, status,
-# priority, created_at, id) index in order and stops at its LIMIT.
+# priority, created_at, id) index in order and stops at its LIMIT. The beads
+# under a blocked parent are walked once, in the statement's own CTE, not once
+# per repository's part.
 HEADS_LATERAL = """
 SELECT h.repository_id, h.id FROM unnest(%s::bigint[]) AS r(id) CROSS JOIN LATERAL (
     SELECT * FROM ({rows}) AS u WHERE u.repository_id = r.id ORDER BY {order} LIMIT %s
@@ -667,6 +669,7 @@ def heads(beads: QuerySet[Bead], repository_ids: Sequence[int], n: int) -> list[
         return []
     keys = beads.values_list("repository_id", *BY_PRIORITY).order_by()
     rows, params = keys.query.sql_with_params()
+    rows = rows.replace(UNDER_BLOCKED_IDS, "SELECT id FROM under_blocked")  # unblocked()'s
     order = ", ".join(BY_PRIORITY)
     if connection.vendor == "postgresql":
         outer_order = ", ".join(f"h.{column}" for column in BY_PRIORITY)
@@ -677,6 +680,7 @@ def heads(beads: QuerySet[Bead], repository_ids: Sequence[int], n: int) -> list[
         union = " UNION ALL ".join(f"{branch}{k}" for k in range(len(repository_ids)))
         sql = f"SELECT repository_id, id FROM ({union}) AS heads ORDER BY repository_id, {order}"
         args = [arg for pk in repository_ids for arg in (*params, pk, n)]
+    sql = f"{HEADS_UNDER_BLOCKED} {sql}"
     with connection.cursor() as cursor:
         cursor.execute(sql, args)
         return cursor.fetchall()
@@ -745,6 +749,8 @@ UNDER_BLOCKED = UNDER_BLOCKED_CTE.format(
     parent_blocked=DIRECTLY_BLOCKED.format(alias="parent", **TABLES), **TABLES
 )
 UNDER_BLOCKED_IDS = f"WITH RECURSIVE {UNDER_BLOCKED} SELECT id FROM under_blocked"
+# heads(): the same, walked once for the whole statement.
+HEADS_UNDER_BLOCKED = f"WITH RECURSIVE {UNDER_BLOCKED.replace(' AS (', ' AS MATERIALIZED (', 1)}"
 B_BLOCKED = DIRECTLY_BLOCKED.format(alias="b", **TABLES)  # READY_SQL's candidate
 READY_FIELDS = (
     "id repo title status priority issue_type labels scope assignee attempts created_at"

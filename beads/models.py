@@ -136,9 +136,11 @@ class Bead(Transitions, models.Model):
                 + ["pinned", "not_work", "issue_type", "not_before"]
             ),
             # The beads waiting out a back-off (the hook page lists them): few,
-            # and only they are in it.
+            # and only they are in it. Led by status: SQLite, without statistics,
+            # takes an equality on status over a range on not_before alone, and
+            # read every open bead for the few waiting (135 ms at 100,000).
             models.Index(
-                fields=["not_before"],
+                fields=["status", "not_before", "id"],
                 condition=models.Q(not_before__isnull=False),
                 name="bead_waiting",
             ),

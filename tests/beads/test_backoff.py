@@ -220,6 +220,15 @@ def test_the_hook_pages_queries_do_not_grow_with_waiting_beads(repo, logged_in):
     assert len(many) == len(few)
 
 
+def test_the_waiting_beads_are_read_off_their_own_index_not_every_open_bead(repo):
+    waiting_bead(repo, "one")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # its statistics pick a scan of a tiny table
+            cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = hook.waiting(repositories=[repo.pk]).only("id", "not_before")[:50].explain()
+    assert "bead_waiting" in plan, plan
+
+
 # Races.
 
 

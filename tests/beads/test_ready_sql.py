@@ -7,6 +7,8 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from beads import hook
@@ -195,3 +197,15 @@ def test_the_first_per_repository_are_the_heads_of_the_whole_ready_queryset(seed
                 got.setdefault(bead.repository_id, []).append(bead.pk)
                 assert bead.ready_count == len(whole[bead.repository_id]), (seed, n)
             assert got == {pk: ids[:n] for pk, ids in whole.items()}, (seed, n)
+
+
+@pytest.mark.django_db
+def test_the_first_of_many_repositories_walk_the_blocked_parents_once():
+    """heads() reads each repository's part of the hook; the beads under a
+    blocked parent are one walk for all of them, not one per repository."""
+    spaces, repos = random_world(random.Random(3), loops=False)
+    beads, _ = hook.eligible(workspace=spaces[0])
+    with CaptureQueriesContext(connection) as queries:
+        hook.heads(beads, [repo.pk for repo in repos], 2)
+    (statement,) = [q["sql"] for q in queries.captured_queries]
+    assert statement.count("under_blocked(id) AS") == 1

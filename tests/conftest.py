@@ -1,4 +1,5 @@
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -6,21 +7,44 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management.commands import flush as flush_command
 from django.db.backends.postgresql.operations import DatabaseOperations
 
 from tests.factories import git
 from workspace import roles
 from workspace.models import Repository, Workspace
 
+# A transactional test (django_db(transaction=True)) ends with Django's flush:
+# every table emptied, then post_migrate, as if the database were migrated
+# again. Two things make that cheap here.
+#
+# - The rows migrate derives from the models (content types, permissions) are
+#   kept: no test changes them, and making them again was ~45 ms a test. The
+#   role groups, which tests do change, are emptied and made again
+#   (roles.sync_groups, post_migrate's only other work).
+# - PostgreSQL empties the tables with DELETE, not TRUNCATE, which makes new
+#   files for each table (~150 ms a test); DELETE of a test's few rows takes a
+#   few ms. Django's foreign keys there are DEFERRABLE INITIALLY DEFERRED and
+#   the flush is one transaction, so the order of the DELETEs does not matter.
+KEPT = {"django_content_type", "auth_permission"}
 TRUNCATE = DatabaseOperations.sql_flush
 
 
+def sql_flush_keeping_derived_rows(style, connection, reset_sequences=True, allow_cascade=False):
+    tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+    return connection.ops.sql_flush(
+        style,
+        [table for table in tables if table not in KEPT],
+        reset_sequences=reset_sequences,
+        allow_cascade=allow_cascade,
+    )
+
+
+def role_groups_again(verbosity, interactive, db, **kwargs):
+    roles.sync_groups(using=db)
+
+
 def delete_not_truncate(self, style, tables, *, reset_sequences=False, allow_cascade=False):
-    """A transactional test (django_db(transaction=True)) ends by emptying every
-    table. PostgreSQL's TRUNCATE of them all makes new files for each table,
-    ~150 ms a test; DELETE of the few rows a test wrote takes a few. Django
-    makes PostgreSQL's foreign keys DEFERRABLE INITIALLY DEFERRED and flushes
-    in one transaction, so the DELETEs' order does not matter."""
     if reset_sequences or allow_cascade:
         return TRUNCATE(
             self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
@@ -28,6 +52,8 @@ def delete_not_truncate(self, style, tables, *, reset_sequences=False, allow_cas
     return [f"DELETE FROM {self.quote_name(table)}" for table in tables]
 
 
+flush_command.sql_flush = sql_flush_keeping_derived_rows
+flush_command.emit_post_migrate_signal = role_groups_again
 DatabaseOperations.sql_flush = delete_not_truncate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,24 +97,43 @@ def corral_dirs(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def build_source(path, name, commits, branch):
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", branch)
+    commits = commits or [
+        {"README.md": f"# {name}\n"},
+        {"src/app.py": "print('hello')\n"},
+    ]
+    for n, files in enumerate(commits, 1):
+        for rel, text in files.items():
+            (path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (path / rel).write_text(text)
+        git(path, "add", "-A")
+        git(path, "commit", "-q", "-m", f"commit {n}")
+
+
+@pytest.fixture(scope="session")
+def default_sources(tmp_path_factory):
+    """{(name, branch): a source with the default history}, built once per test
+    process: most tests' repository is one, and copying it takes a fraction
+    of the five git processes that build it."""
+    return {}
+
+
 @pytest.fixture
-def make_source(tmp_path):
+def make_source(tmp_path, tmp_path_factory, default_sources):
     """A working git repository with real history: {path: text} per commit."""
 
     def make(name="app", commits=None, branch="main"):
         path = tmp_path / "sources" / name
-        path.mkdir(parents=True)
-        git(path, "init", "-q", "-b", branch)
-        commits = commits or [
-            {"README.md": f"# {name}\n"},
-            {"src/app.py": "print('hello')\n"},
-        ]
-        for n, files in enumerate(commits, 1):
-            for rel, text in files.items():
-                (path / rel).parent.mkdir(parents=True, exist_ok=True)
-                (path / rel).write_text(text)
-            git(path, "add", "-A")
-            git(path, "commit", "-q", "-m", f"commit {n}")
+        if commits:
+            build_source(path, name, commits, branch)
+            return path
+        if (name, branch) not in default_sources:
+            built = tmp_path_factory.mktemp("source") / name
+            build_source(built, name, None, branch)
+            default_sources[name, branch] = built
+        shutil.copytree(default_sources[name, branch], path, symlinks=True)
         return path
 
     return make

@@ -75,11 +75,7 @@ def refuse(submission: Submission, status: str, reason: str) -> bool:
     with transaction.atomic():
         if not submission.refuse(status, reason):
             return False
-        submission.session.fail_submission(reason)
-        submission.bead.fail_attempt(reason)
-        feedback.settle(submission.session, landed=False)
-        capture.from_refusal(submission.session, reason)
-        queues.enqueue_dispatch()
+        failed_after_all(submission, reason)
     return True
 
 
@@ -103,12 +99,19 @@ def withdraw(submission: Submission, reason: str) -> bool:
     with transaction.atomic():
         if not submission.withdraw(reason):
             return False
-        submission.session.fail_submission(reason)
-        submission.bead.fail_attempt(reason)
-        feedback.settle(submission.session, landed=False)
-        capture.from_refusal(submission.session, reason)
-        queues.enqueue_dispatch()
+        failed_after_all(submission, reason)
     return True
+
+
+def failed_after_all(submission: Submission, reason: str) -> None:
+    """A refused or withdrawn submission, in its move's transaction: its session
+    failed, its bead goes back to the hook with `reason` (a lesson may be
+    learned from it), and the hook is dispatched again."""
+    submission.session.fail_submission(reason)
+    submission.bead.fail_attempt(reason)
+    feedback.settle(submission.session, landed=False)
+    capture.from_refusal(submission.session, reason)
+    queues.enqueue_dispatch()
 
 
 class ReviewRefused(Exception):
